@@ -1,0 +1,48 @@
+# vae-course: every target uses one virtual environment, .venv, made on first use.
+#   make lab     set up (first time) and start JupyterLab on chapters/ (prints the URL)
+#   make test    set up (first time) and run every test: unit tests, pairing, every chapter (nbval)
+#   make bench   print the benchmarks' figures (JSON)
+#   make sync    regenerate every chapters/*.ipynb from its .py (after editing a .py outside Lab)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+# Extra arguments for JupyterLab, e.g. make lab LAB_ARGS="--port 9999 --ip 0.0.0.0"
+LAB_ARGS ?=
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k kl"
+PYTEST_ARGS ?=
+
+.PHONY: help venv lab test bench sync clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	@mkdir -p $(dir $(LAB_SETTINGS))
+	@# Open the paired chapters/*.py files as notebooks in JupyterLab (Jupytext keeps both in sync).
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' > $(LAB_SETTINGS)
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=chapters $(LAB_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_evaluate.py
+
+sync: $(STAMP)
+	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done
+
+clean:
+	rm -rf build site student slides .pytest_cache

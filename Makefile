@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.installed
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # Extra arguments for JupyterLab, e.g. make lab LAB_ARGS="--port 9999 --ip 0.0.0.0"
 LAB_ARGS ?=
+# Jupyter refuses to run as root unless asked (containers, some CI and cloud machines run as root).
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k kl"
 PYTEST_ARGS ?=
 
@@ -32,7 +34,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=chapters $(LAB_ARGS)
+	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env $(PYTEST_ARGS)

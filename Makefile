@@ -2,6 +2,9 @@
 #   make lab     set up (first time) and start JupyterLab on chapters/ (prints the URL)
 #   make test    set up (first time) and run every test: unit tests, pairing, every chapter (nbval)
 #   make bench   print the benchmarks' figures (JSON)
+#   make student write the student edition, student/NN_name.ipynb (solutions replaced by stubs)
+#   make slides  export every chapter to reveal.js slides in slides/ (present live: RISE in Lab)
+#   make site    execute every chapter and write the readable HTML course to site/index.html
 #   make sync    regenerate every chapters/*.ipynb from its .py (after editing a .py outside Lab)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -16,7 +19,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k kl"
 PYTEST_ARGS ?=
 
-.PHONY: help venv lab test bench sync clean
+.PHONY: help venv lab test bench sync student slides site clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -36,8 +39,11 @@ venv: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
 
+# One execution of each chapter (nbval) is kept in build/executed/ (conftest.py); the site and slides
+# tests reuse it. The student edition is built into build/student/ and executed too.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests chapters --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+	$(BIN)/python -m scripts.make_student --out build/student
+	$(BIN)/python -m pytest chapters build/student tests --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
@@ -45,6 +51,15 @@ bench: $(STAMP)
 
 sync: $(STAMP)
 	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done
+
+student: $(STAMP)
+	$(BIN)/python -m scripts.make_student --out student
+
+slides: $(STAMP)
+	$(BIN)/python -m scripts.build_slides --out slides
+
+site: $(STAMP)
+	$(BIN)/python -m scripts.build_site --out site
 
 clean:
 	rm -rf build site student slides .pytest_cache

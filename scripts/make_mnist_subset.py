@@ -3,18 +3,18 @@
 Reproducible: it reads the four MNIST IDX files (verified by SHA-256 of their decompressed content),
 keeps the first rows of each split, and writes uint8 images and labels with np.savez_compressed.
 
-    python scripts/make_mnist_subset.py --source ../shared/data/mnist
+    python -m scripts.make_mnist_subset --source ../shared/data/mnist
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 
+from scripts.atomic import write_atomic
 from vaelib.data import _SUBSET_COUNTS, load_mnist
 
 OUT = Path(__file__).resolve().parents[1] / "vaelib" / "data" / "mnist_subset.npz"
@@ -34,11 +34,9 @@ def main(argv: list[str] | None = None) -> None:
         "test_images": mnist.test_images[:n_test].numpy(),
         "test_labels": mnist.test_labels[:n_test].numpy().astype(np.uint8),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".npz.part")
-    with os.fdopen(fd, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, args.out)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(args.out, buffer.getvalue())
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): "
           + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
 

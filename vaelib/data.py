@@ -237,7 +237,7 @@ def load_mnist_subset() -> MNIST:
     if not resource.is_file():
         raise FileNotFoundError(
             f"The bundled MNIST subset is missing ({resource}). Reinstall vaelib, or rebuild it with "
-            "`python scripts/make_mnist_subset.py --source DIR` from the four MNIST IDX files.")
+            "`python -m scripts.make_mnist_subset --source DIR` from the four MNIST IDX files.")
     with resources.as_file(resource) as path, np.load(path) as npz:
         return _as_tensors({key: npz[key] for key in MNIST_FILES})
 

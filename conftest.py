@@ -1,0 +1,58 @@
+"""Keep what nbval computed: each notebook it executes is written, with its outputs, to
+``build/executed/<folder>/<name>.ipynb`` once every cell has passed. The course site (``make site``)
+and its test are built from these, so ``make test`` executes each chapter once, not once per product.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.atomic import write_notebook_atomic
+
+ROOT = Path(__file__).resolve().parent
+EXECUTED = ROOT / "build" / "executed"
+
+_notebooks: dict[Path, dict] = {}  # notebook path -> {"nb": NotebookNode, "ok": bool, "count": int}
+
+
+def _is_nbval_cell(item: pytest.Item) -> bool:
+    return type(item).__name__ == "IPyNbCell" and hasattr(item, "test_outputs")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if call.when != "call" or not _is_nbval_cell(item):
+        return
+    path = Path(str(item.parent.fspath)).resolve()
+    record = _notebooks.setdefault(path, {"nb": item.parent.nb, "ok": True, "count": 0})
+    report = outcome.get_result()
+    record["count"] += 1
+    if record["count"] == 1:
+        _target(path) and _target(path).unlink(missing_ok=True)  # no stale copy from an earlier run
+    item.cell.execution_count = record["count"]
+    item.cell.outputs = list(item.test_outputs or [])
+    if report.failed:
+        record["ok"] = False
+    code_cells = sum(cell.cell_type == "code" for cell in record["nb"].cells)
+    if record["count"] == code_cells:  # the notebook's last cell: write it now, for later tests
+        _write(path, record)
+
+
+def _target(path: Path) -> Path | None:
+    try:
+        return EXECUTED / path.relative_to(ROOT)
+    except ValueError:
+        return None  # a notebook outside the repository (e.g. a test's temporary copy)
+
+
+def _write(path: Path, record: dict) -> None:
+    target = _target(path)
+    if target is None:
+        return
+    if not record["ok"]:
+        target.unlink(missing_ok=True)  # never leave a stale success behind
+        return
+    write_notebook_atomic(target, record["nb"])

@@ -1,0 +1,308 @@
+"""Gaussian distributions for latent variables: the encoder's q(z|x) and the exact posteriors.
+
+Two classes share one protocol (``rsample``, ``sample``, ``log_prob``, ``entropy``), so every
+estimator in :mod:`vaelib.estimators` accepts either as a proposal q(z|x):
+
+- :class:`DiagonalGaussian` ``N(mean, diag(exp(logvar)))`` -- what a VAE encoder outputs (ch. 7);
+- :class:`FullGaussian` ``N(mean, cov)`` with a Cholesky factor ``L`` (``cov = L Lᵀ``) -- the exact
+  posterior of the linear-Gaussian model (ch. 3, 5).
+
+Both sample by the reparameterization trick (ch. 7): ``z = mean + scale · eps`` with
+``eps ~ N(0, I)``, so gradients flow from ``z`` back to the parameters.
+
+Shapes: ``d`` is the latent dimension, ``...`` any batch shape (usually ``N`` data points) and ``K``
+the number of samples. Samples have shape ``(K, ..., d)``; ``log_prob`` sums over the last dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["DiagonalGaussian", "FullGaussian", "standard_normal"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def standard_normal(
+    shape: tuple[int, ...],
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw ``eps ~ N(0, I)`` of the given shape, dtype and device.
+
+    A ``generator`` living on another device (e.g. the CPU generator returned by
+    ``seed_everything`` while the model is on CUDA) is honoured: the noise is drawn where the
+    generator lives and then moved, so a seed gives the same numbers on every device.
+    """
+    device = torch.device(device)
+    if generator is None or generator.device == device:
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    eps = torch.randn(shape, generator=generator, dtype=dtype, device=generator.device)
+    return eps.to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks shared by the exact-math modules (gaussian, kl, toy, estimators).
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_tensor(name: str, value: object, min_dim: int = 0) -> torch.Tensor:
+    """``value`` must be a floating-point tensor with at least ``min_dim`` dimensions."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(value).__name__}; "
+            f"wrap it with torch.as_tensor({name}, dtype=torch.float64)."
+        )
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
+            f"convert it with {name}.to(torch.float64) (or float32 for a neural network)."
+        )
+    if value.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s), got shape {tuple(value.shape)}."
+        )
+    return value
+
+
+def _check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise when ``value`` holds NaN or ±inf (this reads the tensor: a host sync on a GPU)."""
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(
+            f"{name} contains NaN or infinite values; check how it was computed "
+            "(e.g. a log of 0, an exp that overflowed, or a diverged training run)."
+        )
+    return value
+
+
+def _check_num_samples(num_samples: object, name: str = "num_samples", minimum: int = 1) -> int:
+    """``num_samples`` must be a Python int (not bool) ``>= minimum``."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise TypeError(
+            f"{name} must be an int, got {type(num_samples).__name__} ({num_samples!r})."
+        )
+    if num_samples < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {num_samples}.")
+    return num_samples
+
+
+def _check_last_dim(
+    name: str, z: torch.Tensor, size: int, what: str = "latent dimension d"
+) -> None:
+    if z.dim() == 0 or z.shape[-1] != size:
+        raise ValueError(
+            f"{name} must have last dimension {size} (the {what}), got shape {tuple(z.shape)}."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagonal Gaussian: the encoder's q(z|x).
+# ---------------------------------------------------------------------------------------------
+
+
+class DiagonalGaussian:
+    """``N(mean, diag(σ²))`` with ``σ² = exp(logvar)``: the VAE's encoder distribution (ch. 6-7).
+
+    Args:
+        mean: ``(..., d)`` means μ.
+        logvar: ``(..., d)`` log-variances log σ², same shape as ``mean``.
+        validate: check that the shapes match and the values are finite (reading the values is a
+            host sync on a GPU: a training loop may pass ``validate=False``).
+    """
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, *, validate: bool = True):
+        _check_tensor("mean", mean, min_dim=1)
+        _check_tensor("logvar", logvar, min_dim=1)
+        if mean.shape != logvar.shape:
+            raise ValueError(
+                f"mean and logvar must have the same shape (..., d), got {tuple(mean.shape)} and "
+                f"{tuple(logvar.shape)}; an encoder usually returns both from one layer of size 2d."
+            )
+        if mean.dtype != logvar.dtype or mean.device != logvar.device:
+            raise ValueError(
+                f"mean and logvar must share dtype and device, got {mean.dtype}/{mean.device} and "
+                f"{logvar.dtype}/{logvar.device}."
+            )
+        if validate:
+            _check_finite("mean", mean)
+            _check_finite("logvar", logvar)
+        self.mean = mean
+        self.logvar = logvar
+
+    @property
+    def var(self) -> torch.Tensor:
+        """σ² = exp(logvar), shape ``(..., d)``."""
+        return self.logvar.exp()
+
+    @property
+    def std(self) -> torch.Tensor:
+        """σ = exp(logvar / 2), shape ``(..., d)``."""
+        return (0.5 * self.logvar).exp()
+
+    @property
+    def latent_dim(self) -> int:
+        """d, the size of the last dimension."""
+        return self.mean.shape[-1]
+
+    def rsample(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reparameterized samples ``z = μ + σ ⊙ eps``, ``eps ~ N(0, I)`` (ch. 7).
+
+        Returns ``(K, ..., d)`` for ``num_samples=K``, or ``(..., d)`` when ``num_samples`` is
+        None; differentiable with respect to ``mean`` and ``logvar``.
+        """
+        shape = self.mean.shape
+        if num_samples is not None:
+            shape = (_check_num_samples(num_samples), *shape)
+        eps = standard_normal(
+            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
+        )
+        return self.mean + self.std * eps  # (K, ..., d), broadcasting over K
+
+    def sample(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Like :meth:`rsample`, without gradients."""
+        with torch.no_grad():
+            return self.rsample(num_samples, generator)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log q(z) = -½ Σ_j [log 2π + log σ_j² + (z_j - μ_j)² / σ_j²]`` (ch. 6).
+
+        Args:
+            z: ``(K, ..., d)`` or anything that broadcasts against ``(..., d)``.
+
+        Returns:
+            the log density summed over the last dim, shape ``(K, ...)``.
+        """
+        _check_tensor("z", z)
+        _check_last_dim("z", z, self.latent_dim)
+        # (z - μ)² / σ² written as (z - μ)² · exp(-logvar): no division by a tiny σ².
+        sq = (z - self.mean).square() * torch.exp(-self.logvar)
+        return -0.5 * (LOG_2PI + self.logvar + sq).sum(dim=-1)
+
+    def entropy(self) -> torch.Tensor:
+        """``H[q] = ½ Σ_j (1 + log 2π + log σ_j²)``, shape ``(...)`` (ch. 6)."""
+        return 0.5 * (1.0 + LOG_2PI + self.logvar).sum(dim=-1)
+
+    def __repr__(self) -> str:
+        return f"DiagonalGaussian(batch_shape={tuple(self.mean.shape[:-1])}, d={self.latent_dim})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Full-covariance Gaussian: exact posteriors of the linear-Gaussian model.
+# ---------------------------------------------------------------------------------------------
+
+
+class FullGaussian:
+    """``N(mean, cov)`` with ``cov = L Lᵀ`` (Cholesky factor ``L``, lower triangular) (ch. 3, 5).
+
+    Args:
+        mean: ``(..., d)`` means.
+        cov: ``(d, d)`` covariance shared by every batch entry, or ``(..., d, d)`` one per entry;
+            must be symmetric positive definite.
+        validate: check finiteness and symmetry (a host sync on a GPU).
+
+    Used as a proposal q(z|x) = p(z|x) for :class:`vaelib.toy.LinearGaussian` (whose posterior
+    covariance is the same for every x), and to write log p(x) = log N(x; b, W Wᵀ + s² I).
+    """
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, *, validate: bool = True):
+        _check_tensor("mean", mean, min_dim=1)
+        _check_tensor("cov", cov, min_dim=2)
+        d = mean.shape[-1]
+        if cov.shape[-2:] != (d, d):
+            raise ValueError(
+                f"cov must have shape (d, d) or (..., d, d) with d={d} (the last dim of mean), "
+                f"got {tuple(cov.shape)}."
+            )
+        if validate:
+            _check_finite("mean", mean)
+            _check_finite("cov", cov)
+            if not torch.allclose(cov, cov.mT, rtol=1e-6, atol=1e-10):
+                raise ValueError("cov must be symmetric; symmetrize it with (cov + cov.mT) / 2.")
+        scale_tril, info = torch.linalg.cholesky_ex(cov)  # cov = L Lᵀ
+        if bool((info != 0).any()):
+            raise ValueError(
+                "cov is not positive definite (its Cholesky factorization failed); "
+                "a covariance needs strictly positive eigenvalues."
+            )
+        self.mean = mean
+        self.cov = cov
+        self.scale_tril = scale_tril
+
+    @property
+    def var(self) -> torch.Tensor:
+        """The marginal variances, the diagonal of ``cov``: ``(..., d)``."""
+        return torch.diagonal(self.cov, dim1=-2, dim2=-1).expand_as(self.mean)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The marginal standard deviations: ``(..., d)``."""
+        return self.var.sqrt()
+
+    @property
+    def latent_dim(self) -> int:
+        """d, the size of the last dimension."""
+        return self.mean.shape[-1]
+
+    def rsample(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reparameterized samples ``z = mean + L eps``, ``eps ~ N(0, I)``: ``(K, ..., d)``."""
+        shape = self.mean.shape
+        if num_samples is not None:
+            shape = (_check_num_samples(num_samples), *shape)
+        eps = standard_normal(
+            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
+        )
+        # (L eps)_i = Σ_j L_ij eps_j for every batch entry: (d, d) @ (K, ..., d, 1)
+        return self.mean + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def sample(
+        self, num_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Like :meth:`rsample`, without gradients."""
+        with torch.no_grad():
+            return self.rsample(num_samples, generator)
+
+    def _whiten(self, z: torch.Tensor) -> torch.Tensor:
+        """``y = L⁻¹ (z - mean)``, so that ``(z - m)ᵀ cov⁻¹ (z - m) = |y|²``."""
+        diff = z - self.mean  # (K, ..., d)
+        L = self.scale_tril
+        if L.dim() == 2:  # one shared (d, d) factor: a single triangular solve for all rows
+            rows = diff.reshape(-1, self.latent_dim).mT  # (d, M)
+            return torch.linalg.solve_triangular(L, rows, upper=False).mT.reshape(diff.shape)
+        return torch.linalg.solve_triangular(L, diff.unsqueeze(-1), upper=False).squeeze(-1)
+
+    def _half_log_det(self) -> torch.Tensor:
+        """``½ log det cov = Σ_i log L_ii``: shape ``(...)`` of the covariance batch."""
+        return torch.diagonal(self.scale_tril, dim1=-2, dim2=-1).log().sum(dim=-1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log N(z; m, Σ) = -½ [d log 2π + log det Σ + (z - m)ᵀ Σ⁻¹ (z - m)]``.
+
+        Args:
+            z: ``(K, ..., d)`` (broadcasting against ``(..., d)``).
+
+        Returns:
+            ``(K, ...)``.
+        """
+        _check_tensor("z", z)
+        _check_last_dim("z", z, self.latent_dim)
+        y = self._whiten(z)
+        return -0.5 * (self.latent_dim * LOG_2PI + y.square().sum(dim=-1)) - self._half_log_det()
+
+    def entropy(self) -> torch.Tensor:
+        """``H = ½ d (1 + log 2π) + ½ log det Σ``, shape ``(...)``."""
+        # + zeros of shape (...): a shared (d, d) covariance gives one entropy per batch entry
+        half_log_det = self._half_log_det() + torch.zeros_like(self.mean[..., 0])
+        return 0.5 * self.latent_dim * (1.0 + LOG_2PI) + half_log_det
+
+    def __repr__(self) -> str:
+        return f"FullGaussian(batch_shape={tuple(self.mean.shape[:-1])}, d={self.latent_dim})"

@@ -12,6 +12,7 @@ gaussian       DiagonalGaussian, FullGaussian
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)
 estimators     log_mean_exp, naive/importance estimators of log p(x), ESS, ELBO, IWAE
+gradients      score-function and pathwise estimators of the gradient of E_q[f(z)]
 =============  ==========================================================================
 """
 
@@ -19,6 +20,7 @@ from .data import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .estimators import *  # noqa: F401,F403
 from .gaussian import *  # noqa: F401,F403
+from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
 

@@ -1,0 +1,155 @@
+"""The chapter 7 checks: right answers pass, typical slips get the right hint, stubs are "not
+attempted yet", and nothing ever raises or prints a traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vaelib.exercises import (
+    check_minibatch_elbo_estimate,
+    check_pathwise_sample,
+    check_score_mu,
+)
+
+
+def verdict(check, answer, capsys):
+    ok = check(answer)
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    return ok, out
+
+
+def _not_implemented(*args):
+    raise NotImplementedError
+
+
+def _stub_body(*args):
+    ...
+
+
+# --- pathwise_sample -------------------------------------------------------------------------
+
+def test_pathwise_sample_right_answers(capsys):
+    for answer in (
+        lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * eps,
+        lambda mu, logvar, eps: mu + logvar.mul(0.5).exp() * eps,
+        lambda mu, logvar, eps: torch.addcmul(mu, torch.exp(logvar).sqrt(), eps),
+    ):
+        ok, out = verdict(check_pathwise_sample, answer, capsys)
+        assert ok and out.startswith("✅")
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda mu, logvar, eps: mu + torch.exp(logvar) * eps, "variance σ²"),
+    (lambda mu, logvar, eps: mu + logvar * eps, "logvar is log σ²"),
+    (lambda mu, logvar, eps: mu + eps / torch.exp(0.5 * logvar), "divided eps by σ"),
+    (lambda mu, logvar, eps: torch.exp(0.5 * logvar) * eps, "forgot to add the mean"),
+    (lambda mu, logvar, eps: mu - torch.exp(0.5 * logvar) * eps, "-eps"),
+    (lambda mu, logvar, eps: mu + eps, "forgot to scale"),
+    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach(), "differentiabl"),
+    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach().numpy(),
+     "differentiabl"),
+    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps)[:, 0], "shape"),
+    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar.detach()) * eps, "∂z/∂logvar"),
+    (lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, "NaN"),
+])
+def test_pathwise_sample_wrong_answers_get_the_right_hint(answer, hint, capsys):
+    ok, out = verdict(check_pathwise_sample, answer, capsys)
+    assert not ok and out.startswith("❌") and hint in out, out
+
+
+@pytest.mark.parametrize("stub", [..., None, _not_implemented, _stub_body])
+def test_pathwise_sample_stubs_are_not_attempted(stub, capsys):
+    ok, out = verdict(check_pathwise_sample, stub, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_pathwise_sample_crash_and_non_function(capsys):
+    ok, out = verdict(check_pathwise_sample, lambda mu, logvar, eps: mu @ eps, capsys)
+    assert not ok and "raised RuntimeError" in out
+    ok, out = verdict(check_pathwise_sample, torch.zeros(3), capsys)
+    assert not ok and "the function itself" in out
+
+
+# --- score_mu --------------------------------------------------------------------------------
+
+def test_score_mu_right_answers(capsys):
+    for answer in (
+        lambda z, mu, logvar: (z - mu) / torch.exp(logvar),
+        lambda z, mu, logvar: (z - mu) * torch.exp(-logvar),
+        lambda z, mu, logvar: ((z - mu) / torch.exp(0.5 * logvar)) / torch.exp(0.5 * logvar),
+        lambda z, mu, logvar: ((z - mu) / torch.exp(logvar)).numpy(),  # NumPy is accepted
+    ):
+        ok, out = verdict(check_score_mu, answer, capsys)
+        assert ok and out.startswith("✅")
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda z, mu, logvar: (mu - z) / torch.exp(logvar), "wrong sign"),
+    (lambda z, mu, logvar: (z - mu) / torch.exp(0.5 * logvar), "divided by σ"),
+    (lambda z, mu, logvar: (z - mu) * torch.exp(logvar), "multiplied by σ²"),
+    (lambda z, mu, logvar: z - mu, "forgot to divide"),
+    (lambda z, mu, logvar: (z - mu) / logvar, "logvar is log σ²"),
+    (lambda z, mu, logvar: 0.5 * (z - mu) / torch.exp(logvar), "factor ½ too many"),
+    (lambda z, mu, logvar: 2 * (z - mu) / torch.exp(logvar), "twice"),
+    (lambda z, mu, logvar: ((z - mu) / torch.exp(logvar)).sum(-1), "don't sum over the last dim"),
+])
+def test_score_mu_wrong_answers_get_the_right_hint(answer, hint, capsys):
+    ok, out = verdict(check_score_mu, answer, capsys)
+    assert not ok and out.startswith("❌") and hint in out, out
+
+
+@pytest.mark.parametrize("stub", [..., None, _not_implemented, _stub_body])
+def test_score_mu_stubs_are_not_attempted(stub, capsys):
+    ok, out = verdict(check_score_mu, stub, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+# --- minibatch_elbo_estimate -----------------------------------------------------------------
+
+def test_minibatch_elbo_estimate_right_answers(capsys):
+    for answer in (
+        lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0).sum(),
+        lambda log_w, n: n * log_w.mean(),  # the same number: n × the mean over V and m
+        lambda log_w, n: float(n / log_w.shape[1] * log_w.mean(0).sum()),
+        lambda log_w, n: np.float64(n * log_w.numpy().mean()),
+        lambda log_w, n: (n / log_w.shape[1] * log_w.mean(dim=0).sum()).reshape(1),
+    ):
+        ok, out = verdict(check_minibatch_elbo_estimate, answer, capsys)
+        assert ok and out.startswith("✅"), out
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda log_w, n: log_w.mean(dim=0).sum(), "forgot to scale by n/m"),
+    (lambda log_w, n: log_w.mean(), "average ELBO per data point"),
+    (lambda log_w, n: log_w.shape[1] / n * log_w.mean(dim=0).sum(), "not m/n"),
+    (lambda log_w, n: n / log_w.shape[1] * log_w.sum(), "average them (1/V)"),
+    (lambda log_w, n: log_w.sum(), "sum over the batch"),
+    (lambda log_w, n: -n / log_w.shape[1] * log_w.mean(dim=0).sum(), "wrong sign"),
+    (lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0), "return one number"),
+    (lambda log_w, n: 25.0 * log_w.mean(dim=0).sum(), "another"),  # hard-coded n/m = 200/8
+])
+def test_minibatch_elbo_estimate_wrong_answers_get_the_right_hint(answer, hint, capsys):
+    ok, out = verdict(check_minibatch_elbo_estimate, answer, capsys)
+    assert not ok and out.startswith("❌") and hint in out, out
+
+
+@pytest.mark.parametrize("stub", [..., None, _not_implemented, _stub_body])
+def test_minibatch_elbo_estimate_stubs_are_not_attempted(stub, capsys):
+    ok, out = verdict(check_minibatch_elbo_estimate, stub, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_checks_are_exported():
+    import vaelib.exercises.ch07 as ch07
+
+    assert set(ch07.__all__) == {"check_pathwise_sample", "check_score_mu",
+                                 "check_minibatch_elbo_estimate"}
+
+
+def test_pathwise_sample_detached_mu(capsys):
+    ok, out = verdict(check_pathwise_sample,
+                      lambda mu, logvar, eps: mu.detach() + torch.exp(0.5 * logvar) * eps, capsys)
+    assert not ok and "∂z/∂μ" in out

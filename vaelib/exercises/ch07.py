@@ -1,0 +1,167 @@
+"""Self-checks for chapter 07 (the reparameterization trick). See :mod:`vaelib.exercises._core`.
+
+- :func:`check_pathwise_sample`: ``z = μ + exp(½ log σ²) ⊙ eps``, differentiable in μ and log σ².
+- :func:`check_score_mu`: the score ``∇_μ log q(z) = (z - μ) / σ²`` of a diagonal Gaussian.
+- :func:`check_minibatch_elbo_estimate`: the doubly stochastic ELBO estimate
+  ``(n/m) Σ_{i in batch} (1/V) Σ_v log w_iv``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, run_check
+
+__all__ = ["check_pathwise_sample", "check_score_mu", "check_minibatch_elbo_estimate"]
+
+DT = torch.float64
+
+
+def _callable(answer: Any, signature: str) -> None:
+    if not callable(answer):
+        raise ExerciseFailed(
+            f"pass the function itself, {signature}, not its result (no parentheses after "
+            "its name)."
+        )
+
+
+def _result(value: Any) -> Any:
+    """A function whose body is still ``...``/``pass`` returns None: not attempted yet."""
+    if value is None or value is Ellipsis:
+        raise NotAttempted
+    return value
+
+
+def _case(seed: int, shape: tuple[int, ...] = (5, 3)) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(shape, generator=g, dtype=DT)
+    logvar = torch.empty(shape, dtype=DT).uniform_(-2.0, 2.0, generator=g)  # σ from 0.37 to 2.7
+    eps = torch.randn(shape, generator=g, dtype=DT)
+    return mu, logvar, eps
+
+
+def check_pathwise_sample(pathwise_sample: Any) -> bool:
+    """Check ``pathwise_sample(mu, logvar, eps) -> z = mu + exp(½ logvar) * eps`` (ch. 7).
+
+    Also checks that z is differentiable in ``mu`` and ``logvar`` with the right gradients
+    (∂z/∂μ = 1, ∂z/∂ log σ² = ½ σ eps): the reason the trick exists.
+    """
+
+    def body(fn: Any) -> str:
+        _callable(fn, "pathwise_sample(mu, logvar, eps)")
+        mu, logvar, eps = _case(0)
+        mu_, logvar_ = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+        got = _result(fn(mu_, logvar_, eps))
+        std = torch.exp(0.5 * logvar)
+        want = mu + std * eps
+        if not close(got, want, rtol=1e-6, atol=1e-9):
+            raise ExerciseFailed(diagnose(got, want, extra=[
+                (mu + logvar.exp() * eps, "you scaled eps by the variance σ² = exp(logvar); the "
+                 "scale is the standard deviation σ = exp(½ logvar)."),
+                (mu + logvar * eps, "logvar is log σ², not σ: the scale is σ = exp(½ logvar)."),
+                (mu + eps / std, "you divided eps by σ; multiply: z = μ + σ ⊙ eps."),
+                (std * eps, "you forgot to add the mean μ."),
+                (mu - std * eps, "-eps gives a valid sample too, but the convention (and this "
+                 "check) is z = μ + σ ⊙ eps with the eps you are given."),
+                (mu + eps, "you forgot to scale eps by σ = exp(½ logvar)."),
+            ]))
+        if not isinstance(got, torch.Tensor) or not got.requires_grad:
+            raise ExerciseFailed(
+                "the values are right, but z does not depend differentiably on mu and logvar "
+                "(a .detach(), torch.no_grad(), NumPy or q.sample() inside?): without that path "
+                "no gradient reaches the encoder."
+            )
+        grad_mu, grad_logvar = torch.autograd.grad(got.sum(), (mu_, logvar_), allow_unused=True)
+        if grad_mu is None or not torch.allclose(grad_mu, torch.ones_like(mu)):
+            raise ExerciseFailed("the values are right but ∂z/∂μ is not 1: add mu itself, "
+                                 "not a detached copy.")
+        if grad_logvar is None or not torch.allclose(grad_logvar, 0.5 * std * eps, rtol=1e-6,
+                                                     atol=1e-9):
+            raise ExerciseFailed("the values are right but ∂z/∂logvar is not ½ σ eps: compute "
+                                 "σ = exp(½ logvar) from logvar with torch operations "
+                                 "(no .detach()).")
+        return "z = μ + exp(½ log σ²) ⊙ ε, and gradients flow to μ and log σ²."
+
+    return run_check("pathwise_sample", pathwise_sample, body)
+
+
+def check_score_mu(score_mu: Any) -> bool:
+    """Check ``score_mu(z, mu, logvar) -> ∇_μ log q(z) = (z - mu) / exp(logvar)``, (N, d)."""
+
+    def body(fn: Any) -> str:
+        _callable(fn, "score_mu(z, mu, logvar)")
+        mu, logvar, eps = _case(1)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
+        want = (z - mu) / logvar.exp()
+        got_t = as_float64(got)
+        if got_t.shape == want.shape[:-1]:
+            raise ExerciseFailed(
+                f"expected shape {tuple(want.shape)}: ∇_μ log q has one entry per coordinate μ_j, "
+                "so don't sum over the last dim."
+            )
+        if not close(got, want, rtol=1e-6, atol=1e-9):
+            std = torch.exp(0.5 * logvar)
+            raise ExerciseFailed(diagnose(got, want, extra=[
+                ((mu - z) / logvar.exp(), "wrong sign: ∂/∂μ of -(z - μ)²/(2σ²) is +(z - μ)/σ²."),
+                ((z - mu) / std, "you divided by σ; the score divides by the variance σ² = "
+                 "exp(logvar). (It equals eps/σ, not eps.)"),
+                ((z - mu) * logvar.exp(), "you multiplied by σ²; divide by it."),
+                (z - mu, "you forgot to divide by σ² = exp(logvar)."),
+                ((z - mu) / logvar, "logvar is log σ²; divide by σ² = exp(logvar)."),
+                (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
+                 "cancels against the 2 from differentiating the square."),
+            ]))
+        return "∇_μ log q(z) = (z - μ)/σ² = ε/σ."
+
+    return run_check("score_mu", score_mu, body)
+
+
+def _scalar(value: Any) -> torch.Tensor:
+    got = as_float64(value)
+    if got.numel() != 1:
+        raise ExerciseFailed(
+            f"return one number (an estimate of the whole data set's ELBO), got shape "
+            f"{tuple(got.shape)}: sum over the minibatch after averaging over the V samples."
+        )
+    return got.reshape(())
+
+
+def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
+    """Check ``minibatch_elbo_estimate(log_w, num_data) -> (n/m) Σ_i (1/V) Σ_v log_w[v, i]``.
+
+    ``log_w`` has shape ``(V, m)`` (V samples for each of the m minibatch points); the answer is
+    one number, an unbiased estimate of the full-data ELBO Σ_{i=1}^n ELBO_i.
+    """
+
+    def body(fn: Any) -> str:
+        _callable(fn, "minibatch_elbo_estimate(log_w, num_data)")
+        g = torch.Generator().manual_seed(2)
+        V, m, n = 3, 8, 200
+        log_w = -5.0 + torch.randn(V, m, generator=g, dtype=DT)
+        got_t = _scalar(_result(fn(log_w.clone(), n)))
+        want = (n / m) * log_w.mean(dim=0).sum()
+        if not close(got_t, want, rtol=1e-9, atol=1e-9):
+            raise ExerciseFailed(diagnose(got_t, want, extra=[
+                (log_w.mean(dim=0).sum(), "you summed the minibatch but forgot to scale by n/m "
+                 "(each point is in the batch with probability m/n)."),
+                (log_w.mean(), "that is the average ELBO per data point; multiply by n for the "
+                 "whole data set's ELBO."),
+                ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over batch "
+                 "size), not m/n."),
+                ((n / m) * log_w.sum(), "you summed over the V samples; average them (1/V)."),
+                (log_w.sum(), "sum over the batch, average over the V samples, then scale by n/m."),
+                (n * log_w.sum(), "average over the V samples, and scale the batch sum by n/m."),
+            ]))
+        # a second case, so a hard-coded m or V cannot pass
+        log_w2 = torch.randn(2, 5, generator=g, dtype=DT)
+        want2 = (50 / 5) * log_w2.mean(dim=0).sum()
+        got2 = _scalar(_result(fn(log_w2.clone(), 50)))
+        if not close(got2, want2, rtol=1e-9, atol=1e-9):
+            raise ExerciseFailed("right on one case but not on another: read V and m from "
+                                 "log_w.shape instead of fixing them.")
+        return "(n/m) Σ_batch (1/V) Σ_v log w is unbiased for the full-data ELBO."
+
+    return run_check("minibatch_elbo_estimate", minibatch_elbo_estimate, body)

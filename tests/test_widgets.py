@@ -41,11 +41,15 @@ def test_many_moves_reuse_one_figure_and_leak_nothing():
     assert plt.get_fignums() == open_before  # never registered with pyplot
 
 
-def test_static_figure_draws_once_and_prints_the_readout(capsys):
-    fig = static_figure(draw_gaussian, mean=0.5, scale=1.0)
+def test_static_figure_draws_once_prints_the_readout_and_leaks_nothing(capsys, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plt, "show", lambda: drawn.append([len(f.axes) for f in map(plt.figure,
+                                                                                  plt.get_fignums())]))
+    open_before = plt.get_fignums()
+    assert static_figure(draw_gaussian, mean=0.5, scale=1.0) is None
     assert "mean = 0.50" in capsys.readouterr().out
-    assert len(fig.axes) == 1
-    plt.close(fig)
+    assert drawn and drawn[0][-1] == 1  # one axes on the figure that was shown
+    assert plt.get_fignums() == open_before
 
 
 def test_bad_controls_are_clear_errors():

@@ -44,14 +44,18 @@ def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def static_figure(draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), **values: Any) -> Figure:
-    """Draw ``draw(fig, **values)`` once as an ordinary inline figure; print what it returns."""
+def static_figure(draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), **values: Any) -> None:
+    """Draw ``draw(fig, **values)`` once as an ordinary inline figure; print what it returns.
+
+    Returns None (a returned figure would be displayed a second time as a cell's last value), and
+    closes the figure once shown, so a chapter calling it many times leaks nothing.
+    """
     fig = plt.figure(figsize=figsize)
     readout = draw(fig, **values)
     if readout:
         print(_strip_html(str(readout)))
     plt.show()
-    return fig
+    plt.close(fig)
 
 
 def _strip_html(text: str) -> str:

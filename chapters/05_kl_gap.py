@@ -340,7 +340,7 @@ def draw_gap(fig, mean, scale):
 
 
 # The static twin of the widget below (for GitHub and printed pages).
-gap_figure = static_figure(draw_gap, figsize=(13, 4), mean=-1.0, scale=1.0)
+static_figure(draw_gap, figsize=(13, 4), mean=-1.0, scale=1.0)
 
 # %% [markdown]
 # The live version: move the sliders (the figure above is the same drawing at mean $-1$, scale $1$).

@@ -3,7 +3,7 @@
 Reads the executed chapters (``build/executed/chapters/*.ipynb``, kept from ``make test``'s one
 execution by the repository's ``conftest.py``, or executed now if missing or stale) and writes
 ``site/index.html`` and ``site/NN_name.html`` with their figures embedded and their LaTeX rendered
-by MathJax. Widgets cannot run in a static page: each widget output is replaced by a note (the static
+by MathJax, copied into ``site/mathjax/`` so the site reads offline too. Widgets cannot run in a static page: each widget output is replaced by a note (the static
 figure beside it shows the same view).
 
     python -m scripts.build_site [--out site]
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -23,6 +24,7 @@ from scripts.atomic import write_atomic
 from scripts.executed import executed_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("<p><em>An interactive widget is here in the notebook. Open the chapter in JupyterLab "
                "to move it; the static figure beside it shows one of its views.</em></p>")
@@ -51,6 +53,15 @@ def without_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def copy_mathjax(target: Path) -> None:
+    """Copy MathJax (from the jupyter-server-mathjax package) beside the pages, for offline reading."""
+    import jupyter_server_mathjax
+
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (target / "MathJax.js").is_file():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+
+
 def count_figures(page: str) -> int:
     return page.count('src="data:image/png;base64,')
 
@@ -61,7 +72,8 @@ def build_site(notebooks: list[nbformat.NotebookNode], stems: list[str], out: Pa
     if not notebooks:
         raise SystemExit("no chapters to build the site from.")
     out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")
+    copy_mathjax(out / "mathjax")
+    exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
     figures, rows = {}, []
     for nb, stem in zip(notebooks, stems, strict=True):
         title = chapter_title(nb, stem)

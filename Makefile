@@ -18,6 +18,8 @@ LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k kl"
 PYTEST_ARGS ?=
+# Extra arguments for the training and evaluation benchmarks
+BENCH_ARGS ?=
 
 .PHONY: help venv lab test bench sync student slides site clean
 
@@ -45,9 +47,11 @@ test: $(STAMP)
 	$(BIN)/python -m scripts.make_student --out build/student
 	$(BIN)/python -m pytest chapters build/student tests --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
+# On a GPU machine: make bench BENCH_ARGS="--device cuda --data-dir /path/to/mnist"
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python benchmarks/bench_evaluate.py
+	$(BIN)/python benchmarks/bench_train.py --repeats 3 $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_evaluate.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_chapters.py
 
 sync: $(STAMP)
 	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done

@@ -30,15 +30,25 @@ from .checkpoint import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .estimators import *  # noqa: F401,F403
-from .evaluate import Evaluation, importance_log_likelihood  # noqa: F401
 from .gaussian import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
 from .plots import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
-from .train import History, NonFiniteLossError, TrainConfig  # noqa: F401
 from .vae import *  # noqa: F401,F403
 from .widgets import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
+
+# Imported on first use, so that `python -m vaelib.train` does not find vaelib.train already imported.
+_LAZY = {"TrainConfig": "train", "History": "train", "NonFiniteLossError": "train",
+         "Evaluation": "evaluate", "importance_log_likelihood": "evaluate"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vaelib' has no attribute {name!r}")

@@ -1,0 +1,168 @@
+"""Test-set numbers of a trained VAE: ELBO, IWAE bound, log-likelihood, to a memory budget (ch. 8).
+
+For each test image x, draw K samples z_k ~ q(z|x) and form the log importance weights
+(:func:`vaelib.estimators.log_importance_weights`, ch. 3)
+
+    log w_k = log p(x, z_k) - log q(z_k|x),   k = 1..K.
+
+From the same K weights:
+
+    log p(x)  ≈ log (1/K) Σ_k w_k           importance sampling (ch. 3); K = 5000 in Burda et al.
+    IWAE_k    ≈ mean over K/k groups of log (1/k) Σ_{j in group} w_j      (ch. 5)
+    ELBO      ≈ (1/K) Σ_k log w_k                                         (ch. 4)
+
+so ELBO <= IWAE_k <= log p(x) up to Monte Carlo error. The test set is binarized once with a fixed
+seed (:func:`vaelib.data.fixed_binarization`), so numbers are comparable between runs and with the
+literature.
+
+K × N decoder outputs of D pixels do not fit in memory (5000 × 10,000 × 784 floats = 157 GB), so the
+work is chunked: a chunk of data points at a time, and within it a chunk of samples at a time
+(:func:`chunk_sizes`). The noise of data point i is drawn from its own generator, seeded with
+(seed, i), so the numbers do not depend on the chunk sizes, i.e. on the memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from . import estimators
+from .data import fixed_binarization
+from .gaussian import DiagonalGaussian
+
+__all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
+           "default_memory_budget"]
+
+
+@dataclass
+class Evaluation:
+    """Per-data-point estimates, ``(N,)`` CPU tensors in nats, and how they were made."""
+
+    elbo: torch.Tensor  # (1/K) Σ_k log w_k
+    iwae: torch.Tensor  # IWAE bound with iwae_samples samples
+    log_likelihood: torch.Tensor  # log (1/K) Σ_k w_k
+    ess: torch.Tensor  # effective sample size of the K weights (near K: q is a good proposal)
+    num_samples: int  # K
+    iwae_samples: int  # k
+
+    def summary(self) -> dict:
+        """Means over the data points (and the standard error of the log-likelihood's mean)."""
+        n = len(self.log_likelihood)
+        sem = self.log_likelihood.std().item() / math.sqrt(n) if n > 1 else float("nan")
+        log_likelihood = self.log_likelihood.mean().item()
+        return {"num_points": n, "num_samples": self.num_samples, "iwae_samples": self.iwae_samples,
+                "elbo": self.elbo.mean().item(),
+                f"iwae_{self.iwae_samples}": self.iwae.mean().item(),
+                "log_likelihood": log_likelihood, "nll": -log_likelihood,
+                "log_likelihood_sem": sem, "ess_mean": self.ess.mean().item()}
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes the evaluation may use: half the free GPU memory on CUDA, 256 MiB elsewhere."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    return 256 * 2**20
+
+
+def chunk_sizes(model, num_points: int, num_samples: int, memory_budget: int) -> tuple[int, int]:
+    """``(n, k)``: data points per chunk and samples per decoder call, to fit ``memory_budget``.
+
+    Half the budget (bytes) holds a chunk's noise and log-weights (n × K × (d + 1) floats), the
+    other half one decoder call over k × n latents (about 3D + 2 Σ hidden + 4d floats each).
+    """
+    c = model.config
+    per_point = 4 * num_samples * (c.latent_dim + 1)
+    per_pair = 4 * (3 * c.data_dim + 2 * sum(c.hidden_dims) + 4 * c.latent_dim)
+    n = min(num_points, max(1, memory_budget // 2 // per_point))
+    k = min(num_samples, max(1, memory_budget // 2 // (n * per_pair)))
+    return n, k
+
+
+class _PresampledGaussian:
+    """q(z|x) whose noise was drawn in advance: each ``rsample(k)`` returns the next k samples."""
+
+    def __init__(self, q: DiagonalGaussian, eps: torch.Tensor):
+        self.q, self.eps, self.used = q, eps, 0  # eps: (K, n, d)
+
+    def rsample(self, num_samples: int, generator=None) -> torch.Tensor:
+        eps = self.eps[self.used:self.used + num_samples]  # (k, n, d)
+        self.used += num_samples
+        return self.q.mean + self.q.std * eps  # z = mu + σ ⊙ eps, (k, n, d)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.q.log_prob(z)
+
+
+def _noise(first: int, n: int, num_samples: int, latent_dim: int, seed: int,
+           device) -> torch.Tensor:
+    """eps (K, n, d) for the data points first, ..., first + n - 1; point i's from a generator
+    seeded with (seed, i)."""
+    generator = torch.Generator(device=device)
+    eps = []
+    for i in range(first, first + n):
+        generator.manual_seed(seed * 1_000_003 + i)
+        eps.append(torch.randn(num_samples, latent_dim, generator=generator, device=device))
+    return torch.stack(eps, dim=1)
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int = 50, *,
+             seed: int = 0, binarize: bool | None = None, memory_budget: int | None = None,
+             progress: bool = True) -> Evaluation:
+    """ELBO, IWAE_k and log p(x) of every data point, from K importance samples each.
+
+    Args:
+        model: a :class:`vaelib.vae.VAE` (x is moved to its device).
+        x: ``(N, D)`` data; grey levels in [0, 1] for a Bernoulli likelihood.
+        num_samples: K, importance samples per data point (Burda et al. use 5000).
+        iwae_samples: k <= K, the IWAE bound's sample size.
+        seed: for the binarization and the samples.
+        binarize: binarize x once with :func:`vaelib.data.fixed_binarization`; None: iff the
+            likelihood is Bernoulli (binary data are left unchanged by it).
+        memory_budget: bytes to use (default :func:`default_memory_budget`).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`Evaluation`; ``.summary()`` gives the means.
+    """
+    x = model.check_data(x)  # (N, D)
+    if binarize is None:
+        binarize = model.config.likelihood == "bernoulli"
+    if binarize:
+        x = fixed_binarization(x, seed=seed)
+    if not 1 <= iwae_samples <= num_samples:
+        raise ValueError(f"need 1 <= iwae_samples <= num_samples, got {iwae_samples} and "
+                         f"{num_samples}.")
+    budget = memory_budget if memory_budget is not None else default_memory_budget(x.device)
+    n_chunk, k_chunk = chunk_sizes(model, len(x), num_samples, budget)
+    groups = num_samples // iwae_samples  # IWAE_k is averaged over this many disjoint groups of k
+    results = {"elbo": [], "iwae": [], "log_likelihood": [], "ess": []}
+    bar = tqdm(total=len(x), unit="point", desc=f"log p(x), K={num_samples}", disable=not progress)
+    with bar:
+        for first in range(0, len(x), n_chunk):
+            x_chunk = x[first:first + n_chunk]  # (n, D)
+            eps = _noise(first, len(x_chunk), num_samples, model.latent_dim, seed, x.device)
+            q = _PresampledGaussian(model.posterior(x_chunk), eps)  # eps: (K, n, d)
+            log_w = estimators.log_importance_weights(  # (K, n)
+                model, x_chunk, q, num_samples, chunk_size=k_chunk)
+            results["log_likelihood"].append(estimators.log_mean_exp(log_w, dim=0).cpu())
+            results["elbo"].append(log_w.mean(dim=0).cpu())
+            grouped = log_w[:groups * iwae_samples].reshape(groups, iwae_samples, -1)  # (K/k, k, n)
+            results["iwae"].append(estimators.log_mean_exp(grouped, dim=1).mean(dim=0).cpu())
+            results["ess"].append(estimators.effective_sample_size(log_w, dim=0).cpu())
+            bar.update(len(x_chunk))
+    return Evaluation(**{name: torch.cat(parts) for name, parts in results.items()},
+                      num_samples=num_samples, iwae_samples=iwae_samples)
+
+
+def importance_log_likelihood(model, x: torch.Tensor, num_samples: int = 5000,
+                              **kwargs) -> torch.Tensor:
+    """``log p(x) ≈ log (1/K) Σ_k p(x, z_k) / q(z_k|x)`` per data point, ``(N,)``.
+
+    Keyword arguments as in :func:`evaluate`.
+    """
+    return evaluate(model, x, num_samples, iwae_samples=1, **kwargs).log_likelihood

@@ -1,0 +1,344 @@
+"""The neural Variational Autoencoder (ch. 7-8): an MLP encoder q(z|x) and an MLP decoder p(x|z).
+
+The generative model and its approximate posterior:
+
+    z ~ p(z) = N(0, I_d)
+    x | z ~ Bernoulli(sigmoid(f(z)))   (binarized pixels; the decoder f outputs logits), or
+    x | z ~ N(f(z), σ² I_D)            (the decoder f outputs the mean)
+    q(z|x) = N(μ(x), diag exp(logvar(x)))   (the encoder outputs μ and logvar)
+
+Training maximizes the ELBO (ch. 4), here in its "analytic KL" form (ch. 6):
+
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))  <=  log p(x)
+
+with the expectation estimated by K reparameterized samples ``z_k = μ + σ ⊙ eps_k`` (ch. 7) and
+the KL between two Gaussians in closed form. The model follows the protocol shared with
+:mod:`vaelib.toy` (``latent_dim``, ``log_prior``, ``log_likelihood``, ``log_joint``,
+``sample_prior``), so :mod:`vaelib.estimators` (importance sampling, IWAE) work on it unchanged.
+
+Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import estimators
+from .gaussian import LOG_2PI, DiagonalGaussian, standard_normal
+from .kl import gaussian_kl
+
+__all__ = ["VAEConfig", "VAE", "PRESETS", "ACTIVATIONS", "LIKELIHOODS"]
+
+#: Nonlinearities by name (applied after every hidden layer).
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus,
+               "gelu": nn.GELU}
+#: The likelihoods p(x|z) the decoder can parameterize.
+LIKELIHOODS = ("bernoulli", "gaussian")
+#: How the Gaussian decoder's standard deviation σ is handled.
+GAUSSIAN_STD_MODES = ("fixed", "shared", "per-pixel")
+
+#: Named architectures: overrides of the :class:`VAEConfig` defaults.
+PRESETS = {
+    # pytorch/examples vae/main.py: 784-400-20, ReLU, Bernoulli decoder.
+    "pytorch-example": dict(hidden_dims=(400,), latent_dim=20, activation="relu"),
+    # Burda, Grosse & Salakhutdinov (2015), one stochastic layer: 784-200-200-50, tanh, Bernoulli
+    # decoder whose output bias starts at the logit of the mean training image.
+    "burda": dict(hidden_dims=(200, 200), latent_dim=50, activation="tanh", init_output_bias=True),
+}
+
+
+@dataclass
+class VAEConfig:
+    """Everything that defines a :class:`VAE`'s architecture (saved as JSON in checkpoints)."""
+
+    data_dim: int = 784  # D: a flattened 28 × 28 MNIST image
+    hidden_dims: tuple[int, ...] = (400,)  # encoder D -> h1 -> ... -> 2d; the decoder mirrors it
+    latent_dim: int = 20  # d: the size of z
+    activation: str = "relu"  # after every hidden layer: relu | tanh | elu | softplus | gelu
+    likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (0/1 pixels; decoder gives logits)
+    #                                or "gaussian" (real values; decoder gives the mean)
+    gaussian_std: float = 0.1  # σ of a Gaussian p(x|z) = N(f(z), σ² I) (the start if learned)
+    gaussian_std_mode: str = "fixed"  # "fixed" σ | "shared": one learned σ | "per-pixel": σ_i
+    init_output_bias: bool = False  # train() sets the output bias from the data mean (Burda)
+
+    def __post_init__(self):
+        self.hidden_dims = tuple(self.hidden_dims)  # lists (e.g. from JSON) become tuples
+        for name in ("data_dim", "latent_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_dims):
+            raise ValueError(
+                f"hidden_dims must be integers >= 1 (e.g. (400,)), got {self.hidden_dims!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose 'bernoulli' (binary "
+                             "data in {0, 1}) or 'gaussian' (real-valued data).")
+        if self.gaussian_std_mode not in GAUSSIAN_STD_MODES:
+            raise ValueError(f"unknown gaussian_std_mode {self.gaussian_std_mode!r}; choose one of "
+                             f"{GAUSSIAN_STD_MODES}.")
+        if not (isinstance(self.gaussian_std, (int, float)) and math.isfinite(self.gaussian_std)
+                and self.gaussian_std > 0):
+            raise ValueError(
+                f"gaussian_std must be a finite number > 0, got {self.gaussian_std!r}.")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> VAEConfig:
+        """A named architecture (see :data:`PRESETS`), with any field overridden by keyword."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples become lists)."""
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VAEConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are an error (a config from elsewhere?)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown VAEConfig field(s) {unknown}; known fields: {sorted(names)}.")
+        return cls(**values)
+
+
+def _mlp(widths: list[int], activation: str) -> nn.Sequential:
+    """Linear layers ``widths[0] -> ... -> widths[-1]``, with the activation between them."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if i > 0:
+            layers.append(ACTIVATIONS[activation]())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """A VAE with MLP encoder and decoder (ch. 7-8).
+
+    Args:
+        config: the architecture (default ``VAEConfig()``, the pytorch-example model);
+        **overrides: fields of the config to change, e.g. ``VAE(latent_dim=2)``.
+
+    Example::
+
+        model = VAE(VAEConfig.preset("burda"))
+        elbo = model.elbo(x)  # (N,) nats per data point
+    """
+
+    def __init__(self, config: VAEConfig | None = None, **overrides):
+        super().__init__()
+        config = config if config is not None else VAEConfig()
+        if not isinstance(config, VAEConfig):
+            raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}; for a "
+                            "preset use VAEConfig.preset('burda').")
+        self.config = dataclasses.replace(config, **overrides) if overrides else config
+        c = self.config
+        # Encoder: x (N, D) -> (N, 2d), split into μ and logvar. Decoder: z (..., d) -> (..., D).
+        self.encoder = _mlp([c.data_dim, *c.hidden_dims, 2 * c.latent_dim], c.activation)
+        self.decoder = _mlp([c.latent_dim, *reversed(c.hidden_dims), c.data_dim], c.activation)
+        self.output_bias_from_data = False  # set by init_output_bias (train() calls it once)
+        if c.likelihood == "gaussian":  # log σ of p(x|z): a constant, or learned (1 or D of them)
+            shape = (c.data_dim,) if c.gaussian_std_mode == "per-pixel" else ()
+            log_std = torch.full(shape, math.log(c.gaussian_std))
+            if c.gaussian_std_mode == "fixed":
+                self.register_buffer("log_std", log_std, persistent=False)
+            else:
+                self.log_std = nn.Parameter(log_std)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> VAE:
+        """``VAE(VAEConfig.preset(name, **overrides))``."""
+        return cls(VAEConfig.preset(name, **overrides))
+
+    @property
+    def latent_dim(self) -> int:
+        """d, the size of z."""
+        return self.config.latent_dim
+
+    @property
+    def data_dim(self) -> int:
+        """D, the size of x."""
+        return self.config.data_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder[-1].weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder[-1].weight.dtype
+
+    # -- input checks ---------------------------------------------------------------------------
+
+    def check_data(self, x: torch.Tensor) -> torch.Tensor:
+        """Check x is ``(N, D)`` data this model can score; return it on the model's device/dtype.
+
+        A Bernoulli likelihood needs values in [0, 1] (0/1 pixels; grey levels in between run, but
+        are not a normalized likelihood: binarize them, ch. 8). Reads the values: a host sync on
+        a GPU.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (N, {self.data_dim}), got "
+                            f"{type(x).__name__}.")
+        if x.dim() != 2 or x.shape[1] != self.data_dim:
+            raise ValueError(f"x must have shape (N, D={self.data_dim}), got {tuple(x.shape)}; "
+                             "flatten images first (vaelib.data.to_unit_interval gives (N, 784) "
+                             "in [0, 1]).")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be floating point, got {x.dtype}; convert uint8 images with "
+                            "vaelib.data.to_unit_interval.")
+        x = x.to(device=self.device, dtype=self.dtype)
+        if x.numel() == 0:
+            return x
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one pass, one sync; NaN propagates
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("x contains NaN or infinite values; clean the data first.")
+        if self.config.likelihood == "bernoulli" and (lo < 0 or hi > 1):
+            raise ValueError(
+                "a Bernoulli likelihood needs data in [0, 1] (pixels that are on or off), got "
+                f"values in [{lo:.3g}, {hi:.3g}]. Scale images to [0, 1] and binarize them "
+                "(vaelib.data.binarize), or use likelihood='gaussian' for real-valued data.")
+        return x
+
+    # -- encoder and decoder --------------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The parameters of q(z|x): ``x (N, D) -> (mu (N, d), logvar (N, d))``."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (N, 2d) -> 2 × (N, d)
+        return mu, logvar
+
+    def posterior(self, x: torch.Tensor, validate: bool = True) -> DiagonalGaussian:
+        """q(z|x) = N(mu(x), diag exp(logvar(x))), a :class:`DiagonalGaussian` over ``(N, d)``."""
+        return DiagonalGaussian(*self.encode(x), validate=validate)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z)``: ``(..., d) -> (..., D)``, the logits of p(x|z) (Bernoulli) or its mean."""
+        return self.decoder(z)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: ``sigmoid(f(z))`` (pixel probabilities) or ``f(z)``; ``(..., d) -> (..., D)``."""
+        out = self.decode(z)
+        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat = E[x | z = mu(x)], the decoder's mean at the posterior mean: ``(N, D)``."""
+        mu, _ = self.encode(x)
+        return self.decode_mean(mu)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """New images: x_hat = E[x|z] at ``z ~ p(z)``, ``(K, D)`` (means, not noisy draws)."""
+        return self.decode_mean(self.sample_prior(num_samples, generator=generator))
+
+    @torch.no_grad()
+    def init_output_bias(self, x_mean: torch.Tensor) -> None:
+        """Start the decoder at the average image: output bias = logit(mean) (Bernoulli) or mean.
+
+        With the last layer's weights small, p(x|z) then begins at the per-pixel marginal instead
+        of at probability ½ everywhere (Burda et al., 2015). Args: x_mean ``(D,)``, e.g.
+        ``x.mean(0)``. When ``config.init_output_bias`` is set, :func:`vaelib.train.train` calls
+        this once, on a model whose ``output_bias_from_data`` is still False.
+        """
+        x_mean = torch.as_tensor(x_mean, dtype=self.dtype).to(self.device).reshape(-1)
+        if x_mean.shape != (self.data_dim,):
+            raise ValueError(
+                f"x_mean must have shape ({self.data_dim},), got {tuple(x_mean.shape)}.")
+        if self.config.likelihood == "bernoulli":
+            p = x_mean.clamp(1e-4, 1 - 1e-4)  # a pixel that is always 0 gets ≈ -9.2, not -inf
+            x_mean = torch.log(p) - torch.log1p(-p)  # logit(p) = log p / (1 - p)
+        self.decoder[-1].bias.copy_(x_mean)
+        self.output_bias_from_data = True
+
+    # -- the model's densities (the protocol of vaelib.toy) -------------------------------------
+
+    def sample_prior(self, num_samples: int, num_points: int | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z ~ p(z) = N(0, I_d)``: ``(K, d)``, or ``(K, N, d)`` with ``num_points=N``."""
+        batch = (num_samples,) if num_points is None else (num_samples, num_points)
+        shape = (*batch, self.latent_dim)
+        return standard_normal(shape, dtype=self.dtype, device=self.device, generator=generator)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z) = -½ Σ_j (z_j² + log 2π)``: ``(..., d) -> (...)``."""
+        return -0.5 * (z.square() + LOG_2PI).sum(dim=-1)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor,
+                       validate: bool = True) -> torch.Tensor:
+        """``log p(x|z)`` summed over the D pixels.
+
+        x ``(N, D)`` and z ``(K, N, d)`` or ``(N, d)`` give ``(K, N)`` or ``(N,)``.
+
+        Bernoulli, logits l = f(z):  log p(x|z) = Σ_i [x_i l_i - softplus(l_i)]
+            (as log sigmoid(l) = l - softplus(l) and log(1 - sigmoid(l)) = -softplus(l));
+            each term is minus torch's ``binary_cross_entropy_with_logits``, one fused kernel.
+        Gaussian, mean m = f(z):     log p(x|z) = -½ Σ_i [((x_i - m_i)/σ_i)² + log 2π + 2 log σ_i].
+
+        ``validate=False`` skips :meth:`check_data` (no host sync: for training loops).
+        """
+        if validate:
+            x = self.check_data(x)
+        out = self.decode(z).float()  # (K, N, D); float32 even under bf16 autocast
+        if self.config.likelihood == "bernoulli":
+            # x_i l_i - softplus(l_i) = -BCE(l_i, x_i), stable for any l
+            bce = F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+            return -bce.sum(dim=-1)
+        log_std = self.log_std.float().expand(self.data_dim)  # log σ_i, (D,)
+        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - m_i) / σ_i)², (K, N, D)
+        return -0.5 * (sq + LOG_2PI + 2 * log_std).sum(dim=-1)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log p(x, z) = log p(z) + log p(x|z)``: shapes as in :meth:`log_likelihood`."""
+        return self.log_prior(z) + self.log_likelihood(x, z)
+
+    # -- the bounds -----------------------------------------------------------------------------
+
+    def elbo_terms(self, x: torch.Tensor, num_samples: int = 1,
+                   generator: torch.Generator | None = None,
+                   validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two terms of the ELBO per data point: ``(reconstruction (N,), kl (N,))``.
+
+        reconstruction = (1/K) Σ_k log p(x|z_k),  z_k = mu + σ ⊙ eps_k  (reparameterized, ch. 7)
+        kl             = KL(q(z|x) ‖ N(0, I))  in closed form (ch. 6)
+
+        ``validate=False`` skips the data and finiteness checks (no host sync: for training).
+        """
+        if validate:
+            x = self.check_data(x)
+        q = self.posterior(x, validate=validate)
+        z = q.rsample(num_samples, generator=generator)  # (K, N, d)
+        reconstruction = self.log_likelihood(x, z, validate=False).mean(dim=0)  # (N,)
+        kl = gaussian_kl(q.mean.float(), q.logvar.float())  # (N,)
+        return reconstruction, kl
+
+    def elbo(self, x: torch.Tensor, num_samples: int = 1,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))`` per data point, ``(N,)`` (ch. 4, 6).
+
+        The expectation is estimated with K = ``num_samples`` reparameterized samples, the KL
+        exactly (lower variance than :func:`vaelib.estimators.elbo`, which estimates both terms by
+        sampling ``log p(x, z) - log q(z|x)``; both have the same expectation). Differentiable.
+        """
+        reconstruction, kl = self.elbo_terms(x, num_samples, generator)
+        return reconstruction - kl
+
+    def iwae_bound(self, x: torch.Tensor, k: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 5).
+
+        Estimated from one draw of k samples z_j ~ q(z|x) for each data point.
+        ELBO = IWAE_1 <= IWAE_k <= log p(x). Holds k × N decoder outputs in memory; for k in the
+        thousands use :func:`vaelib.evaluate.evaluate`, which chunks.
+        """
+        x = self.check_data(x)
+        return estimators.iwae_bound(self, x, self.posterior(x), k, generator=generator)

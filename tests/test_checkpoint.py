@@ -14,13 +14,7 @@ from vaelib.vae import VAE, VAEConfig
 CONFIG = VAEConfig(data_dim=10, hidden_dims=(8,), latent_dim=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models gain nothing from threads, and lose a lot when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_pieces(seed=0):

@@ -6,16 +6,9 @@ import pytest
 import torch
 
 from vaelib.exercises.ch01 import check_linear_log_marginal, check_ml_noise_std, check_toy_log_marginal
+from tests.exercise_helpers import verdict
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-def verdict(check, answer, capsys):
-    """Run a check; return (passed, printed text), asserting it never raises nor prints a traceback."""
-    passed = check(answer)
-    out = capsys.readouterr()
-    assert "Traceback" not in out.out + out.err
-    return passed, out.out
 
 
 def stub(*args, **kwargs):

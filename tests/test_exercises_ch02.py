@@ -7,14 +7,7 @@ import torch
 
 from vaelib.estimators import log_mean_exp, naive_mc_log_marginal
 from vaelib.exercises.ch02 import check_log_mean_exp, check_naive_log_marginal, check_samples_needed
-
-
-def verdict(check, answer, capsys):
-    """Run a check; return (passed, printed text), asserting it never raises nor prints a traceback."""
-    passed = check(answer)
-    out = capsys.readouterr()
-    assert "Traceback" not in out.out + out.err
-    return passed, out.out
+from tests.exercise_helpers import verdict
 
 
 def stub(*args, **kwargs):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vaelib.exercises import check_kl_normal_1d, check_mean_field_gap, check_optimal_q_variance
+from tests.exercise_helpers import not_implemented as _not_implemented, stub_body as _stub_body
 
 
 def verdict(check, answer, capsys):
@@ -18,14 +19,6 @@ def verdict(check, answer, capsys):
     assert "Traceback" not in out
     assert out.count("\n") == 1, out  # one verdict line
     return ok, out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
-
-
-def _stub_body(*args):
-    ...
 
 
 STUBS = [..., None, _not_implemented, _stub_body]

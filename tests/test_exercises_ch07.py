@@ -12,21 +12,11 @@ from vaelib.exercises import (
     check_pathwise_sample,
     check_score_mu,
 )
-
-
-def verdict(check, answer, capsys):
-    ok = check(answer)
-    out = capsys.readouterr().out
-    assert "Traceback" not in out
-    return ok, out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
-
-
-def _stub_body(*args):
-    ...
+from tests.exercise_helpers import (
+    verdict,
+    not_implemented as _not_implemented,
+    stub_body as _stub_body,
+)
 
 
 # --- pathwise_sample -------------------------------------------------------------------------

@@ -12,21 +12,11 @@ import torch.nn.functional as F
 from scipy import integrate
 
 from vaelib.exercises import check_bce_integral, check_count_active_units, check_negative_elbo
-
-
-def verdict(check, answer, capsys):
-    ok = check(answer)
-    out = capsys.readouterr().out
-    assert "Traceback" not in out
-    return ok, out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
-
-
-def _stub_body(*args):
-    ...
+from tests.exercise_helpers import (
+    verdict,
+    not_implemented as _not_implemented,
+    stub_body as _stub_body,
+)
 
 
 # --- negative_elbo ---------------------------------------------------------------------------

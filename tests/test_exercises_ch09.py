@@ -11,21 +11,11 @@ import torch
 from scipy import stats
 
 from vaelib.exercises import check_inverse_cdf_grid, check_prior_mass_within, check_slerp
-
-
-def verdict(check, answer, capsys):
-    ok = check(answer)
-    out = capsys.readouterr().out
-    assert "Traceback" not in out
-    return ok, out
-
-
-def _not_implemented(*args):
-    raise NotImplementedError
-
-
-def _stub_body(*args):
-    ...
+from tests.exercise_helpers import (
+    verdict,
+    not_implemented as _not_implemented,
+    stub_body as _stub_body,
+)
 
 
 def _crash(*args):

@@ -13,13 +13,7 @@ from vaelib.vae import PRESETS, VAE, VAEConfig
 D, d = 12, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models gain nothing from threads, and lose a lot when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**overrides) -> VAE:

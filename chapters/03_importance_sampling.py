@@ -7,7 +7,7 @@
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # Chapter 3 · Importance sampling: look where the posterior is
+# # Chapter 3 — Importance sampling: look where the posterior is
 #
 # Chapter 2 estimated the marginal likelihood $p(x) = \int p(x\mid z)\,p(z)\,dz$ by averaging
 # $p(x\mid z)$ over samples from the prior, and saw it fail: almost every prior sample explains $x$

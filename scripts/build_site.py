@@ -83,7 +83,8 @@ def build_site(notebooks: list[nbformat.NotebookNode], stems: list[str], out: Pa
         write_atomic(out / page, body)
         figures[page] = count_figures(body)
         number = stem.split("_", 1)[0]
-        rows.append(f'<li><span class="n">{int(number)}</span> <a href="{page}">{html.escape(title)}'
+        short = re.sub(r"^Chapter\s+\d+\s*[—·:-]\s*", "", title)  # the number is shown beside it
+        rows.append(f'<li><span class="n">{int(number)}</span> <a href="{page}">{html.escape(short)}'
                     f"</a></li>")
     index = INDEX.format(chapters="\n".join(rows))
     write_atomic(out / "index.html", index)

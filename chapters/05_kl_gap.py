@@ -1,5 +1,8 @@
 # ---
 # jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,slideshow,-all
+#     notebook_metadata_filter: kernelspec,jupytext.cell_metadata_filter,jupytext.notebook_metadata_filter,-all
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python

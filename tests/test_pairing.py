@@ -36,17 +36,34 @@ def test_notebook_has_no_outputs_and_a_python_kernel(notebook):
             assert cell["execution_count"] is None, f"cell {i} of {notebook.name} was executed"
 
 
+def jupytext(tmp_path, *args):
+    subprocess.run([sys.executable, "-m", "jupytext", "--quiet", *args], cwd=tmp_path, check=True,
+                   capture_output=True)
+
+
+@pytest.mark.parametrize("with_config", [True, False], ids=["jupytext.toml", "no-config"])
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
-def test_notebook_is_regenerated_exactly_from_its_py(source, tmp_path):
+def test_notebook_is_regenerated_exactly_from_its_py(source, with_config, tmp_path):
+    """Also without jupytext.toml: each .py header carries the filters, so any copy regenerates alike."""
     notebook = source.with_suffix(".ipynb")
     if not notebook.exists():
         pytest.fail(f"{notebook.name} is missing")
-    shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    if with_config:
+        shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
     shutil.copy(source, tmp_path / "x.py")
     shutil.copy(notebook, tmp_path / "x.ipynb")
-    subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update", "x.py"],
-                   cwd=tmp_path, check=True, capture_output=True)
+    jupytext(tmp_path, "--to", "ipynb", "--update", "x.py")
     regenerated = (tmp_path / "x.ipynb").read_text()
     assert regenerated == notebook.read_text(), (
         f"{notebook.name} is out of sync with {source.name}: run "
         f"`cd chapters && jupytext --to ipynb --update {source.name}` (or make sync)")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_saving_the_notebook_writes_back_the_same_py(source, tmp_path):
+    """What JupyterLab writes to the .py when a student saves the notebook is the committed .py."""
+    shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    shutil.copy(source.with_suffix(".ipynb"), tmp_path / "x.ipynb")
+    jupytext(tmp_path, "--to", "py:percent", "-o", "y.py", "x.ipynb")
+    assert (tmp_path / "y.py").read_text() == source.read_text(), (
+        f"{source.name} is not in the form Jupytext writes: regenerate it from its notebook")

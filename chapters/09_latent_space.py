@@ -65,8 +65,8 @@ print(f"{len(train_x)} training and {len(test_x)} test images")
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Two models: a 2-D latent space, and chapter 8's 50-D one
 #
-# A 2-D latent space can be *seen* whole, so we train one: the architecture of chapter 8 with
-# one hidden layer of 256 units and $d = 2$, ten epochs of the ELBO on the bundled subset
+# A 2-D latent space can be *seen* whole, so we train one: an MLP VAE with a Bernoulli decoder like
+# chapter 8's but smaller, one ReLU hidden layer of 256 units and $d = 2$, ten epochs of the ELBO on the bundled subset
 # (a few seconds on a laptop CPU). For a richer code we use chapter 8's model (Burda et al.'s
 # 784-200-200-50), loaded from its checkpoint in `runs/ch08_vae` when chapter 8 has been run;
 # otherwise the same architecture is trained here for a few epochs (worse, but enough to explore).
@@ -432,12 +432,13 @@ plt.show()
 assert stats.chi2.cdf(25, 50) < 0.002  # the d = 50 straight-line midpoint's norm: atypical
 
 # %% [markdown]
-# In the 2-D space the three histograms overlap a lot — the straight line is fine there. In
-# 50 dimensions they separate completely. The same happens between codes of real images: below,
-# the 50-D model's decoded path between two test images, linear and spherical, and $\|z_t\|$
-# along each, against the band where the test images' codes lie. (The codes are posterior means,
-# shrunk towards 0 compared with prior draws, and a trained model uses only some of its units —
-# chapter 8 counted them — so the dip is smaller than for prior draws; but it is there.)
+# In the 2-D space the three histograms overlap a lot — the straight line is fine there. In 50
+# dimensions they barely overlap (about 8 % for prior draws against straight-line midpoints). The
+# same happens between codes of real images: below, the 50-D model's decoded path between two test
+# images, linear and spherical, and $\|z_t\|$ along each, against the band where the test images'
+# codes lie. (The codes are posterior means, shrunk towards 0 compared with prior draws, and a
+# trained model uses only some of its units — chapter 8 counted them — so the dip is smaller than
+# for prior draws; but it is there.)
 
 # %%
 interpolation = Interpolation(model_big, test_x, test_labels, start=0, end=1, steps=9)
@@ -477,7 +478,8 @@ interpolation
 #
 # * The decoder maps every $z$ to an image
 #   $\mathbb E[x\mid z] = \operatorname{sigmoid}(f_\theta(z))$; the encoder maps every image to a
-#   Gaussian cloud $q_\phi(z\mid x)$, much narrower than the prior.
+#   Gaussian cloud $q_\phi(z\mid x)$, much narrower than the prior along the active units (and
+#   equal to it along the inactive ones).
 # * Of chapter 8's 50 units only the **active** ones ($A_j = \operatorname{Var}_x[\mu_j(x)]$ well
 #   above 0) matter; single units seldom mean single features, because $p(x)$ is invariant to
 #   rotations of $z$.

@@ -170,7 +170,7 @@ def riemann_log_marginal(model, x, z_step, z_limit=6.0):
 
 # A grid over the data plane, for pictures.
 x1_axis, x2_axis = torch.linspace(-3.5, 3.5, 121), torch.linspace(-1.5, 7.0, 141)
-X1, X2 = torch.meshgrid(x1_axis, x2_axis, indexing="xy")  # (171, 141) each
+X1, X2 = torch.meshgrid(x1_axis, x2_axis, indexing="xy")  # (141, 121) each
 x_plane = torch.stack([X1.flatten(), X2.flatten()], dim=-1)  # (M, 2)
 
 # %% [markdown]
@@ -225,7 +225,7 @@ def show_density(ax, density, title, vmax):
 
 vmax = density_exact.max().item()
 z_slices = torch.arange(-2.0, 2.01, 1.0)  # five codes, Δz = 1
-log_five = toy.log_joint(x_plane, z_slices[:, None, None]).T.reshape(*X1.shape, -1)  # (171, 141, 5)
+log_five = toy.log_joint(x_plane, z_slices[:, None, None]).T.reshape(*X1.shape, -1)  # (141, 121, 5)
 density_beads = riemann_log_marginal(toy, x_plane, z_step=0.5).exp().reshape(X1.shape)
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)

@@ -23,7 +23,8 @@
 #
 # In this chapter you will
 #
-# 1. write the estimator and show it is unbiased, with variance $\rho(x)/K$;
+# 1. write the estimator and show it is unbiased, with relative variance
+#    $\operatorname{Var}[\hat p_K]/p(x)^2 = \rho(x)/K$;
 # 2. compute it in log space with the **log-sum-exp trick**, after watching the naive computation
 #    return $-\infty$;
 # 3. watch it converge to the exact $\log p(x)$ of the linear-Gaussian model;
@@ -640,8 +641,8 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 #   error $\sqrt{\rho(x)/K}$, where $\rho(x) = \operatorname{Var}_{p(z)}[p(x \mid z)/p(x)]$.
 # - Compute it in log space: $\log \hat p_K = \operatorname{logsumexp}_k \log p(x \mid z_k) - \log K$.
 #   The naive `log(mean(exp(.)))` returns $-\infty$ for realistic $D$.
-# - $\rho(x)$ is the $\chi^2$ divergence between the posterior and the prior. It multiplies across
-#   latent dimensions, so the error at fixed $K$ and the samples needed **grow exponentially in $d$**:
+# - $\rho(x)$ is the $\chi^2$ divergence between the posterior and the prior, and $1 + \rho(x)$
+#   multiplies across latent dimensions, so the error at fixed $K$ and the samples needed **grow exponentially in $d$**:
 #   on a simple family we measured a rate within a few % of the predicted $c \approx 0.955$ per
 #   dimension, which means $K \approx 2 \times 10^{10}$ at $d = 20$ for a 10 % error.
 # - The reason: prior samples almost never land where the posterior is, so one sample ends up

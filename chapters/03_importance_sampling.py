@@ -80,8 +80,8 @@ generator = seed_everything(0)
 # \log w_k = \log p(x, z_k) - \log q(z_k\mid x).
 # $$
 #
-# We always work with $\log w_k$: the weights themselves under- or overflow as soon as $x$ has more
-# than a handful of dimensions (chapter 2's log-sum-exp trick). Two special cases:
+# We always work with $\log w_k$: the weights themselves under- or overflow once $x$ has hundreds of
+# dimensions, as an image does (chapter 2's log-sum-exp trick). Two special cases:
 #
 # - $q(z\mid x) = p(z)$ gives $w = p(x\mid z)$: **chapter 2's naive estimator is importance sampling
 #   with the prior as proposal.**
@@ -293,7 +293,8 @@ def running_log_ratio(log_w):
 log_ratio = {name: running_log_ratio(lw)[k_index] for name, lw in log_w_rel.items()}  # (len(Ks), R)
 
 # %% [markdown]
-# We need $\rho = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions. Section 5 derives it in closed
+# We need $\rho = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions (the second moment of $w/p(x)$;
+# chapter 2's $\rho(x)$ is this chapter's $\rho - 1$). Section 5 derives it in closed
 # form; for now we compute it independently, as a 1-D integral by quadrature (`scipy.integrate.quad`),
 # using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
 #
@@ -493,8 +494,8 @@ print("closed-form ρ agrees with quadrature to 1e-7 (relative) on 24 proposals"
 # The map below draws $\log_{10}(\rho - 1)$ over proposals, in units of the posterior: the offset
 # $(\mu_q - \mu_\star)/\sigma_\star$ and the width $\sigma_q/\sigma_\star$. The hatched band is
 # $\sigma_q < \sigma_\star/\sqrt2$, where the variance is infinite. The landscape is lopsided: a
-# centred proposal twice too wide has $\rho = 4/\sqrt7 \approx 1.51$ (it needs about 1.5 times more
-# samples than the posterior itself), while one $\sqrt2$ times too narrow has infinite variance.
+# centred proposal twice too wide has $\rho = 4/\sqrt7 \approx 1.51$ (relative variance per sample
+# $\rho - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has infinite variance.
 
 # %%
 offsets = np.linspace(-5, 5, 301)  # (μ_q - μ⋆) / σ⋆
@@ -768,7 +769,7 @@ plt.show()
 # This is the practical danger for VAEs: an encoder trained by maximizing the ELBO tends to be
 # *narrower* than the true posterior (the KL it minimizes, $\mathrm{KL}(q\,\Vert\,p)$, penalizes mass
 # where the posterior has none far more than missing mass; chapter 5), exactly the dangerous side. When
-# such an encoder is used as the proposal for $\log p(x)$ (chapter 9), a proposal with heavier tails
+# such an encoder is used as the proposal for $\log p(x)$ (chapter 8), a proposal with heavier tails
 # (a wider Gaussian, a Student-$t$, or a mixture that keeps some mass on the prior) is the safe choice.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -830,7 +831,7 @@ plt.show()
 #
 # The proposal has to be close to the posterior **in every direction at once**. This is why the VAE
 # does not hand-pick $q$: it *learns* one, $q(z\mid x; \phi)$, for every $x$ (chapters 4–5), and why
-# the best bounds (IWAE, chapter 5) are built on exactly this estimator.
+# the best bounds (IWAE, chapter 4) are built on exactly this estimator.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Explore: move the proposal
@@ -917,7 +918,8 @@ explorer
 # > **Classic mistakes**
 # >
 # > - **Averaging the log-weights instead of the weights.** $\frac1K\sum_k \log w_k$ is not an
-# >   estimate of $\log p(x)$: it is the ELBO (chapter 4), a lower bound. Average the weights, then take
+# >   estimate of $\log p(x)$: it is a Monte Carlo estimate of the ELBO (chapter 4),
+# >   whose expectation is a lower bound. Average the weights, then take
 # >   the log — in log space, `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
 # > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log* estimates
 # >   keeps the bias $\approx (\rho-1)/2K$; pooling all their weights into one log-mean-exp shrinks it.

@@ -668,7 +668,7 @@ plt.show()
 
 # %% [markdown]
 # **How big can the family's gap get?** Slide $x = (0, x_2)$ upwards. Below the vertex the posterior is
-# unimodal and nearly Gaussian; above it, it splits into two mirror-image modes. Two kinds of $q$ compete:
+# unimodal and nearly Gaussian; once $x_2 > (1+s^2)/2 \approx 0.55$ it splits into two mirror-image modes. Two kinds of $q$ compete:
 # a wide $q$ centred at $0$ (the posterior's mean, by symmetry) straddling both modes, and a narrow $q$ on
 # one mode. The straddling $q$ puts its mass where the posterior has almost none, which $\mathrm{KL}(q\,\|\,p)$
 # punishes without limit. The one-mode $q$ only misses the other half of the posterior; when the modes are
@@ -987,8 +987,8 @@ plt.show()
 # small for most points (median about 0.01 nats) and largest just above the vertex ($|x_1| < 0.4$,
 # $x_2 \approx 0.5$–$0.8$), where the posteriors are lopsided or bimodal. The amortization gap is the encoder's own
 # doing. The tiny network, with two tanh units, fits one arm of the parabola far worse than the other (left
-# panel, and the numbers printed above); the under-trained one has not yet learned the map. Training a big enough encoder brings its gap close to
-# the approximation gap, but never below zero: **no encoder beats the best $q$ per point**.
+# panel, and the numbers printed above); the under-trained one has not yet learned the map. Training a big enough encoder brings its total gap close to
+# the approximation gap (its amortization gap close to zero), but never below it: **no encoder beats the best $q$ per point**.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # > **Classic mistakes**

@@ -1,27 +1,19 @@
-"""Write a file whole or not at all: into a temporary file beside it, then rename over the target."""
+"""Write a file whole or not at all (vaelib's atomic write: a temporary file beside it, then a rename)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nbformat
 
+from vaelib.checkpoint import atomic_write_bytes
+
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable by everyone (as a site needs)."""
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, creating its folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w",
-                       **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def write_notebook_atomic(path: Path, nb: nbformat.NotebookNode) -> None:

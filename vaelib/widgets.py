@@ -119,6 +119,16 @@ class FigureExplorer(widgets.VBox):
         self.readout.value = "" if readout is None else str(readout)
         self.redraws += 1
 
+    def show_static(self, **overrides: Any) -> None:
+        """The static twin: the same draw function, once, through pyplot (for GitHub and nbval),
+        with the controls' current values unless ``overrides`` names some."""
+        unknown = set(overrides) - set(self.controls)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; this explorer has "
+                             f"{sorted(self.controls)}.")
+        static_figure(self.draw, figsize=tuple(self.figure.get_size_inches()),
+                      **{**self.values, **overrides})
+
 
 # =================================================================================================
 # Latent-space explorers (ch. 9). They call the model (``encode``, ``decode_mean``, ``log_prior``,
@@ -282,16 +292,6 @@ def _scatter_means(ax, mu: torch.Tensor, labels: torch.Tensor | None, dims: tupl
 
 def _describe(index: int, labels: torch.Tensor | None) -> str:
     return f"#{index}" + ("" if labels is None else f" (a {int(labels[index])})")
-
-
-def _show_static(explorer: FigureExplorer, overrides: dict) -> None:
-    """The static twin of a :class:`FigureExplorer`: its draw function, once, through pyplot."""
-    unknown = set(overrides) - set(explorer.controls)
-    if unknown:
-        raise ValueError(f"unknown control(s) {sorted(unknown)}; this explorer has "
-                         f"{sorted(explorer.controls)}.")
-    values = {**explorer.values, **overrides}
-    static_figure(explorer.draw, figsize=tuple(explorer.figure.get_size_inches()), **values)
 
 
 # ----------------------------------------------------------------------------------- LatentExplorer
@@ -635,10 +635,6 @@ class LatentMap(FigureExplorer):
                 f"log p(z) = {log_prior:.2f} nats; grid cell ({c1}, {c2}) of {n} × {n}, each "
                 f"holding prior mass 1/{n * n}")
 
-    def show_static(self, **values: float) -> None:
-        """The static twin: the same figure through pyplot (controls' values unless given)."""
-        _show_static(self, values)
-
 
 __all__ += ["LatentMap"]
 
@@ -734,10 +730,6 @@ class Interpolation(FigureExplorer):
         parts = [f"{m}: {float(paths[m][middle].norm()):.2f}" for m in methods]
         return (f"‖z‖ at t = {float(t[middle]):.2f}: " + ", ".join(parts) +
                 f" (endpoints {float(z0.norm()):.2f} and {float(z1.norm()):.2f})")
-
-    def show_static(self, **values: Any) -> None:
-        """The static twin: the same figure through pyplot (controls' values unless given)."""
-        _show_static(self, values)
 
 
 __all__ += ["Interpolation"]
@@ -854,10 +846,6 @@ class PosteriorUncertainty(FigureExplorer):
         return (f"q(z|x) of {_describe(index, self.labels)}: μ = ({float(mean[i]):+.2f}, "
                 f"{float(mean[j]):+.2f}), σ = ({float(std[i]):.3f}, {float(std[j]):.3f}) in "
                 f"z[{i}], z[{j}]: at least {ratio:.0f}× narrower than the prior N(0, 1)")
-
-    def show_static(self, **values: Any) -> None:
-        """The static twin: the same figure through pyplot (controls' values unless given)."""
-        _show_static(self, values)
 
 
 __all__ += ["PosteriorUncertainty"]

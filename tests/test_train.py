@@ -221,6 +221,23 @@ def test_cli_tiny_run_and_resume(tmp_path, capsys):
     assert curve[0]["train_seconds"] < curve[1]["train_seconds"] and curve[0]["nll"] > 0
 
 
+def test_cli_checkpoint_every_and_curve_points(tmp_path, capsys):
+    """A curve point can come before the first checkpoint; it is estimated on the first N images."""
+    out = tmp_path / "fresh" / "run"  # neither folder exists yet
+    main(["--max-images", "256", "--batch-size", "64", "--device", "cpu", "--out", str(out),
+          "--no-progress", "--latent-dim", "4", "--epochs", "3", "--checkpoint-every", "2",
+          "--eval-samples", "3", "--eval-every", "1", "--curve-points", "10"])
+    summary = json.loads(capsys.readouterr().out.split("Checkpoint written")[0])
+    curve = json.loads((out / "nll_curve.json").read_text())
+    assert [point["epoch"] for point in curve] == [1, 2, 3]
+    assert {point["test_points"] for point in curve} == {10}
+    assert summary["test"]["num_points"] == 256  # the final evaluation uses every test image
+    assert sorted(p.name for p in out.glob("history-*.json")) == ["history-epoch0003.json"]
+    assert load_checkpoint(out).epoch == 3
+    with pytest.raises(SystemExit, match="--curve-points must be >= 1"):
+        main(["--out", str(tmp_path / "x"), "--eval-samples", "2", "--curve-points", "0"])
+
+
 # ---------------------------------------------------------------------------------------- CUDA
 
 @cuda

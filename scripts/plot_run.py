@@ -1,10 +1,10 @@
-"""Plot a training run of ``python -m vaelib.train``: the test NLL against training time, and the ELBO.
+"""Plot a run of ``python -m vaelib.train``: the test NLL against training time, and the ELBO.
 
     python -m scripts.plot_run runs/burda --out runs/burda/curve.png
 
 Reads the run folder's newest history and, where present, ``nll_curve.json`` (written with
-``--eval-every``) and ``evaluation.json`` (the final ``--eval-samples`` estimate on every test image),
-and draws two panels: the test NLL (nats, lower is better) against minutes of training, beside Burda
+``--eval-every``) and ``evaluation.json`` (the final ``--eval-samples`` estimate on every test
+image), and draws two panels: the test NLL (nats, lower is better) against minutes of training, beside Burda
 et al. (2015)'s 86.76 for the same one-stochastic-layer model, and the training ELBO per epoch.
 """
 
@@ -32,7 +32,7 @@ def plot_run(run: Path):
     checkpoint = load_checkpoint(run)  # clear errors for a missing or damaged run folder
     history = checkpoint.history or {}
     if not history.get("epoch"):
-        raise ValueError(f"{run} holds no training history to plot (was it saved by vaelib.train?).")
+        raise ValueError(f"{run} holds no training history to plot (is it a vaelib.train run?).")
     curve_file, final_file = run / "nll_curve.json", run / "evaluation.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
     final = json.loads(final_file.read_text()) if final_file.exists() else None

@@ -4,8 +4,9 @@
 
 Reads the run folder's newest history and, where present, ``nll_curve.json`` (written with
 ``--eval-every``) and ``evaluation.json`` (the final ``--eval-samples`` estimate on every test
-image), and draws two panels: the test NLL (nats, lower is better) against minutes of training, beside Burda
-et al. (2015)'s 86.76 for the same one-stochastic-layer model, and the training ELBO per epoch.
+image), and draws two panels: the test NLL (nats, lower is better) against minutes of training,
+beside Burda et al. (2015)'s 86.76 for the same one-stochastic-layer model, and the training ELBO
+per epoch.
 """
 
 from __future__ import annotations

@@ -46,6 +46,11 @@ def plot_run(run: Path):
                               and None not in points else "")
         left.plot([p["train_seconds"] / 60 for p in curve], [p["nll"] for p in curve], "o-",
                   color=COLORS["importance"], label=label)
+    curve_points = {point.get("test_points") for point in curve}
+    if final is not None and curve and curve_points != {final["num_points"]}:
+        left.text(0.02, 0.03, "the curve and the final point use different test images:\n"
+                  "compare the curve's shape, and the final point with Burda et al.",
+                  transform=left.transAxes, fontsize=7.5, color=COLORS["prior"])
     if final is not None:
         minutes = history["seconds"][-1] / 60 - sum(p["eval_seconds"] for p in curve) / 60
         left.plot([minutes], [final["nll"]], "s", color=COLORS["exact"], markersize=8,

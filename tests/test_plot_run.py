@@ -34,6 +34,7 @@ def test_the_figure_shows_the_run(run):
     assert list(burda.get_ydata()) == [BURDA_NLL, BURDA_NLL]
     assert list(right.lines[0].get_xdata()) == [1, 2, 3, 4]
     assert "784-400-4 VAE, 4 epochs" in fig.texts[0].get_text()
+    assert "different test images" in left.texts[0].get_text()  # 20 curve points, 256 at the end
     plt.close(fig)
 
 

@@ -212,6 +212,16 @@ def _check_labels(labels: Any, num_points: int) -> torch.Tensor | None:
     return labels.long()
 
 
+def _keep_model_and_data(view: Any, model: Any, x: Any, labels: Any, image_shape: Any) -> None:
+    """Check and keep what each view of encoded images needs: the model, x, labels, μ, logvar."""
+    _check_vae(model)
+    view.model = model
+    view.image_shape = _image_shape(model, image_shape)
+    view.x = _check_data(model, x)
+    view.labels = _check_labels(labels, len(view.x))
+    view.mu, view.logvar = encode_means(model, view.x)  # (N, d) each
+
+
 def _check_index(index: Any, num_points: int, what: str = "index") -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not (
             0 <= int(index) < num_points):
@@ -559,13 +569,8 @@ class LatentMap(FigureExplorer):
                  start: tuple[float, float] = (0.0, 0.0),
                  figsize: tuple[float, float] = (12.5, 4.4),
                  dpi: int = 80, image_shape: tuple[int, int] | None = None) -> None:
-        _check_vae(model)
-        self.model = model
+        _keep_model_and_data(self, model, x, labels, image_shape)
         self.dims = _two_dims(model, dims)
-        self.image_shape = _image_shape(model, image_shape)
-        self.x = _check_data(model, x)
-        self.labels = _check_labels(labels, len(self.x))
-        self.mu, self.logvar = encode_means(model, self.x)  # (N, d) each
         if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
             raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}.")
         self.bound = float(bound)
@@ -664,12 +669,7 @@ class Interpolation(FigureExplorer):
                  end: int = 1, steps: int = 9, method: str = "both",
                  figsize: tuple[float, float] = (12.0, 5.2), dpi: int = 80,
                  image_shape: tuple[int, int] | None = None) -> None:
-        _check_vae(model)
-        self.model = model
-        self.image_shape = _image_shape(model, image_shape)
-        self.x = _check_data(model, x)
-        self.labels = _check_labels(labels, len(self.x))
-        self.mu, self.logvar = encode_means(model, self.x)  # (N, d) each
+        _keep_model_and_data(self, model, x, labels, image_shape)
         norms = self.mu.norm(dim=-1).float().cpu().numpy()  # ‖μ(x)‖ of every image
         self.norm_band = tuple(np.percentile(norms, [5, 95]))
         start = _check_index(start, len(self.x), "start")
@@ -763,13 +763,8 @@ class PosteriorUncertainty(FigureExplorer):
                  dims: Any = None, num_samples: int = 8, seed: int = 0,
                  figsize: tuple[float, float] = (12.5, 4.4), dpi: int = 80,
                  image_shape: tuple[int, int] | None = None) -> None:
-        _check_vae(model)
-        self.model = model
+        _keep_model_and_data(self, model, x, labels, image_shape)
         self.dims = _two_dims(model, dims)
-        self.image_shape = _image_shape(model, image_shape)
-        self.x = _check_data(model, x)
-        self.labels = _check_labels(labels, len(self.x))
-        self.mu, self.logvar = encode_means(model, self.x)  # (N, d) each
         if indices is None:
             if self.labels is not None:
                 indices = [int((self.labels == k).nonzero()[0]) for k in torch.unique(self.labels)]

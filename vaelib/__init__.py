@@ -8,7 +8,7 @@ The two functions named like their modules are imported from the module:
 =============  ==========================================================================
 module         holds
 =============  ==========================================================================
-device         default_device, seed_everything
+device         default_device, check_device, available_devices, seed_everything
 gaussian       DiagonalGaussian, FullGaussian
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)

@@ -2,15 +2,13 @@
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from vaelib.checkpoint import load_checkpoint, load_model
-from vaelib.train import History, NonFiniteLossError, TrainConfig, train
+from vaelib.checkpoint import load_checkpoint
+from vaelib.data import fixed_binarization
+from vaelib.train import History, NonFiniteLossError, TrainConfig, train, validation_data
 from vaelib.vae import VAE, VAEConfig
 
 D = 16
@@ -98,6 +96,25 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert h_resumed.train_elbo == h_straight.train_elbo and h_resumed.epoch == [1, 2, 3, 4]
     assert load_checkpoint(tmp_path / "b").epoch == 4
+
+
+def test_resume_from_a_loaded_checkpoint_uses_it_as_it_is(tmp_path):
+    x = prototypes()
+    straight = new_model(seed=0)
+    h_straight = train(straight, x, **FAST)
+    train(new_model(seed=0), x, checkpoint_dir=tmp_path, **{**FAST, "epochs": 2})
+    ckpt = load_checkpoint(tmp_path)
+    h_resumed = train(ckpt.model, x, checkpoint_dir=tmp_path, resume=ckpt, **FAST)
+    assert h_resumed.train_elbo == h_straight.train_elbo and h_resumed.epoch == [1, 2, 3, 4]
+
+
+def test_validation_data_is_what_train_scores():
+    x = prototypes(64, seed=1)
+    model = new_model()
+    got = validation_data(model, x, seed=3)
+    assert torch.equal(got, fixed_binarization(x, seed=3))  # Bernoulli: binarized once, seed 3
+    assert torch.equal(validation_data(model, x, binarize=False), x)
+    assert not TrainConfig().binarizes(VAE(CONFIG, likelihood="gaussian"))
 
 
 def test_learning_rate_schedule(tmp_path):

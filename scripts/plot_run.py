@@ -4,9 +4,9 @@
 
 Reads the run folder with :func:`vaelib.cli.load_run`: its newest history and, where present, the
 NLL curve (written with ``--eval-every``) and the final evaluation (the ``--eval-samples``
-estimate on every test image), and draws two panels: the test NLL (nats, lower is better) against minutes of training,
-beside Burda et al. (2015)'s 86.76 for the same one-stochastic-layer model, and the training ELBO
-per epoch.
+estimate on every test image), and draws two panels: the test NLL (nats, lower is better)
+against minutes of training, beside Burda et al. (2015)'s 86.76 for the same
+one-stochastic-layer model, and the training ELBO per epoch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""vaelib.explorers' latent-space explorers, on a tiny untrained VAE: the controls set the numbers the
+"""vaelib.explorers, on a tiny untrained VAE: the controls set the numbers the
 widgets show (the decoded image is the decoder's output for the slider values, a chosen image's
 code is its posterior mean, an interpolation starts and ends at the endpoints' decodings), figures
 and images are updated in place, and nothing leaks."""

@@ -6,8 +6,8 @@ A run folder (``--out``) holds
   saved by :func:`vaelib.train.train` as it goes;
 - ``nll_curve.json`` (with ``--eval-every E``): the test NLL every E epochs, a list of
   ``{"epoch", "train_seconds", "nll", "test_points", "train_elbo", "eval_seconds"}``;
-- ``evaluation.json`` (with ``--eval-samples K``): the final :meth:`vaelib.evaluate.Evaluation.summary`
-  on every test image.
+- ``evaluation.json`` (with ``--eval-samples K``): the final
+  :meth:`vaelib.evaluate.Evaluation.summary` on every test image.
 
 This module alone knows those names: read a run with :func:`load_run`. To add a flag, add it to
 :func:`parser` and use it in :func:`main` (``TrainConfig`` fields go through :func:`train_config`).

@@ -1,8 +1,7 @@
 """The latent-space explorers of chapter 9, all on one base, :class:`LatentView`.
 
-They call the model (``encode``, ``decode_mean``, ``log_prior``,
-``approximate_posterior``) and :mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid),
-and only draw. Every one has a static twin, ``show_static()``, for GitHub and nbval.
+They call the model (``encode``, ``decode_mean``, ``log_prior``, ``approximate_posterior``) and
+:mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid), and only draw. Every one has a static twin, ``show_static()``, for GitHub and nbval.
 
 - LatentExplorer: a slider per latent unit (the most active ones when there are many) and the
   decoded image, updated in place as a PNG made without matplotlib (a decode and a PNG take a

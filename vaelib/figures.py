@@ -2,11 +2,11 @@
 
 :func:`use_course_style`, :data:`COLORS` (one colour per role) and :func:`reference_line` (the
 exact value, dashed) give every chapter the same look. :class:`FigureExplorer` is the plumbing
-of every live figure: controls (sliders, dropdowns, ...) wired to a draw
-function ``draw(fig, **values)`` that fills a matplotlib figure. The figure is never shown through
-pyplot: it is rendered off-screen (Agg) into PNG bytes and written into one ``ipywidgets.Image``
-that is updated in place, so a move redraws without flicker, without a new figure per move (no leak),
-and without ipympl. ``draw`` may return a short HTML/text string (e.g. the numbers on the plot), shown
+of every live figure: controls (sliders, dropdowns, ...) wired to a draw function
+``draw(fig, **values)`` that fills a matplotlib figure. The figure is never shown through pyplot:
+it is rendered off-screen (Agg) into PNG bytes and written into one ``ipywidgets.Image`` that is
+updated in place, so a move redraws without flicker, without a new figure per move (no leak), and
+without ipympl. ``draw`` may return a short HTML/text string (e.g. the numbers on the plot), shown
 under the figure.
 
 Every explorer has a static twin for GitHub and nbval: :func:`static_figure` draws the same function

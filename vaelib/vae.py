@@ -203,7 +203,8 @@ class VAE(nn.Module):
             raise ValueError("x contains NaN or infinite values; clean the data first.")
         if self.likelihood.binary_data and (lo < 0 or hi > 1):
             raise ValueError(
-                f"a {type(self.likelihood).__name__} likelihood needs data in [0, 1] (pixels that are on or off), got "
+                f"a {type(self.likelihood).__name__} likelihood needs data in [0, 1] (pixels "
+                "that are on or off), got "
                 f"values in [{lo:.3g}, {hi:.3g}]. Scale images to [0, 1] and binarize them "
                 "(vaelib.data.binarize), or use likelihood='gaussian' for real-valued data.")
         return x

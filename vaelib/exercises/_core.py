@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose", "first_ratio",
-           "require_callable", "returned_value"]
+__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
+           "first_ratio", "require_callable", "returned_value"]
 
 
 class NotAttempted(Exception):

@@ -1,7 +1,8 @@
 """The latent-space explorers of chapter 9, all on one base, :class:`LatentView`.
 
 They call the model (``encode``, ``decode_mean``, ``log_prior``, ``approximate_posterior``) and
-:mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid), and only draw. Every one has a static twin, ``show_static()``, for GitHub and nbval.
+:mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid), and only draw.
+Every one has a static twin, ``show_static()``, for GitHub and nbval.
 
 - LatentExplorer: a slider per latent unit (the most active ones when there are many) and the
   decoded image, updated in place as a PNG made without matplotlib (a decode and a PNG take a
@@ -29,7 +30,7 @@ from matplotlib.patches import Ellipse
 from PIL import Image as _PILImage  # Pillow: a dependency of matplotlib
 from scipy import stats as _stats
 
-from .figures import FigureExplorer
+from .figures import FigureExplorer, static_figure
 from .gaussian import DiagonalGaussian
 from .latent import (
     encode_dataset,

@@ -224,7 +224,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
-def _validation_terms(model, x: torch.Tensor, seed: int, batch_size: int = 1000) -> tuple[float, float]:
+def _validation_terms(model, x: torch.Tensor, seed: int,
+                      batch_size: int = 1000) -> tuple[float, float]:
     """Mean reconstruction term and KL on x (already binarized): one z per point, fixed seed."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     sums = torch.zeros(2, device=x.device)
@@ -235,8 +236,8 @@ def _validation_terms(model, x: torch.Tensor, seed: int, batch_size: int = 1000)
     return rec, kl
 
 
-def _raise_if_loss_not_finite(values: torch.Tensor, epoch: int, lr: float, checkpoint: Path | None,
-                  checkpoint_epoch: int) -> None:
+def _raise_if_loss_not_finite(values: torch.Tensor, epoch: int, lr: float,
+                              checkpoint: Path | None, checkpoint_epoch: int) -> None:
     """Raise :class:`NonFiniteLossError` if a step's loss (``values[:, 0]``) is NaN or infinite."""
     bad = (~torch.isfinite(values[:, 0])).nonzero().flatten()
     if len(bad) == 0:

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from vaelib import checkpoint
-from vaelib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from vaelib.checkpoint import (
+    CheckpointError,
+    checkpoint_files,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from vaelib.vae import VAE, VAEConfig
 
 CONFIG = VAEConfig(data_dim=10, hidden_dims=(8,), latent_dim=2)
@@ -287,3 +293,15 @@ def test_loading_onto_a_device_that_is_not_there_says_so(tmp_path, monkeypatch):
         load_model(tmp_path, device="cuda")
     with pytest.raises(ValueError, match="not a device"):
         load_model(tmp_path, device="nonsense")
+
+
+def test_checkpoint_files_lists_the_current_files(tmp_path):
+    model, optimizer = trained_pieces()
+    assert checkpoint_files(tmp_path / "none", missing_ok=True) == {}
+    with pytest.raises(FileNotFoundError):
+        checkpoint_files(tmp_path / "none")
+    save_checkpoint(tmp_path / "run", model, optimizer=optimizer, epoch=3, history={"epoch": [3]})
+    files = checkpoint_files(tmp_path / "run")
+    assert set(files) == {"model", "optimizer", "history"}
+    assert all(path.exists() and path.parent == tmp_path / "run" for path in files.values())
+    assert files["history"].name == "history-epoch0003.json"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.device import available_devices, check_device, default_device, seed_everything
+from vaelib.device import (available_devices, check_device, default_device, derive_seed,
+                           seed_everything)
 
 
 def test_default_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -71,3 +72,9 @@ def test_check_device_rejects_names_that_are_no_device():
         check_device("nonsense")
     with pytest.raises(TypeError, match="device must be"):
         check_device(3.5)
+
+
+def test_derive_seed_gives_every_seed_and_index_its_own_seed():
+    assert derive_seed(0, 5) == 5 and derive_seed(2, 7) == 2 * 1_000_003 + 7
+    seeds = {derive_seed(s, i) for s in range(20) for i in range(1000)}
+    assert len(seeds) == 20 * 1000

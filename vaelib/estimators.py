@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .gaussian import _check_num_samples, _check_tensor
+from .checks import check_num_samples, check_tensor
 
 __all__ = [
     "log_mean_exp",
@@ -47,7 +47,7 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
     Returns:
         ``a`` reduced over ``dim``.
     """
-    _check_tensor("a", a, min_dim=1)
+    check_tensor("a", a, min_dim=1)
     if a.shape[dim] == 0:
         raise ValueError(f"log_mean_exp needs at least one value along dim {dim} (K >= 1) to "
                          f"average, got a tensor of shape {tuple(a.shape)}.")
@@ -55,7 +55,7 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
 
 
 def _check_chunk_size(chunk_size: int | None, num_samples: int) -> int:
-    return num_samples if chunk_size is None else _check_num_samples(chunk_size, "chunk_size")
+    return num_samples if chunk_size is None else check_num_samples(chunk_size, "chunk_size")
 
 
 def log_importance_weights(
@@ -80,7 +80,7 @@ def log_importance_weights(
     Returns:
         ``(K, N)`` log-weights, differentiable through the reparameterized samples.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples)
     chunk_size = _check_chunk_size(chunk_size, num_samples)
     chunks = []
     for start in range(0, num_samples, chunk_size):
@@ -108,8 +108,8 @@ def naive_mc_log_marginal(
     Returns:
         ``(N,)``; each data point gets its own K prior samples.
     """
-    num_samples = _check_num_samples(num_samples)
-    _check_tensor("x", x, min_dim=2)
+    num_samples = check_num_samples(num_samples)
+    check_tensor("x", x, min_dim=2)
     chunk_size = _check_chunk_size(chunk_size, num_samples)
     chunks = []
     for start in range(0, num_samples, chunk_size):
@@ -152,7 +152,7 @@ def effective_sample_size(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     Returns:
         ``log_w`` reduced over ``dim``, e.g. ``(N,)``.
     """
-    _check_tensor("log_w", log_w, min_dim=1)
+    check_tensor("log_w", log_w, min_dim=1)
     if log_w.shape[dim] == 0:
         raise ValueError(f"effective_sample_size needs at least one log-weight along dim {dim} "
                          f"(K >= 1), got a tensor of shape {tuple(log_w.shape)}.")

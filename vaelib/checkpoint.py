@@ -62,6 +62,7 @@ class Checkpoint:
     optimizer_state: dict | None  # for optimizer.load_state_dict, or None if none was saved
     history: dict | None  # the training curves (train.History.to_dict()), or None
     train_config: dict | None  # the training options, or None
+    run_config: dict | None = None  # how the run was started (the command line's settings)
 
     @property
     def config(self) -> VAEConfig:
@@ -128,9 +129,9 @@ def _check_manifest(manifest: dict, path: Path) -> None:
         raise bad("epoch", "an integer >= 0 (the completed epochs)", epoch)
     if not isinstance(manifest.get("model_config"), dict):
         raise bad("model_config", "an object of VAEConfig fields", manifest.get("model_config"))
-    if not isinstance(manifest.get("train_config"), (dict, type(None))):
-        raise bad("train_config", "an object of training options, or null",
-                  manifest.get("train_config"))
+    for field in ("train_config", "run_config"):
+        if not isinstance(manifest.get(field), (dict, type(None))):
+            raise bad(field, "an object, or null", manifest.get(field))
     files = manifest.get("files", {})
     if not isinstance(files, dict):
         raise bad("files", 'an object like {"model": {"name": ..., "sha256": ...}}', files)
@@ -172,7 +173,9 @@ def _read_manifest(directory: Path) -> dict:
 
 
 def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None, epoch: int = 0,
-                    history: dict | None = None, train_config: dict | None = None) -> Path:
+                    history: dict | None = None, train_config: dict | None = None,
+                    run_config: dict | None = None, model_state: dict | None = None,
+                    optimizer_state: dict | None = None) -> Path:
     """Save ``model`` (and optimizer state, history, training options) into ``directory``.
 
     Args:
@@ -183,6 +186,9 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         epoch: completed training epochs.
         history: a JSON-ready dict (``History.to_dict()``).
         train_config: a JSON-ready dict of training options.
+        run_config: a JSON-ready dict of how the run was started (e.g. the command line's flags).
+        model_state, optimizer_state: state dicts to save instead of ``model.state_dict()`` and
+            ``optimizer.state_dict()`` (e.g. copies taken at the end of an earlier epoch).
 
     Returns:
         ``directory`` as a Path.
@@ -198,9 +204,12 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise CheckpointError(f"{directory} holds a {MANIFEST} that is not a vaelib "
                                   "checkpoint; refusing to overwrite it. Choose another folder.")
-    payloads = {"model": _torch_bytes(model.state_dict())}
-    if optimizer is not None:
-        payloads["optimizer"] = _torch_bytes(optimizer.state_dict())
+    payloads = {"model": _torch_bytes(model_state if model_state is not None
+                                      else model.state_dict())}
+    if optimizer_state is None and optimizer is not None:
+        optimizer_state = optimizer.state_dict()
+    if optimizer_state is not None:
+        payloads["optimizer"] = _torch_bytes(optimizer_state)
     if history is not None:
         payloads["history"] = json.dumps(history, indent=1).encode()
 
@@ -219,6 +228,7 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         "epoch": epoch,
         "model_config": model.config.to_dict(),
         "train_config": train_config,
+        "run_config": run_config,
         "files": files,
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
@@ -376,7 +386,8 @@ def load_checkpoint(directory: str | os.PathLike,
         raise CheckpointError(f"the history in {directory} is not valid JSON: {err}") from err
     return Checkpoint(directory=directory, epoch=manifest.get("epoch", 0), model=model,
                       optimizer_state=optimizer_state, history=history,
-                      train_config=manifest.get("train_config"))
+                      train_config=manifest.get("train_config"),
+                      run_config=manifest.get("run_config"))
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None) -> VAE:

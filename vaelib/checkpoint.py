@@ -40,7 +40,7 @@ from .device import check_device
 from .vae import VAE, VAEConfig
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model",
-           "checkpoint_files", "atomic_write_bytes"]
+           "checkpoint_files", "saved_epoch", "atomic_write_bytes"]
 
 FORMAT = "vaelib-checkpoint-1"
 MANIFEST = "config.json"
@@ -406,3 +406,12 @@ def checkpoint_files(directory: str | os.PathLike, missing_ok: bool = False) -> 
         return {}
     files = _read_manifest(directory).get("files", {})
     return {kind: directory / entry["name"] for kind, entry in files.items()}
+
+
+def saved_epoch(directory: str | os.PathLike) -> int | None:
+    """The epoch of the checkpoint in ``directory`` (reading only its ``config.json``, checked), or
+    None where there is no checkpoint yet."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).exists():
+        return None
+    return _read_manifest(directory).get("epoch", 0)

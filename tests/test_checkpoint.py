@@ -305,3 +305,12 @@ def test_checkpoint_files_lists_the_current_files(tmp_path):
     assert set(files) == {"model", "optimizer", "history"}
     assert all(path.exists() and path.parent == tmp_path / "run" for path in files.values())
     assert files["history"].name == "history-epoch0003.json"
+
+
+def test_an_absurd_size_in_config_json_is_refused_before_allocating(tmp_path):
+    save_checkpoint(tmp_path, VAE(CONFIG))
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    manifest["model_config"]["hidden_dims"] = [10**9]  # would ask for terabytes
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match=r"no valid model_config: .*parameters"):
+        load_checkpoint(tmp_path)

@@ -128,7 +128,8 @@ def _check_weights(log_w: torch.Tensor, q: DiagonalGaussian, first: int) -> None
     raise ValueError(
         f"evaluate: the log importance weights of {points} are NaN or infinite, though the "
         f"encoder's log-variance stays within [{lo:.4g}, {hi:.4g}], where z does not overflow: "
-        "the decoder's output is not finite. Check the model's weights for NaN or infinite values (a diverged run?).")
+        "the decoder's output is not finite. Check the model's weights for NaN or infinite "
+        "values (a diverged run?).")
 
 
 def _noise(first: int, n: int, num_samples: int, latent_dim: int, seed: int,

@@ -292,9 +292,10 @@ def _resume_flags(args: argparse.Namespace, given: set[str], ckpt: Checkpoint) -
     resumes = list(run.get("resumes", [])) if isinstance(run.get("resumes"), list) else []
     if changed:
         resumes.append({"after_epoch": ckpt.epoch, "changed": changed})
-    settings = ", ".join(f"{_flag(k)} {v}" for k, v in _recorded(args).items()
-                         if v not in (None, False))
-    changes = "".join(f"; changed: {flag} {a} -> {b}" for flag, (a, b) in changed.items())
+    settings = ", ".join(_flag(k) if v is True else f"{_flag(k)} {v}"
+                         for k, v in _recorded(args).items() if v is not None and v is not False)
+    changes = ", ".join(f"{flag} {a} -> {b}" for flag, (a, b) in changed.items())
+    changes = f"; changed: {changes}" if changes else ""
     print(f"Resuming the run in {args.out} after epoch {ckpt.epoch} of {args.epochs} with its "
           f"saved settings ({settings}){changes}.")
     if args.epochs == ckpt.epoch:

@@ -263,6 +263,9 @@ def test_a_new_run_does_not_overwrite_an_existing_one(tmp_path, capsys):
     with pytest.raises(SystemExit, match="already holds a run .*--resume"):
         main(TINY + ["--out", str(out), "--epochs", "1"])
     assert sorted(p.read_bytes() for p in out.iterdir()) == before
+    (out / "config.json").write_text("{")  # a damaged run is not overwritten either
+    with pytest.raises(SystemExit, match="holds a damaged checkpoint"):
+        main(TINY + ["--out", str(out), "--epochs", "1"])
 
 
 def test_a_diverging_run_exits_with_the_advice(tmp_path, capsys):

@@ -219,10 +219,16 @@ def _check_out(args: argparse.Namespace) -> Path:
     except OSError as err:
         raise SystemExit(f"--out {out} cannot be written: {err.strerror} in {existing}. Choose a "
                          "folder you can write to") from None
-    if not args.resume and saved_epoch(out) is not None:
-        raise SystemExit(f"--out {out} already holds a run (epoch {saved_epoch(out)}): continue "
-                         "it with --resume, or choose another --out. To start over, delete the "
-                         "folder first; nothing in it is overwritten otherwise")
+    if not args.resume:
+        try:
+            epoch = saved_epoch(out)
+        except CheckpointError as err:
+            raise SystemExit(f"--out {out} holds a damaged checkpoint ({err}); choose another "
+                             "--out, or move the folder away first") from None
+        if epoch is not None:
+            raise SystemExit(f"--out {out} already holds a run (epoch {epoch}): continue it with "
+                             "--resume, or choose another --out. To start over, delete the "
+                             "folder first; nothing in it is overwritten otherwise")
     return out
 
 

@@ -8,7 +8,7 @@ The two functions named like their modules are imported from the module:
 =============  ==========================================================================
 module         holds
 =============  ==========================================================================
-device         default_device, seed_everything
+device         default_device, seed_everything, fit_threads (torch threads for this machine)
 gaussian       DiagonalGaussian, FullGaussian
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)

@@ -109,7 +109,7 @@ def _ratio(quota: str, period: str) -> float | None:
 def threads_for(cpus: int) -> int:
     """torch threads for ``cpus`` usable CPUs: half of them, at least 1, at most ``MAX_THREADS``.
 
-    Measured on 2 CPUs (README, "Threads"): 1 thread is as fast as 2 on a quiet machine and 3.3x
+    Measured on 2 CPUs (README, "Shared machines"): 1 thread is as fast as 2 on a quiet machine and 3.3x
     faster with two competing busy processes. Half the CPUs leaves room for the Jupyter server, the
     browser and the neighbours on a shared node; the course's small matrices gain little beyond 4.
     """

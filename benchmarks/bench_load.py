@@ -8,9 +8,10 @@ A course is run on shared machines (a JupyterHub node, a busy CI runner, a lapto
 open). For each load N this starts N processes that keep a core busy (``while True: pass``, as
 ``../shared/tools/under-load N`` does), executes each chapter top to bottom in a fresh kernel, and
 reports the chapter's wall time, the time of chapter 8's training cells (those that call
-``train(...)``), and their ratios to the quiet run (N = 0). The targets of issue 11: no chapter slower
-than 1.5x its quiet time with one competing process, 2.5x with two. It also reports each chapter's
-peak memory (the kernel's maximum resident set size), which instructors need to size a JupyterHub.
+``train(...)``), and their ratios to the quiet run (N = 0). The targets of issue 11: no chapter
+slower than 1.5x its quiet time with one competing process, 2.5x with two. It also reports each
+chapter's peak memory (the kernel's maximum resident set size), which instructors need to size a
+JupyterHub.
 
 The figures mean something only when nothing else runs: the load average at the start is printed.
 """
@@ -70,9 +71,10 @@ def run_chapter(path: Path) -> dict:
     NotebookClient(nb, timeout=1800, kernel_name="python3", record_timing=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
-    report = next(line for output in nb.cells[-1].outputs for line in output.get("text", "").splitlines()
-                  if line.startswith("BENCH_LOAD "))
-    training = [cell for cell in nb.cells[:-1] if cell.cell_type == "code" and "= train(" in cell.source]
+    report = next(line for output in nb.cells[-1].outputs
+                  for line in output.get("text", "").splitlines() if line.startswith("BENCH_LOAD "))
+    training = [cell for cell in nb.cells[:-1]
+                if cell.cell_type == "code" and "= train(" in cell.source]
     return {"seconds": seconds, "training_seconds": sum(cell_seconds(cell) for cell in training),
             **json.loads(report.removeprefix("BENCH_LOAD "))}
 

@@ -35,8 +35,8 @@
 # Everything runs in float64 on the CPU: this is exact math, checked against exact answers.
 
 # %% slideshow={"slide_type": "skip"} tags=["colab-setup"]
-# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib` importable
-# in this kernel (Colab already has torch and vaelib's other needs) and work in its chapters/ folder.
+# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib`
+# importable in this kernel (Colab has torch and vaelib's other needs) and work in its chapters/.
 import os
 import subprocess
 import sys

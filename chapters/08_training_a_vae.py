@@ -30,8 +30,8 @@
 # The model is saved to `runs/ch08_vae` (next to this notebook) for chapter 9.
 
 # %% slideshow={"slide_type": "skip"} tags=["colab-setup"]
-# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib` importable
-# in this kernel (Colab already has torch and vaelib's other needs) and work in its chapters/ folder.
+# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib`
+# importable in this kernel (Colab has torch and vaelib's other needs) and work in its chapters/.
 import os
 import subprocess
 import sys

@@ -1,8 +1,8 @@
 """Where the course lives on GitHub, and the Binder and Colab links made from it.
 
-The course has no public home yet: ``GITHUB_REPO`` is a placeholder. When it gets one, change it here
-and run ``python -m pytest tests/test_one_click.py``: the test names every link in README.md and every
-chapter's Colab set-up cell that still points elsewhere.
+The course has no public home yet: ``GITHUB_REPO`` is a placeholder. When it gets one, change it
+here and run ``python -m pytest tests/test_one_click.py``: the test names every link in README.md
+and every chapter's Colab set-up cell that still points elsewhere.
 """
 
 from __future__ import annotations

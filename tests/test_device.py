@@ -52,7 +52,7 @@ def test_seed_everything_rejects_bad_seeds(bad):
         seed_everything(bad)
 
 
-# --- threads that fit the machine -------------------------------------------------------------------
+# --- threads that fit the machine ------------------------------------------------------------------
 
 @pytest.fixture
 def affinity(monkeypatch):
@@ -87,8 +87,8 @@ def test_usable_cpus_is_the_affinity_without_a_quota(tmp_path, affinity):
     assert usable_cpus(cgroup_v2(tmp_path, "max 100000\n")) == 6
 
 
-@pytest.mark.parametrize("text, expected", [("200000 100000", 2), ("150000 100000", 2),
-                                            ("50000 100000", 1), ("1600000 100000", 6)])
+@pytest.mark.parametrize("text, expected", [
+    ("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1), ("1600000 100000", 6)])
 def test_usable_cpus_follows_the_cgroup_v2_quota(tmp_path, affinity, text, expected):
     affinity(6)
     assert usable_cpus(cgroup_v2(tmp_path, text + "\n")) == expected
@@ -138,7 +138,8 @@ def test_importing_vaelib_fits_the_threads(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "VAELIB_THREADS")}
-    code = "import torch, vaelib.device as d; print(torch.get_num_threads(), d.threads_for(d.usable_cpus()))"
+    code = ("import torch, vaelib.device as d; "
+            "print(torch.get_num_threads(), d.threads_for(d.usable_cpus()))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] == out[1]

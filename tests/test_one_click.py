@@ -43,8 +43,8 @@ def requirement_lines(path: Path) -> list[str]:
 def dockerfile() -> str:
     r2d = shutil.which("jupyter-repo2docker", path=str(BIN)) or shutil.which("jupyter-repo2docker")
     assert r2d, "jupyter-repo2docker is not installed (requirements.txt pins it)"
-    out = subprocess.run([r2d, "--no-build", "--debug", str(ROOT)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([r2d, "--no-build", "--debug", str(ROOT)], capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout + out.stderr
 
@@ -73,7 +73,8 @@ def test_binder_post_build_installs_vaelib_and_the_jupytext_viewer():
     assert "pip install --no-deps --no-cache-dir .\n" in script and " -e " not in script
     assert '"defaultViewers": {"python": "Jupytext Notebook"}' in script
     assert "scripts.make_student --out student" in script
-    result = subprocess.run(["bash", "-n", str(ROOT / ".binder" / "postBuild")], capture_output=True)
+    result = subprocess.run(["bash", "-n", str(ROOT / ".binder" / "postBuild")],
+                            capture_output=True)
     assert result.returncode == 0, result.stderr  # valid bash
 
 
@@ -153,7 +154,7 @@ def test_colab_cell_does_nothing_outside_colab(tmp_path):
     assert Path(where).resolve() == ROOT / "vaelib" / "__init__.py"  # this checkout's, as before
 
 
-# --- README links ----------------------------------------------------------------------------------
+# --- README links --------------------------------------------------------------------------------
 
 def test_readme_links_binder_and_every_chapter_in_colab():
     readme = (ROOT / "README.md").read_text()

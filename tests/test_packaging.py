@@ -3,8 +3,9 @@
 The wheel must carry the bundled MNIST subset (vaelib/data/*.npz) and the licence files. To stay
 fast and offline, the fresh environment borrows this one's third-party packages (torch, NumPy, ...)
 through a ``.pth`` line and pip builds with the setuptools already here (``--no-build-isolation``);
-vaelib itself comes only from the install: the build runs from a copy of the sources, and the check
-runs from a folder that holds none, so neither the source tree nor the editable install is importable.
+vaelib itself comes only from the install: the build runs from a copy of the sources, and the
+check runs from a folder that holds none, so neither the source tree nor the editable install is
+importable.
 """
 
 import os
@@ -42,8 +43,9 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_vaelib(tmp_path):
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip()
     # torch, NumPy, setuptools, ... from this environment; no vaelib among them (editable installs
     # are hooked in by their own .pth files, which a plain path line does not run).
     Path(purelib, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

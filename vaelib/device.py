@@ -3,11 +3,12 @@
 Tensors follow their inputs (``torch.randn_like``, ``device=x.device``); the only place that picks a
 device is :func:`default_device`.
 
-Threads: importing this module (every chapter and ``vaelib`` itself do) sets torch's intra-op threads
-with :func:`fit_threads`, from the CPUs this process may really use (see :func:`usable_cpus`). The
-course's models are small (784-400-20, batches of 128): on a 2-core machine one thread trains as fast
-as two, and 3.3x faster than two when two other processes share the cores, because OpenMP threads
-wait on each other whenever a core is taken away. Hence the rule of :func:`threads_for`.
+Threads: importing this module (every chapter and ``vaelib`` itself do) sets torch's intra-op
+threads with :func:`fit_threads`, from the CPUs this process may really use (see
+:func:`usable_cpus`). The course's models are small (784-400-20, batches of 128): on a 2-core machine
+one thread trains as fast as two, and 3.3x faster than two when two other processes share the
+cores, because OpenMP threads wait on each other whenever a core is taken away. Hence the rule of
+:func:`threads_for`.
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def _ratio(quota: str, period: str) -> float | None:
 def threads_for(cpus: int) -> int:
     """torch threads for ``cpus`` usable CPUs: half of them, at least 1, at most ``MAX_THREADS``.
 
-    Measured on 2 CPUs (README, "Shared machines"): 1 thread is as fast as 2 on a quiet machine and 3.3x
-    faster with two competing busy processes. Half the CPUs leaves room for the Jupyter server, the
-    browser and the neighbours on a shared node; the course's small matrices gain little beyond 4.
+    Measured on 2 CPUs (README, "Shared machines"): 1 thread is as fast as 2 on a quiet machine
+    and 3.3x faster with two competing busy processes. Half the CPUs leaves room for the Jupyter
+    server, the browser and the neighbours on a shared node; the course's small matrices gain little
+    beyond 4.
     """
     return max(1, min(MAX_THREADS, cpus // 2))
 

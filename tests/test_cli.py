@@ -334,9 +334,12 @@ def test_a_real_sigint_saves_the_completed_epochs_and_exits_130(tmp_path):
             "trainer._training_step = step\n"
             "from vaelib.cli import main\n"
             "main(sys.argv[1:])\n")
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's vaelib, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", code, *TINY, "--out", str(out), "--epochs",
                              "20", "--checkpoint-every", "5"], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env=env)
     assert result.returncode == 130, result.stderr
     assert "Saved the 13 completed epochs" in result.stdout
     assert f"the checkpoint in {out}/ holds epoch 13" in result.stdout

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -113,12 +114,12 @@ def test_config_that_does_not_match_the_weights(tmp_path):
     save_checkpoint(tmp_path, VAE(CONFIG))
     manifest = json.loads((tmp_path / "config.json").read_text())
     manifest["model_config"]["hidden_dims"] = [9]
-    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    rewrite_manifest(tmp_path, manifest)  # consistent with itself, not with the weights
     match = r"do not match.*\n.*encoder.0.weight: \(8, 10\) in the file, \(9, 10\)"
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(tmp_path)
     manifest["model_config"]["latent_dim"] = 0
-    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    rewrite_manifest(tmp_path, manifest)
     with pytest.raises(CheckpointError, match="latent_dim"):
         load_checkpoint(tmp_path)
 
@@ -129,8 +130,8 @@ def test_weights_only_loading_refuses_arbitrary_objects(tmp_path):
     torch.save({"payload": os.getcwd}, weights)  # a pickled function: refused by weights_only
     manifest = json.loads((tmp_path / "config.json").read_text())
     manifest["files"]["model"]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-    (tmp_path / "config.json").write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match="weights_only"):
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match=r"could not be read by torch.load\(weights_only"):
         load_checkpoint(tmp_path)
 
 
@@ -172,6 +173,128 @@ def test_atomic_write_bytes(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like a file written with open()
 
 
+# ------------------------------------------------------------------------ what a load trusts
+
+def rewrite_manifest(directory, manifest):
+    """Write config.json as a consistent manifest would be (its own SHA-256 updated): the checks
+    after the manifest's must catch what it cannot."""
+    manifest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    manifest["manifest_sha256"] = checkpoint._manifest_sha256(manifest)
+    (directory / "config.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["model_config"].update(activation="tanh"),  # another model, same weight shapes
+    lambda m: m["train_config"].update(lr=0.1),
+    lambda m: m.update(epoch=7),
+    lambda m: m["files"]["history"].update(bytes=1),
+])
+def test_an_edited_config_json_is_refused(tmp_path, edit):
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2, history={"epoch": [1, 2]},
+                    train_config={"lr": 0.01})
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    edit(manifest)
+    (tmp_path / "config.json").write_text(json.dumps(manifest, indent=1))
+    with pytest.raises(CheckpointError, match="edited or damaged") as info:
+        load_checkpoint(tmp_path)
+    assert "config.json" in str(info.value)
+
+
+def test_an_edited_history_is_refused(tmp_path):
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2, history={"epoch": [1, 2]})
+    history = next(tmp_path.glob("history-*.json"))
+    history.write_text(history.read_text().replace("2", "3"))
+    with pytest.raises(CheckpointError, match=rf"{history.name} is corrupt"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_of_an_earlier_version_without_the_manifest_hash_loads(tmp_path):
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2)
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    del manifest["manifest_sha256"]
+    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    assert_same_weights(load_model(tmp_path), model)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("files", "oops"), ("epoch", "three"), ("epoch", -1), ("model_config", [1, 2]),
+    ("train_config", "fast"), ("files", {"model": "model.pt"}),
+    ("files", {"model": {"name": "../model.pt", "sha256": "0"}}),
+])
+def test_a_bad_field_in_config_json_is_named(tmp_path, field, value):
+    save_checkpoint(tmp_path, VAE(CONFIG), epoch=1)
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    manifest[field] = value
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match=rf'config.json: the field "{field}[".]'):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("other, expected", [
+    # smaller: fused CPU Adam read past its buffers (a segmentation fault)
+    ((4,), r"encoder.0.weight: exp_avg is \(4, 10\) torch.float32 on cpu; the parameter is "
+           r"\(8, 10\)"),
+    ((16,), r"encoder.0.weight: exp_avg is \(16, 10\)"),
+    ((8, 8), "it is for 12 parameter tensors, the model has 8"),
+])
+def test_a_foreign_optimizer_state_is_refused(tmp_path, other, expected):
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2)
+    stranger = VAE(data_dim=10, hidden_dims=other, latent_dim=2)
+    foreign = torch.optim.Adam(stranger.parameters(), lr=1e-2)
+    (-stranger.elbo(torch.ones(4, 10)).mean()).backward()
+    foreign.step()
+    # Its file put in place of the run's, with the manifest made consistent with it.
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    path = tmp_path / manifest["files"]["optimizer"]["name"]
+    torch.save(foreign.state_dict(), path)
+    data = path.read_bytes()
+    manifest["files"]["optimizer"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match="optimizer state .* does not fit the model") as info:
+        load_checkpoint(tmp_path)
+    assert re.search(expected, str(info.value)), str(info.value)
+
+
+def test_an_optimizer_state_of_another_dtype_is_refused(tmp_path):
+    model, optimizer = trained_pieces()
+    state = optimizer.state_dict()
+    state["state"][0]["exp_avg"] = state["state"][0]["exp_avg"].double()
+    save_checkpoint(tmp_path, model, epoch=2)
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    data = checkpoint._torch_bytes(state)
+    (tmp_path / "optimizer-x.pt").write_bytes(data)
+    manifest["files"]["optimizer"] = {"name": "optimizer-x.pt", "bytes": len(data),
+                                      "sha256": hashlib.sha256(data).hexdigest()}
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match=r"encoder.0.weight: exp_avg is \(8, 10\) "
+                                              r"torch.float64"):
+        load_checkpoint(tmp_path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model, _ = trained_pieces()
+    with torch.no_grad():
+        model.decoder[0].weight[0, 0] = float("nan")
+        model.encoder[0].bias[1] = float("inf")
+    save_checkpoint(tmp_path, model, epoch=3)
+    with pytest.raises(CheckpointError, match=r"NaN or infinite.*encoder.0.bias \(1 of 8"):
+        load_model(tmp_path)
+
+
+def test_loading_onto_a_device_that_is_not_there_says_so(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, VAE(CONFIG))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"'cuda' was asked for.*available here: cpu"):
+        load_model(tmp_path, device="cuda")
+    with pytest.raises(ValueError, match="not a device"):
+        load_model(tmp_path, device="nonsense")
+
+
 def test_checkpoint_files_lists_the_current_files(tmp_path):
     model, optimizer = trained_pieces()
     assert checkpoint_files(tmp_path / "none", missing_ok=True) == {}
@@ -182,3 +305,12 @@ def test_checkpoint_files_lists_the_current_files(tmp_path):
     assert set(files) == {"model", "optimizer", "history"}
     assert all(path.exists() and path.parent == tmp_path / "run" for path in files.values())
     assert files["history"].name == "history-epoch0003.json"
+
+
+def test_an_absurd_size_in_config_json_is_refused_before_allocating(tmp_path):
+    save_checkpoint(tmp_path, VAE(CONFIG))
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    manifest["model_config"]["hidden_dims"] = [10**9]  # would ask for terabytes
+    rewrite_manifest(tmp_path, manifest)
+    with pytest.raises(CheckpointError, match=r"no valid model_config: .*parameters"):
+        load_checkpoint(tmp_path)

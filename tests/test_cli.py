@@ -1,6 +1,7 @@
 """vaelib.cli: the command line ``python -m vaelib.train`` and its run folder (load_run)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from vaelib import checkpoint as checkpoint_module
 from vaelib.checkpoint import load_checkpoint, load_model
-from vaelib.cli import EVALUATION, NLL_CURVE, load_run, main
+from vaelib.cli import EVALUATION, NLL_CURVE, load_run, main, parser
 from vaelib.train import History
 from vaelib.vae import VAEConfig
 
@@ -116,3 +117,274 @@ def test_cli_resume_reads_the_checkpoint_once(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("vaelib.train.load_checkpoint", counting)
     history = main(TINY + ["--out", str(out), "--epochs", "2", "--resume"])
     assert history.epoch == [1, 2] and len(calls) == 1
+
+
+# ------------------------------------------------------------------ --resume keeps the run's flags
+
+def issue_run(out) -> list[str]:
+    return ["--max-images", "256", "--latent-dim", "4", "--device", "cpu", "--no-progress",
+            "--out", str(out), "--lr", "1e-4", "--lr-final", "1e-5", "--batch-size", "32",
+            "--adam-eps", "1e-4", "--seed", "7"]
+
+
+def test_resume_continues_with_the_saved_settings_and_records_what_changed(tmp_path, capsys):
+    out = tmp_path / "rs"
+    main(issue_run(out) + ["--epochs", "2"])
+    history = main(["--resume", "--epochs", "4", "--out", str(out), "--no-progress"])
+    assert history.epoch == [1, 2, 3, 4]
+    ckpt = load_checkpoint(out)
+    options = ckpt.train_config
+    assert (options["lr"], options["lr_final"], options["batch_size"], options["adam_eps"],
+            options["seed"], options["epochs"]) == (1e-4, 1e-5, 32, 1e-4, 7, 4)
+    # the schedule ran to its end: lr_final at the last epoch
+    assert ckpt.optimizer_state["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    flags = ckpt.run_config["flags"]
+    assert flags["dataset"] == "mnist-subset" and flags["max_images"] == 256
+    assert flags["latent_dim"] == 4 and flags["epochs"] == 4
+    assert ckpt.run_config["resumes"] == [{"after_epoch": 2, "changed": {"--epochs": [2, 4]}}]
+    assert "changed: --epochs 2 -> 4" in capsys.readouterr().out
+    # The README's bare command on a finished run trains nothing (it used to go on to 10 epochs).
+    history = main(["--resume", "--out", str(out), "--no-progress"])
+    assert len(history) == 4 and load_checkpoint(out).epoch == 4
+    printed = capsys.readouterr().out
+    assert "nothing to train" in printed and "Checkpoint written" not in printed
+
+
+@pytest.mark.parametrize("flag", [["--latent-dim", "8"], ["--preset", "burda"],
+                                  ["--dataset", "mnist"], ["--max-images", "128"],
+                                  ["--batch-size", "64"], ["--seed", "1"]])
+def test_resume_refuses_a_flag_that_would_make_another_run(tmp_path, capsys, flag, monkeypatch):
+    out = tmp_path / "rs"
+    main(issue_run(out) + ["--epochs", "1"])
+    monkeypatch.setattr("vaelib.cli.train", lambda *a, **k: pytest.fail("trained anyway"))
+    with pytest.raises(SystemExit, match=rf"{flag[0]} {flag[1]} differs from the run's saved "
+                                         r".*cannot change within a run"):
+        main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"] + flag)
+    assert load_checkpoint(out).epoch == 1
+
+
+def test_resume_refuses_fewer_epochs_than_completed(tmp_path, capsys):
+    out = tmp_path / "rs"
+    main(issue_run(out) + ["--epochs", "2"])
+    with pytest.raises(SystemExit, match="--epochs 1 is fewer than the 2 epochs"):
+        main(["--resume", "--epochs", "1", "--out", str(out)])
+
+
+def test_a_new_flag_is_saved_and_restored_without_more_code(tmp_path, capsys, monkeypatch):
+    # Another option (e.g. --objective) only needs to be added to parser(): resume restores it.
+    real = parser
+
+    def with_objective():
+        p = real()
+        p.add_argument("--objective", default="elbo")
+        return p
+
+    monkeypatch.setattr("vaelib.cli.parser", with_objective)
+    out = tmp_path / "rs"
+    main(issue_run(out) + ["--epochs", "1", "--objective", "iwae"])
+    main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"])
+    assert load_checkpoint(out).run_config["flags"]["objective"] == "iwae"
+    with pytest.raises(SystemExit, match="--objective elbo differs from the run's saved"):
+        main(["--resume", "--epochs", "3", "--out", str(out), "--objective", "elbo"])
+
+
+def test_resume_of_a_run_saved_without_its_flags_keeps_its_training_options(tmp_path, capsys):
+    # A checkpoint of an earlier vaelib (or of train() itself) records only its TrainConfig.
+    from vaelib.data import load_mnist_subset, to_unit_interval
+    from vaelib.train import train
+    from vaelib.vae import VAE
+
+    out = tmp_path / "old"
+    x = to_unit_interval(load_mnist_subset().train_images[:256])
+    train(VAE(VAEConfig.preset("pytorch-example", latent_dim=4)), x, epochs=1, lr=3e-4,
+          batch_size=64, progress=False, checkpoint_dir=out)
+    main(["--resume", "--epochs", "2", "--max-images", "256", "--out", str(out), "--no-progress"])
+    ckpt = load_checkpoint(out)
+    assert ckpt.train_config["lr"] == 3e-4 and ckpt.train_config["batch_size"] == 64
+    assert ckpt.epoch == 2 and "earlier vaelib" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- flags checked up front
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if training starts: the checks must come before it."""
+    monkeypatch.setattr("vaelib.cli.train", lambda *a, **k: pytest.fail("training started"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-images", "-5"], "--max-images must be >= 1"),
+    (["--max-images", "0"], "--max-images must be >= 1"),
+    (["--eval-samples", "-5"], "--eval-samples must be >= 0"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr", "inf"], "--lr: lr must be a finite number > 0"),
+    (["--batch-size", "0"], "--batch-size: batch_size must be an integer >= 1"),
+    (["--latent-dim", "1000000000"], "--latent-dim: .* parameters"),
+    (["--device", "nonsense"], "--device: 'nonsense' is not a device name.*cpu"),
+])
+def test_bad_flags_are_refused_before_training(tmp_path, no_training, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["--out", str(tmp_path / "run"), "--no-progress"] + flags)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_device_that_is_not_there_is_named(tmp_path, no_training, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("torch.backends.mps.is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--device: device 'cuda' was asked for.*available here: "
+                                         "cpu"):
+        main(["--out", str(tmp_path / "run"), "--device", "cuda"])
+
+
+def test_out_is_checked_before_training(tmp_path, no_training):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match="--out is empty"):
+        main(["--out", ""])
+    with pytest.raises(SystemExit, match="notes.txt is an existing file, not a folder"):
+        main(["--out", str(a_file)])
+    with pytest.raises(SystemExit, match="cannot be created: .*notes.txt is a file"):
+        main(["--out", str(a_file / "run")])
+    assert a_file.read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_an_unwritable_out_is_refused_before_training(tmp_path, no_training):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(SystemExit, match="cannot be written"):
+        main(["--out", str(locked / "run")])
+
+
+def test_a_new_run_does_not_overwrite_an_existing_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(TINY + ["--out", str(out), "--epochs", "1"])
+    before = sorted(p.read_bytes() for p in out.iterdir())
+    with pytest.raises(SystemExit, match="already holds a run .*--resume"):
+        main(TINY + ["--out", str(out), "--epochs", "1"])
+    assert sorted(p.read_bytes() for p in out.iterdir()) == before
+    (out / "config.json").write_text("{")  # a damaged run is not overwritten either
+    with pytest.raises(SystemExit, match="holds a damaged checkpoint"):
+        main(TINY + ["--out", str(out), "--epochs", "1"])
+
+
+def test_a_diverging_run_exits_with_the_advice(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="Training stopped: .*(diverging|NaN).*smaller lr"):
+        main(["--max-images", "256", "--device", "cpu", "--no-progress", "--lr", "100",
+              "--epochs", "3", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------- Ctrl-C, crashes
+
+def interrupt_at_step(monkeypatch, step: int):
+    """Raise KeyboardInterrupt (what Ctrl-C raises) at a training step (1-based, over epochs)."""
+    import vaelib.train as trainer
+
+    real, calls = trainer._training_step, []
+
+    def step_or_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_training_step", step_or_stop)
+
+
+def test_ctrl_c_in_the_first_epoch_writes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    interrupt_at_step(monkeypatch, 2)
+    with pytest.raises(SystemExit) as info:
+        main(TINY + ["--out", str(tmp_path / "c0"), "--epochs", "3"])
+    assert info.value.code == 130
+    printed = capsys.readouterr().out
+    assert "no checkpoint was written" in printed and "Checkpoint written" not in printed
+    assert not (tmp_path / "c0").exists()
+
+
+def test_ctrl_c_then_a_bare_resume_finishes_the_run(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    interrupt_at_step(monkeypatch, 4 * 2 + 1)  # 4 steps an epoch: the first step of epoch 3
+    with pytest.raises(SystemExit) as info:
+        main(TINY + ["--out", str(out), "--epochs", "4", "--checkpoint-every", "4"])
+    assert info.value.code == 130
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.index("{\n"):printed.index("\n}\n") + 3])
+    assert summary["interrupted"] and summary["epochs"] == 2 and summary["checkpoint_epoch"] == 2
+    assert f"the checkpoint in {out}/ holds epoch 2" in printed
+    assert "Checkpoint written" not in printed and load_checkpoint(out).epoch == 2
+    monkeypatch.undo()
+    history = main(["--resume", "--out", str(out), "--no-progress"])  # to the saved 4 epochs
+    assert history.epoch == [1, 2, 3, 4] and load_checkpoint(out).epoch == 4
+
+
+def test_a_real_sigint_saves_the_completed_epochs_and_exits_130(tmp_path):
+    """Ctrl-C after epoch 13 with --checkpoint-every 5: the disk held epoch 10 and the summary
+    said 13 epochs, "Checkpoint written", exit 0. A real SIGINT, sent by the process to itself at
+    the first step of epoch 14 (a fixed point, no timing)."""
+    out = tmp_path / "run"
+    code = ("import os, signal, sys\n"
+            "import vaelib.train as trainer\n"
+            "real, calls = trainer._training_step, []\n"
+            "def step(*args, **kwargs):\n"
+            "    calls.append(1)\n"
+            "    if len(calls) == 4 * 13 + 1:\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return real(*args, **kwargs)\n"
+            "trainer._training_step = step\n"
+            "from vaelib.cli import main\n"
+            "main(sys.argv[1:])\n")
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's vaelib, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code, *TINY, "--out", str(out), "--epochs",
+                             "20", "--checkpoint-every", "5"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 130, result.stderr
+    assert "Saved the 13 completed epochs" in result.stdout
+    assert f"the checkpoint in {out}/ holds epoch 13" in result.stdout
+    assert "Checkpoint written" not in result.stdout
+    assert load_checkpoint(out).epoch == 13
+
+
+class Crash(BaseException):
+    """A hard stop (kill -9, a power cut) in the middle of a save: nothing runs after it."""
+
+
+def test_nll_curve_stays_consistent_with_its_checkpoint_after_a_crash(tmp_path, capsys,
+                                                                      monkeypatch):
+    import vaelib.train as trainer
+
+    out = tmp_path / "run"
+    real = trainer.save_checkpoint
+
+    def crash_at_six(directory, model, **kwargs):
+        if kwargs["epoch"] == 6:
+            raise Crash
+        return real(directory, model, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", crash_at_six)
+    with pytest.raises(Crash):
+        main(TINY + ["--out", str(out), "--epochs", "6", "--checkpoint-every", "3",
+                     "--eval-samples", "2", "--eval-every", "1", "--curve-points", "8"])
+    monkeypatch.undo()
+    curve = json.loads((out / NLL_CURVE).read_text())
+    assert [p["epoch"] for p in curve] == [1, 2, 3, 4, 5] and load_checkpoint(out).epoch == 3
+    main(["--resume", "--out", str(out), "--no-progress"])  # epochs 4, 5, 6 again
+    curve = json.loads((out / NLL_CURVE).read_text())
+    assert [p["epoch"] for p in curve] == [1, 2, 3, 4, 5, 6]  # not [1, 2, 3, 4, 5, 4, 5, 6]
+    seconds = [p["train_seconds"] for p in curve]
+    assert seconds == sorted(seconds) and len(set(seconds)) == 6  # never backwards
+
+
+def test_a_damaged_nll_curve_is_named(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(TINY + ["--out", str(out), "--epochs", "1", "--eval-samples", "2", "--eval-every", "1"])
+    path = out / NLL_CURVE
+    path.write_text(path.read_text()[:20])  # cut short
+    with pytest.raises(SystemExit, match=rf"{path} is damaged: it is not valid JSON.*move the "
+                                         r"file away"):
+        main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"])
+    assert load_checkpoint(out).epoch == 1 and path.read_text().startswith("[")
+    with pytest.raises(ValueError, match=rf"{path} is damaged"):
+        load_run(out)

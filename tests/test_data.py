@@ -3,7 +3,9 @@
 import gzip
 import hashlib
 import http.server
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +303,53 @@ def test_binarize_rejects_values_outside_unit_interval(bad):
         binarize(bad)
     with pytest.raises(TypeError, match="to_unit_interval"):
         binarize(torch.tensor([1], dtype=torch.uint8))
+
+
+# ------------------------------------------------------------ shared folders and leftovers
+
+def test_downloaded_files_follow_the_umask(tmp_path, fake_mnist):
+    # A shared VAELIB_DATA folder: with umask 022 the files must be readable by the other users.
+    _, files = fake_mnist
+    previous = os.umask(0o022)
+    try:
+        with Server(served(files, "/good")) as server:
+            load_mnist(tmp_path, mirrors=(server.url + "/good/",), timeout=10)
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {f"{stem}.gz": 0o644 for stem in files}
+
+
+def test_stale_partial_downloads_are_removed(tmp_path, fake_mnist):
+    arrays, files = fake_mnist
+    stems = list(files)
+    stale = tmp_path / f".{stems[0]}.k1ll3d.part"  # left by a download killed an hour ago
+    stale.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3700
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    live = tmp_path / f".{stems[1]}.busy.part"  # another process may be downloading it right now
+    live.write_bytes(b"the first megabyte")
+    other = tmp_path / ".notes.part"  # not ours: never touched
+    other.write_bytes(b"x")
+    os.utime(other, (an_hour_ago, an_hour_ago))
+    for stem, content in files.items():
+        (tmp_path / stem).write_bytes(content)
+    check_loaded(load_mnist(tmp_path, download=False), arrays)
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_folder_where_a_file_should_be_is_named(tmp_path, fake_mnist, download):
+    _, files = fake_mnist
+    stems = list(files)
+    for stem, content in files.items():
+        if stem != stems[2]:
+            (tmp_path / stem).write_bytes(content)
+    (tmp_path / f"{stems[2]}.gz").mkdir()  # e.g. an archive unpacked into a folder of that name
+    (tmp_path / f"{stems[2]}.gz" / "inside").write_bytes(b"the user's")
+    with Server(served(files, "/good")) as server:
+        with pytest.raises(IsADirectoryError, match=rf"{stems[2]}.gz is a folder") as info:
+            load_mnist(tmp_path, download=download, mirrors=(server.url + "/good/",), timeout=10)
+        assert server.requests == []  # nothing downloaded that could not be put in place
+    assert "move it away" in str(info.value).lower()
+    assert (tmp_path / f"{stems[2]}.gz" / "inside").read_bytes() == b"the user's"

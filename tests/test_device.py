@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.device import (MAX_THREADS, default_device, derive_seed, fit_threads, seed_everything,
-                           threads_for, usable_cpus)
+from vaelib.device import (MAX_THREADS, available_devices, check_device, default_device,
+                           derive_seed, fit_threads, seed_everything, threads_for, usable_cpus)
 
 
 def test_default_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -50,6 +50,29 @@ def test_seed_everything_makes_python_numpy_and_torch_repeat():
 def test_seed_everything_rejects_bad_seeds(bad):
     with pytest.raises((TypeError, ValueError)):
         seed_everything(bad)
+
+
+def test_check_device_accepts_what_is_present():
+    assert check_device("cpu") == torch.device("cpu")
+    assert check_device(torch.device("cpu")) == torch.device("cpu")
+    assert "cpu" in available_devices()
+    if torch.cuda.is_available():
+        assert check_device("cuda").type == "cuda" and "cuda:0" in available_devices()
+
+
+@pytest.mark.parametrize("asked", ["cuda", "cuda:0", torch.device("cuda", 3)])
+def test_check_device_says_what_was_asked_and_what_is_there(monkeypatch, asked):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda.*' was asked for, .* available here: cpu"):
+        check_device(asked)
+
+
+def test_check_device_rejects_names_that_are_no_device():
+    with pytest.raises(ValueError, match=r"'nonsense' is not a device.*cpu"):
+        check_device("nonsense")
+    with pytest.raises(TypeError, match="device must be"):
+        check_device(3.5)
 
 
 def test_derive_seed_gives_every_seed_and_index_its_own_seed():

@@ -285,3 +285,14 @@ def test_bad_data(model, x):
         elbo(model, x, q, 3, chunk_size=0)
     with pytest.raises(ValueError, match="at least 1 dimension"):
         log_mean_exp(torch.tensor(1.0))
+
+
+def test_empty_inputs_are_clear_errors():
+    empty = torch.zeros(0, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"at least one value along dim 0.*\(0, 3\)"):
+        log_mean_exp(empty)
+    with pytest.raises(ValueError, match=r"at least one log-weight along dim 0.*\(0, 3\)"):
+        effective_sample_size(empty)
+    # No samples is an error; no data points (K samples of 0 points) is an empty answer.
+    assert log_mean_exp(empty, dim=1).shape == (0,)
+    assert effective_sample_size(empty.T, dim=0).shape == (0,)

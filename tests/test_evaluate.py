@@ -121,3 +121,49 @@ def test_cuda_evaluation_is_exact_and_chunk_invariant():
     a = evaluate(model, x, num_samples=500, iwae_samples=10, progress=False)
     b = evaluate(model, x, num_samples=500, iwae_samples=10, progress=False, memory_budget=100_000)
     torch.testing.assert_close(a.log_likelihood, b.log_likelihood, rtol=1e-5, atol=1e-4)
+
+
+def test_no_data_points_is_a_clear_error():
+    model, x, _ = linear_gaussian_vae()
+    with pytest.raises(ValueError, match=r"at least one data point.*\(0, 6\)"):
+        evaluate(model, x[:0], num_samples=8, iwae_samples=2, progress=False)
+    with pytest.raises(ValueError, match="at least one data point"):
+        importance_log_likelihood(model, x[:0], 8, progress=False)
+
+
+def set_encoder_logvar(model, logvar: float):
+    """Make the encoder output the log-variance ``logvar`` for every x (its mean is unchanged)."""
+    with torch.no_grad():
+        model.encoder[0].weight[d:] = 0.0
+        model.encoder[0].bias[d:] = logvar
+
+
+@pytest.mark.parametrize("logvar", [-100.0, -150.0, -200.0])
+def test_a_tiny_encoder_variance_is_evaluated_in_log_space(logvar):
+    # σ² = e^-150 overflows 1/σ² in float32 (once NaN for every number); the weights are computed
+    # from the noise ε directly: log q(z|x) = -½ Σ_j (log 2π + logvar_j + ε_j²), which is exact.
+    model, x, _ = linear_gaussian_vae()
+    set_encoder_logvar(model, logvar)
+    result = evaluate(model, x, num_samples=2000, iwae_samples=10, progress=False)
+    for name in ("elbo", "iwae", "log_likelihood", "ess"):
+        assert torch.isfinite(getattr(result, name)).all(), name
+    # With σ ≈ 0, z = μ(x): ELBO = log p(x, μ) + H[q], H[q] = ½ Σ_j (1 + log 2π + logvar_j).
+    with torch.no_grad():
+        mu, _ = model.encode(x)
+        log_joint = model.log_joint(x, mu)  # (N,)
+    entropy = 0.5 * d * (1 + math.log(2 * math.pi) + logvar)
+    # ½ Σ_j ε_j² averages to d/2 over K = 2000 draws: standard error sqrt(d/2/2000) = 0.022.
+    torch.testing.assert_close(result.elbo, log_joint + entropy, rtol=0, atol=0.15)
+    assert (result.elbo <= result.iwae + 1e-3).all()
+    assert (result.iwae <= result.log_likelihood + 1e-3).all()
+    assert ((result.ess >= 1) & (result.ess <= 2000)).all()
+
+
+@pytest.mark.parametrize("logvar", [100.0, 150.0, 200.0])
+def test_a_huge_encoder_variance_is_a_clear_error(logvar):
+    # σ = e^75: z = μ + σ ε overflows float32 in log p(z) and in the decoder. That is no number to
+    # report as log p(x): say that the encoder's log-variance is the cause.
+    model, x, _ = linear_gaussian_vae()
+    set_encoder_logvar(model, logvar)
+    with pytest.raises(ValueError, match=rf"encoder's log-variance.*{logvar:g}"):
+        evaluate(model, x, num_samples=16, iwae_samples=4, progress=False)

@@ -57,3 +57,33 @@ def test_bad_controls_are_clear_errors():
         FigureExplorer(draw_gaussian)
     with pytest.raises(TypeError, match="value widget"):
         FigureExplorer(draw_gaussian, mean=widgets.Button())
+
+
+def test_a_draw_function_that_raises_shows_the_error_and_keeps_the_controls_consistent():
+    def draw(fig, mean, scale):
+        if mean > 1:
+            raise ValueError(f"no curve for mean {mean} <here>")
+        return draw_gaussian(fig, mean, scale)
+
+    explorer = FigureExplorer(draw, mean=widgets.FloatSlider(value=0.5, min=-2, max=2),
+                              scale=widgets.FloatSlider(value=1.0, min=0.5, max=2))
+    good = bytes(explorer.image.value)
+    explorer.controls["mean"].value = 1.5  # the draw function raises
+    # The picture and the controls agree again: the slider is back where the figure was drawn,
+    # and the error is shown under the figure (escaped), naming the values that failed.
+    assert explorer.values == {"mean": 0.5, "scale": 1.0}
+    assert bytes(explorer.image.value) == good
+    message = explorer.readout.value
+    assert "ValueError: no curve for mean 1.5 &lt;here&gt;" in message
+    assert "mean=1.5" in message and "mean=0.5" in message
+    explorer.controls["scale"].value = 2.0  # the next good move draws, and clears the error
+    assert "ValueError" not in explorer.readout.value
+    assert explorer.readout.value == "mean = 0.50, scale = 2.00"
+
+
+def test_a_draw_function_that_fails_at_once_is_an_error():
+    def draw(fig, mean):
+        raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        FigureExplorer(draw, mean=widgets.FloatSlider())

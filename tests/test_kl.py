@@ -169,3 +169,24 @@ def test_bad_input():
         mc_kl(z, z, num_samples=1)
     with pytest.raises(ValueError, match="NaN"):
         mc_kl(torch.full((1, 2), float("nan")), torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_infinite_log_variances_give_an_infinite_kl_not_nan(dtype):
+    inf = math.inf
+    mu = torch.zeros(3, 2, dtype=dtype)
+    # σ² = ∞ (q infinitely broad) and σ² = 0 (q a point mass): either way q is infinitely far from
+    # N(0, I), as the limits of ½(σ² - 1 - log σ²) say; no ∞ - ∞ = NaN.
+    logvar = torch.tensor([[inf, 0.0], [-inf, 0.0], [0.0, 0.0]], dtype=dtype)
+    assert gaussian_kl(mu, logvar).tolist() == [inf, inf, 0.0]
+    # KL(q ‖ p) with p a point mass (logvar_p = -∞) and q not: +∞, whether the means agree or not.
+    mu_p = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]], dtype=dtype)
+    logvar_p = torch.tensor([[-inf, 0.0], [-inf, 0.0], [inf, 0.0]], dtype=dtype)
+    between = gaussian_kl_between(mu, torch.zeros_like(mu), mu_p, logvar_p)
+    assert between.tolist() == [inf, inf, inf]  # p infinitely broad (logvar_p = +∞): +∞ as well
+    # Finite log-variances are untouched, and keep finite gradients.
+    logvar = torch.tensor([[3.0, -2.0]], dtype=dtype, requires_grad=True)
+    kl = gaussian_kl(torch.zeros(1, 2, dtype=dtype), logvar)
+    assert kl.item() == pytest.approx(0.5 * (math.exp(3) - 4 + math.exp(-2) + 1), rel=1e-6)
+    kl.backward()
+    torch.testing.assert_close(logvar.grad, 0.5 * torch.expm1(logvar.detach()))

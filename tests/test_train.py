@@ -8,7 +8,8 @@ import torch
 
 from vaelib.checkpoint import load_checkpoint
 from vaelib.data import fixed_binarization
-from vaelib.train import History, NonFiniteLossError, TrainConfig, train, validation_data
+from vaelib.train import (History, NonFiniteLossError, TrainConfig, TrainingDivergedError, train,
+                          validation_data)
 from vaelib.vae import VAE, VAEConfig
 
 D = 16
@@ -255,3 +256,107 @@ def test_cuda_resume_continues(tmp_path, cuda_graph):
     else:  # a device generator reseeded every epoch: the same computation
         a, b = straight.state_dict(), resumed.state_dict()
         assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+# ------------------------------------------------------------------------------ trust the inputs
+
+@pytest.mark.parametrize("options, message", [
+    (dict(lr=float("inf")), r"lr must be a finite number > 0.*got inf"),
+    (dict(lr=float("nan")), r"lr must be a finite number > 0"),
+    (dict(lr="1e-3"), r"lr must be a finite number > 0.*got '1e-3'"),
+    (dict(lr_final=float("inf")), r"lr_final must be a finite number > 0"),
+    (dict(adam_eps=0.0), r"adam_eps must be a finite number > 0"),
+    (dict(lr=True), r"lr must be a finite number"),
+    (dict(seed=-1), r"seed must be an integer >= 0"),
+    (dict(seed=1.5), r"seed must be an integer >= 0"),
+    (dict(binarize="yes"), r"binarize must be True, False or None"),
+    (dict(progress="no"), r"progress must be True or False"),
+])
+def test_train_config_checks_types_and_ranges(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
+
+
+def test_no_data_points_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"train_x has no data points \(shape \(0, 16\)\)"):
+        train(new_model(), prototypes()[:0], **FAST)
+    with pytest.raises(ValueError, match=r"val_x has no data points"):
+        train(new_model(), prototypes(), val_x=prototypes()[:0], **FAST)
+
+
+def test_a_diverging_run_stops_before_saving_diverged_weights(tmp_path):
+    # The case: lr = 100 on MNIST. The loss stays finite (ELBO about -1e17 after one
+    # epoch), so the NaN check alone lets it through and saves the ruined weights.
+    from vaelib.data import load_mnist_subset, to_unit_interval
+
+    x = to_unit_interval(load_mnist_subset().train_images[:256])
+    torch.manual_seed(0)
+    model = VAE(VAEConfig.preset("pytorch-example"))
+    with pytest.raises(TrainingDivergedError, match=r"diverging at epoch 1 \(lr=100\).*"
+                       r"no checkpoint was saved.*smaller lr") as err:
+        train(model, x, epochs=3, lr=100.0, batch_size=128, progress=False,
+              checkpoint_dir=tmp_path / "run")
+    assert type(err.value) is TrainingDivergedError and err.value.epoch == 1  # finite, diverged
+    assert not (tmp_path / "run").exists()
+    assert issubclass(NonFiniteLossError, TrainingDivergedError)  # one except for both
+
+
+def test_a_healthy_run_with_a_rough_first_epoch_is_not_called_diverging():
+    # A large learning rate that still works (0.1 on this small model) is no divergence.
+    history = train(new_model(), prototypes(), **{**FAST, "lr": 0.1, "epochs": 6})
+    assert len(history) == 6
+
+
+# ------------------------------------------------------------------------- Ctrl-C keeps epochs
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_saves_every_completed_epoch(tmp_path, capsys):
+    # --checkpoint-every 5 and Ctrl-C in epoch 14: the disk held epoch 10, the summary said 13.
+    options = {**FAST, "epochs": 20, "checkpoint_every": 5}
+    model = new_model(cls=Flaky, fail_at=8 * 13 + 3, exc=KeyboardInterrupt())  # in epoch 14
+    history = train(model, prototypes(), checkpoint_dir=tmp_path / "run", **options)
+    assert history.interrupted and history.epoch == list(range(1, 14))
+    out = capsys.readouterr().out
+    assert "Interrupted during epoch 14" in out
+    assert f"Saved the 13 completed epochs to {tmp_path / 'run'} (epoch 13)" in out
+    saved = load_checkpoint(tmp_path / "run")
+    assert saved.epoch == 13 and saved.history["epoch"] == list(range(1, 14))
+    assert saved.history["interrupted"] is False  # a resumed run's history is not marked
+    # The saved weights are those at the end of epoch 13 (not the half of epoch 14 in memory), so
+    # resuming gives exactly the uninterrupted run.
+    straight = new_model()
+    train(straight, prototypes(), **{**options, "epochs": 13})
+    assert same_weights(saved.model.state_dict(), straight.state_dict())
+    train(saved.model, prototypes(), checkpoint_dir=tmp_path / "run", resume=saved,
+          **{**options, "epochs": 15})
+    train(new_model(), prototypes(), checkpoint_dir=tmp_path / "straight",
+          **{**options, "epochs": 15})
+    assert same_weights(load_checkpoint(tmp_path / "run").model.state_dict(),
+                        load_checkpoint(tmp_path / "straight").model.state_dict())
+
+
+def test_ctrl_c_between_epochs_saves_the_completed_one(tmp_path, capsys):
+    def stop_after_seven(history, model):
+        if len(history) == 7:
+            raise KeyboardInterrupt
+
+    options = {**FAST, "epochs": 20, "checkpoint_every": 5}
+    model = new_model()
+    history = train(model, prototypes(), checkpoint_dir=tmp_path, callback=stop_after_seven,
+                    **options)
+    assert history.epoch == list(range(1, 8))
+    assert "Saved the 7 completed epochs" in capsys.readouterr().out
+    saved = load_checkpoint(tmp_path)
+    assert saved.epoch == 7 and same_weights(saved.model.state_dict(), model.state_dict())
+
+
+def test_ctrl_c_in_the_first_epoch_saves_nothing_and_says_so(tmp_path, capsys):
+    model = new_model(cls=Flaky, fail_at=3, exc=KeyboardInterrupt())
+    history = train(model, prototypes(), checkpoint_dir=tmp_path / "run", **FAST)
+    assert history.interrupted and len(history) == 0
+    out = capsys.readouterr().out
+    assert "No epoch was completed, so no checkpoint was saved" in out
+    assert not (tmp_path / "run").exists()

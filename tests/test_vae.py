@@ -198,3 +198,34 @@ def test_learned_gaussian_std_gets_gradients():
     fixed = small(likelihood="gaussian")
     assert "log_std" not in dict(fixed.named_parameters()) and "log_std" not in fixed.state_dict()
     assert math.isclose(fixed.log_std.exp().item(), 0.1, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden_dims=400), r"hidden_dims must be a sequence of layer widths such as \(400,\).*"
+                            r"got 400"),
+    (dict(hidden_dims="400"), r"hidden_dims must be a sequence"),
+    (dict(latent_dim=10**9), r"latent_dim=1000000000.* parameters.* at most 100,000,000"),
+    (dict(hidden_dims=[10**9]), r"hidden_dims=\(1000000000,\).* parameters.* at most 100,000,000"),
+    (dict(data_dim=2.5), r"data_dim must be an integer >= 1"),
+    (dict(activation=["relu"]), r"unknown activation"),
+])
+def test_config_types_and_sizes_are_checked_up_front(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAEConfig(**kwargs)
+
+
+def test_a_config_json_with_an_absurd_width_is_refused_before_allocating():
+    # from_dict is what load_checkpoint uses on config.json: refused before VAE(config) allocates
+    values = VAEConfig().to_dict() | {"hidden_dims": [10**9]}
+    with pytest.raises(ValueError, match="parameters"):
+        VAEConfig.from_dict(values)
+    assert VAEConfig(hidden_dims=(4000, 4000), latent_dim=1000).num_parameters() < 10**8
+
+
+@pytest.mark.parametrize("config", [
+    VAEConfig(), VAEConfig.preset("burda"), VAEConfig(hidden_dims=(), latent_dim=3),
+    VAEConfig(likelihood="gaussian", gaussian_std_mode="per-pixel"),
+    VAEConfig(likelihood="gaussian", gaussian_std_mode="shared", hidden_dims=[30, 20]),
+])
+def test_num_parameters_counts_what_the_model_trains(config):
+    assert config.num_parameters() == sum(p.numel() for p in VAE(config).parameters())

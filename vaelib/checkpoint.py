@@ -12,8 +12,15 @@ A checkpoint is a folder::
 Saving is atomic: every file is written to a temporary file in the same folder and renamed into
 place (``os.replace``), new weights get new names, and ``config.json`` is replaced last. A crash
 or Ctrl-C at any moment leaves either the previous checkpoint or the new one, both complete; the
-files of the previous one are deleted only after the new ``config.json`` is in place. Loading
-checks every file's SHA-256, so a truncated or altered file is reported, never half-loaded.
+files of the previous one are deleted only after the new ``config.json`` is in place.
+
+Loading trusts nothing it has not checked: ``config.json`` records the SHA-256 of its own content
+(``manifest_sha256``: the model's configuration, the epoch, the training options and the list of
+files) and of every file, so an edited or truncated file is reported, never half-loaded; each
+field of ``config.json`` must have its type; the weights must have the shapes the configuration
+gives and be finite; and every tensor of the optimizer state must have the shape, dtype and
+device of its parameter (a foreign one can crash fused Adam). Checkpoints of earlier versions,
+without ``manifest_sha256``, load with the other checks.
 """
 
 from __future__ import annotations
@@ -29,14 +36,16 @@ from pathlib import Path
 
 import torch
 
+from .device import check_device
 from .vae import VAE, VAEConfig
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model",
-           "checkpoint_files", "atomic_write_bytes"]
+           "checkpoint_files", "saved_epoch", "atomic_write_bytes"]
 
 FORMAT = "vaelib-checkpoint-1"
 MANIFEST = "config.json"
 _KINDS = {"model": ".pt", "optimizer": ".pt", "history": ".json"}  # kind -> file suffix
+_SELF_HASH = "manifest_sha256"  # the field of config.json that holds the hash of the others
 
 
 class CheckpointError(ValueError):
@@ -53,6 +62,7 @@ class Checkpoint:
     optimizer_state: dict | None  # for optimizer.load_state_dict, or None if none was saved
     history: dict | None  # the training curves (train.History.to_dict()), or None
     train_config: dict | None  # the training options, or None
+    run_config: dict | None = None  # how the run was started (the command line's settings)
 
     @property
     def config(self) -> VAEConfig:
@@ -100,6 +110,46 @@ def _torch_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
+def _manifest_sha256(manifest: dict) -> str:
+    """SHA-256 of every field of a manifest but its own hash, as canonical JSON (sorted keys)."""
+    fields = {k: v for k, v in manifest.items() if k != _SELF_HASH}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+                          ).hexdigest()
+
+
+def _check_manifest(manifest: dict, path: Path) -> None:
+    """Each field of config.json has its type, and its content the SHA-256 it records."""
+    def bad(field: str, want: str, value) -> CheckpointError:
+        return CheckpointError(
+            f"{path}: the field \"{field}\" must be {want}, got {value!r}. Was the file edited? "
+            "Restore it from a copy of the run, or use another checkpoint.")
+
+    epoch = manifest.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad("epoch", "an integer >= 0 (the completed epochs)", epoch)
+    if not isinstance(manifest.get("model_config"), dict):
+        raise bad("model_config", "an object of VAEConfig fields", manifest.get("model_config"))
+    for field in ("train_config", "run_config"):
+        if not isinstance(manifest.get(field), (dict, type(None))):
+            raise bad(field, "an object, or null", manifest.get(field))
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise bad("files", 'an object like {"model": {"name": ..., "sha256": ...}}', files)
+    for kind, entry in files.items():
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if (not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")
+                or not isinstance(entry.get("sha256"), str)):
+            raise bad(f"files.{kind}", 'an object {"name": a file in this folder, "sha256": its '
+                      "SHA-256}", entry)
+    recorded = manifest.get(_SELF_HASH)
+    if recorded is not None and recorded != _manifest_sha256(manifest):
+        raise CheckpointError(
+            f"{path} was edited or damaged after it was saved: its content no longer matches the "
+            f"SHA-256 it records (\"{_SELF_HASH}\"), so it may describe another model or run than "
+            "the one trained (e.g. a changed activation or learning rate). Restore the original "
+            "file from a copy of the run, or use another checkpoint.")
+
+
 def _read_manifest(directory: Path) -> dict:
     """``config.json`` of a checkpoint folder, or a clear error."""
     if not directory.is_dir():
@@ -118,11 +168,14 @@ def _read_manifest(directory: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a vaelib checkpoint (expected \"format\": \"{FORMAT}\").")
+    _check_manifest(manifest, path)
     return manifest
 
 
 def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None, epoch: int = 0,
-                    history: dict | None = None, train_config: dict | None = None) -> Path:
+                    history: dict | None = None, train_config: dict | None = None,
+                    run_config: dict | None = None, model_state: dict | None = None,
+                    optimizer_state: dict | None = None) -> Path:
     """Save ``model`` (and optimizer state, history, training options) into ``directory``.
 
     Args:
@@ -133,6 +186,9 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         epoch: completed training epochs.
         history: a JSON-ready dict (``History.to_dict()``).
         train_config: a JSON-ready dict of training options.
+        run_config: a JSON-ready dict of how the run was started (e.g. the command line's flags).
+        model_state, optimizer_state: state dicts to save instead of ``model.state_dict()`` and
+            ``optimizer.state_dict()`` (e.g. copies taken at the end of an earlier epoch).
 
     Returns:
         ``directory`` as a Path.
@@ -148,9 +204,12 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise CheckpointError(f"{directory} holds a {MANIFEST} that is not a vaelib "
                                   "checkpoint; refusing to overwrite it. Choose another folder.")
-    payloads = {"model": _torch_bytes(model.state_dict())}
-    if optimizer is not None:
-        payloads["optimizer"] = _torch_bytes(optimizer.state_dict())
+    payloads = {"model": _torch_bytes(model_state if model_state is not None
+                                      else model.state_dict())}
+    if optimizer_state is None and optimizer is not None:
+        optimizer_state = optimizer.state_dict()
+    if optimizer_state is not None:
+        payloads["optimizer"] = _torch_bytes(optimizer_state)
     if history is not None:
         payloads["history"] = json.dumps(history, indent=1).encode()
 
@@ -169,10 +228,12 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         "epoch": epoch,
         "model_config": model.config.to_dict(),
         "train_config": train_config,
+        "run_config": run_config,
         "files": files,
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
     }
+    manifest[_SELF_HASH] = _manifest_sha256(manifest)
     atomic_write_bytes(directory / MANIFEST, json.dumps(manifest, indent=1).encode())  # the commit
     _fsync_dir(directory)
     # Only now remove the previous checkpoint's files, and temporary files of interrupted saves.
@@ -228,6 +289,60 @@ def _check_state_dict(model: VAE, state: object, directory: Path) -> None:
             "copied from another run?):\n  " + "\n  ".join(problems[:10]))
 
 
+def _check_finite_weights(state: dict, directory: Path) -> None:
+    """Weights with NaN or ±inf compute nothing but NaN: refuse them, naming the tensors."""
+    bad = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()} values)"
+           for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"the weights in {directory} contain NaN or infinite values: {', '.join(bad[:6])}. A "
+            "model with them computes only NaN (did the run diverge before this save?): use an "
+            "earlier checkpoint, or train again with a smaller learning rate.")
+
+
+def _check_optimizer_state(state: object, model: VAE, directory: Path) -> None:
+    """Every tensor of the optimizer state has the shape, dtype and device of its parameter.
+
+    ``optimizer.load_state_dict`` does not check shapes, and fused Adam then reads or writes past
+    the end of a too-small buffer (a segmentation fault), so a state from another model is refused.
+    """
+    where = f"the optimizer state in {directory}"
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if (not isinstance(state.get("state") if isinstance(state, dict) else None, dict)
+            or not isinstance(groups, list)
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)):
+        raise CheckpointError(f"{where} is not an optimizer state_dict (state, param_groups). Use "
+                              "the run's own optimizer file; the weights alone load with "
+                              "load_model.")
+    named = list(model.named_parameters())  # the order the optimizer was given them in
+    ids = [i for g in groups for i in g["params"]]
+    advice = ("was the optimizer file copied from another run? Use the run's own optimizer file; "
+              "the weights alone load with load_model")
+    if sorted(ids, key=str) != sorted(range(len(named)), key=str):
+        raise CheckpointError(f"{where} does not fit the model in its {MANIFEST}: it is for "
+                              f"{len(ids)} parameter tensors, the model has {len(named)} "
+                              f"({advice}).")
+    problems = []
+    for i, values in state["state"].items():
+        if i not in range(len(named)) or not isinstance(values, dict):
+            problems.append(f"an entry {i!r} that is no parameter of the model")
+            continue
+        name, p = named[i]
+        for key, value in values.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            if key == "step":  # a count, one number
+                if value.numel() != 1:
+                    problems.append(f"{name}: step has shape {tuple(value.shape)}, not one number")
+            elif (value.shape, value.dtype, value.device) != (p.shape, p.dtype, p.device):
+                problems.append(f"{name}: {key} is {tuple(value.shape)} {value.dtype} on "
+                                f"{value.device}; the parameter is {tuple(p.shape)} {p.dtype} "
+                                f"on {p.device}")
+    if problems:
+        raise CheckpointError(f"{where} does not fit the model in its {MANIFEST} ({advice}):\n  "
+                              + "\n  ".join(problems[:10]))
+
+
 def load_checkpoint(directory: str | os.PathLike,
                     device: str | torch.device | None = None) -> Checkpoint:
     """Load a checkpoint folder written by :func:`save_checkpoint`.
@@ -238,12 +353,13 @@ def load_checkpoint(directory: str | os.PathLike,
 
     Raises:
         FileNotFoundError: no folder, or no ``config.json`` in it.
-        CheckpointError: a file is missing, corrupt or unreadable, or the weights do not match
-            the config.
+        CheckpointError: a file is missing, corrupt, edited or unreadable; the weights do not match
+            the config or are not finite; the optimizer state does not fit the model.
+        ValueError: ``device`` is not present on this machine (the message lists those that are).
     """
     directory = Path(directory)
+    device = check_device(device) if device is not None else torch.device("cpu")
     manifest = _read_manifest(directory)
-    device = torch.device(device) if device is not None else torch.device("cpu")
     try:
         config = VAEConfig.from_dict(manifest["model_config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -255,19 +371,23 @@ def load_checkpoint(directory: str | os.PathLike,
             f"{directory / MANIFEST} lists no model weights; the checkpoint is incomplete.")
     state = _torch_load(weights, "the model weights", device)
     _check_state_dict(model, state, directory)
+    _check_finite_weights(state, directory)
     model.load_state_dict(state)
     model.output_bias_from_data = True  # the saved bias came from data (or training): keep it
     model.to(device)
     opt_bytes = _read_file(directory, manifest, "optimizer")
     optimizer_state = _torch_load(opt_bytes, "the optimizer state", device) if opt_bytes else None
+    if optimizer_state is not None:
+        _check_optimizer_state(optimizer_state, model, directory)
     hist_bytes = _read_file(directory, manifest, "history")
     try:
         history = json.loads(hist_bytes) if hist_bytes else None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"the history in {directory} is not valid JSON: {err}") from err
-    return Checkpoint(directory=directory, epoch=int(manifest.get("epoch", 0)), model=model,
+    return Checkpoint(directory=directory, epoch=manifest.get("epoch", 0), model=model,
                       optimizer_state=optimizer_state, history=history,
-                      train_config=manifest.get("train_config"))
+                      train_config=manifest.get("train_config"),
+                      run_config=manifest.get("run_config"))
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None) -> VAE:
@@ -286,3 +406,12 @@ def checkpoint_files(directory: str | os.PathLike, missing_ok: bool = False) -> 
         return {}
     files = _read_manifest(directory).get("files", {})
     return {kind: directory / entry["name"] for kind, entry in files.items()}
+
+
+def saved_epoch(directory: str | os.PathLike) -> int | None:
+    """The epoch of the checkpoint in ``directory`` (reading only its ``config.json``, checked), or
+    None where there is no checkpoint yet."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).exists():
+        return None
+    return _read_manifest(directory).get("epoch", 0)

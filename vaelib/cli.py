@@ -11,26 +11,34 @@ A run folder (``--out``) holds
 
 This module alone knows those names: read a run with :func:`load_run`. To add a flag, add it to
 :func:`parser` and use it in :func:`main` (``TrainConfig`` fields go through :func:`train_config`).
+
+Every checkpoint records the flags the run was started with (``run_config["flags"]``: all of them
+but those in :data:`NOT_RECORDED`), and ``--resume`` continues with them: a new flag is restored
+without more code. A flag given again with another value is applied and recorded
+(``run_config["resumes"]``) if it is in :data:`MAY_CHANGE_ON_RESUME`, and refused otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint, atomic_write_bytes, checkpoint_files, load_checkpoint
+from .checkpoint import (Checkpoint, CheckpointError, atomic_write_bytes, checkpoint_files,
+                         load_checkpoint, saved_epoch)
 from .data import load_mnist, load_mnist_subset, to_unit_interval
-from .device import default_device
+from .device import check_device, default_device
 from .evaluate import evaluate
-from .train import History, TrainConfig, train
+from .train import History, TrainConfig, TrainingDivergedError, train
 from .vae import PRESETS, VAE, VAEConfig
 
-__all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION"]
+__all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION", "NOT_RECORDED",
+           "MAY_CHANGE_ON_RESUME"]
 
 NLL_CURVE = "nll_curve.json"  # --eval-every: the test NLL during training
 EVALUATION = "evaluation.json"  # --eval-samples: the final test numbers
@@ -54,7 +62,27 @@ class Run:
 
 
 def _read_json(path: Path, default):
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else default
+    """The JSON in ``path``, ``default`` if there is no such file, or an error naming the file."""
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged: it is not valid JSON ({err}); was its writing cut "
+                         "short, or the file edited? The checkpoint beside it is not affected: "
+                         "move the file away (or restore it from a copy).") from err
+
+
+def _read_curve(path: Path) -> list[dict]:
+    """The NLL_CURVE points in ``path`` ([] if none), checked."""
+    curve = _read_json(path, [])
+    if not isinstance(curve, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("epoch"), int)
+            and isinstance(p.get("eval_seconds"), (int, float)) for p in curve):
+        raise ValueError(f"{path} is damaged: it should be a list of points "
+                         '{"epoch": ..., "eval_seconds": ..., ...}. The checkpoint beside it is '
+                         "not affected: move the file away (or restore it from a copy).")
+    return curve
 
 
 def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
@@ -62,12 +90,13 @@ def load_run(path: str | Path, device: str | torch.device | None = None) -> Run:
 
     Raises:
         FileNotFoundError, vaelib.checkpoint.CheckpointError: no run there, or a damaged one.
+        ValueError: a damaged NLL_CURVE or EVALUATION file (the message names it).
     """
     directory = Path(path)
     checkpoint = load_checkpoint(directory, device)  # clear errors for a missing or damaged run
     history = History.from_dict(checkpoint.history) if checkpoint.history else History()
     return Run(directory=directory, checkpoint=checkpoint, history=history,
-               nll_curve=_read_json(directory / NLL_CURVE, []),
+               nll_curve=_read_curve(directory / NLL_CURVE),
                evaluation=_read_json(directory / EVALUATION, None))
 
 
@@ -127,19 +156,182 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                        cuda_graph=not args.no_cuda_graph, bf16=args.bf16)
 
 
+def _flag(name: str) -> str:
+    """The command-line spelling of an argparse name: ``lr_final`` -> ``--lr-final``."""
+    return "--" + name.replace("_", "-")
+
+
 def _check_args(args: argparse.Namespace) -> None:
-    """Flags that parse but do not make sense together: a clear exit before any work."""
+    """Flags that parse but do not make sense (alone or together): a clear exit before any work."""
     if args.eval_every and args.eval_samples < 1:
         raise SystemExit("--eval-every needs --eval-samples K (e.g. 5000)")
     if args.curve_points is not None and args.curve_points < 1:
         raise SystemExit(f"--curve-points must be >= 1, got {args.curve_points}")
+    if args.max_images is not None and args.max_images < 1:
+        raise SystemExit(f"--max-images must be >= 1 (the number of training and test images to "
+                         f"use; leave it out for all of them), got {args.max_images}")
+    if args.eval_samples < 0:
+        raise SystemExit(f"--eval-samples must be >= 0 (K importance samples per test image, "
+                         f"e.g. 5000; 0 skips the evaluation), got {args.eval_samples}")
+    if args.eval_every < 0:
+        raise SystemExit(f"--eval-every must be >= 0 (0: no NLL curve), got {args.eval_every}")
+    if args.epochs < 1 and not args.resume:
+        raise SystemExit(f"--epochs must be >= 1 (the epochs to train in total), got "
+                         f"{args.epochs}")
+    if not args.out.strip():
+        raise SystemExit("--out is empty: name the folder for the run, e.g. --out runs/first (an "
+                         "empty name would write the run into the current folder)")
 
 
-def _nll_curve(args, test_x: torch.Tensor, out: Path):
-    """A train() callback: every ``args.eval_every`` epochs, the test NLL into NLL_CURVE."""
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """:func:`train_config`, with an error that names the flag."""
+    try:
+        return train_config(args)
+    except ValueError as err:
+        name = str(err).split()[0]  # TrainConfig's messages start with the field's name
+        raise SystemExit(f"{_flag(name) if name in vars(args) else 'error'}: {err}") from None
+
+
+def _check_device(args: argparse.Namespace) -> torch.device:
+    if not args.device:
+        return default_device()
+    try:
+        return check_device(args.device)
+    except ValueError as err:
+        raise SystemExit(f"--device: {err}") from None
+
+
+def _check_out(args: argparse.Namespace) -> Path:
+    """``--out`` can hold the run (an existing folder, or one that can be created), checked
+    before training, which would otherwise fail only at the first save."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is an existing file, not a folder; choose a folder for the "
+                         "run (it is created if missing)")
+    existing = out
+    while not existing.exists():  # the nearest folder that exists: the run folder goes there
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SystemExit(f"--out {out} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # can a file be written there?
+            pass
+    except OSError as err:
+        raise SystemExit(f"--out {out} cannot be written: {err.strerror} in {existing}. Choose a "
+                         "folder you can write to") from None
+    if not args.resume:
+        try:
+            epoch = saved_epoch(out)
+        except CheckpointError as err:
+            raise SystemExit(f"--out {out} holds a damaged checkpoint ({err}); choose another "
+                             "--out, or move the folder away first") from None
+        if epoch is not None:
+            raise SystemExit(f"--out {out} already holds a run (epoch {epoch}): continue it with "
+                             "--resume, or choose another --out. To start over, delete the "
+                             "folder first; nothing in it is overwritten otherwise")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- resuming
+
+#: Flags about this process, not the run (where it writes, on which device, with a progress bar):
+#: never saved with the run, never compared when it resumes.
+NOT_RECORDED = frozenset({"out", "resume", "device", "data_dir", "no_progress"})
+#: Saved flags that a resumed run may change: the new value is applied, and recorded in the run's
+#: checkpoint. More epochs, another learning-rate schedule (e.g. a smaller lr after a divergence),
+#: how often to save, validate and estimate the NLL, CUDA execution details. Every other saved flag
+#: (the dataset, the architecture, the batch size, the seed, Adam's ε, and any flag added later)
+#: defines the run, and a different value is refused: that would be another run.
+MAY_CHANGE_ON_RESUME = frozenset({"epochs", "lr", "lr_final", "checkpoint_every", "validate",
+                                  "eval_samples", "eval_every", "curve_points", "no_cuda_graph",
+                                  "bf16"})
+
+
+def _given_flags(argv: list[str] | None) -> set[str]:
+    """The names of the flags the command line gives (rather than leaves at their default)."""
+    p = parser()
+    for action in p._actions:  # parse again with every default suppressed: only what was given
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(argv)))
+
+
+def _recorded(args: argparse.Namespace) -> dict:
+    """The flags that define the run, saved with every checkpoint (``run_config["flags"]``)."""
+    return {name: value for name, value in vars(args).items() if name not in NOT_RECORDED}
+
+
+def _resume_flags(args: argparse.Namespace, given: set[str], ckpt: Checkpoint) -> dict:
+    """Set ``args`` to the run's saved flags, apply the changes that may change, refuse others.
+
+    Returns the run_config to save from now on (the flags, and every resume that changed some).
+    """
+    run = ckpt.run_config or {}
+    saved, legacy = run.get("flags"), False
+    if not isinstance(saved, dict):  # saved by an earlier vaelib: only its TrainConfig is known
+        saved = {k: v for k, v in (ckpt.train_config or {}).items() if k in vars(args)}
+        legacy = True
+        print(f"The run in {args.out} was saved by an earlier vaelib, which recorded its training "
+              f"options but not its dataset or image count: using --dataset {args.dataset}"
+              f"{f' --max-images {args.max_images}' if args.max_images else ''}.")
+    defaults = parser().parse_args([])
+    changed = {}
+    for name in _recorded(args):
+        if name not in saved and legacy:
+            continue  # nothing to compare with
+        before = saved.get(name, getattr(defaults, name))  # a flag newer than the run: its default
+        now = getattr(args, name)
+        if name not in given or now == before:
+            setattr(args, name, before)
+        elif name in MAY_CHANGE_ON_RESUME:
+            changed[_flag(name)] = [before, now]
+        else:
+            raise SystemExit(
+                f"{_flag(name)} {now} differs from the run's saved {name} = {before!r}: --resume "
+                f"continues the run in {args.out} with its saved settings, and {_flag(name)} "
+                "cannot change within a run. Leave the flag out to continue the run, or start a "
+                "new run with another --out. (A resumed run may change "
+                f"{', '.join(sorted(map(_flag, MAY_CHANGE_ON_RESUME)))}.)")
+    if args.epochs < ckpt.epoch:
+        raise SystemExit(f"--epochs {args.epochs} is fewer than the {ckpt.epoch} epochs the run in "
+                         f"{args.out} has completed; to train further, ask for more (--epochs N, "
+                         f"N > {ckpt.epoch})")
+    resumes = list(run.get("resumes", [])) if isinstance(run.get("resumes"), list) else []
+    if changed:
+        resumes.append({"after_epoch": ckpt.epoch, "changed": changed})
+    settings = ", ".join(_flag(k) if v is True else f"{_flag(k)} {v}"
+                         for k, v in _recorded(args).items() if v is not None and v is not False)
+    changes = ", ".join(f"{flag} {a} -> {b}" for flag, (a, b) in changed.items())
+    changes = f"; changed: {changes}" if changes else ""
+    print(f"Resuming the run in {args.out} after epoch {ckpt.epoch} of {args.epochs} with its "
+          f"saved settings ({settings}){changes}.")
+    if args.epochs == ckpt.epoch:
+        print(f"The run has completed its {ckpt.epoch} epochs: nothing to train (ask for more "
+              f"with --epochs N, N > {ckpt.epoch}).")
+    return {"flags": _recorded(args), "resumes": resumes}
+
+
+# ---------------------------------------------------------------------------------------- the NLL
+
+def _nll_curve(args, test_x: torch.Tensor, out: Path, checkpoint_epoch: int):
+    """A train() callback: every ``args.eval_every`` epochs, the test NLL into NLL_CURVE.
+
+    On resume, the curve continues from the checkpoint: points of epochs after it (written before
+    a crash, for epochs that are now trained again) are dropped at once.
+    """
     path = out / NLL_CURVE
-    curve = _read_json(path, []) if args.resume else []
-    eval_seconds = sum(point["eval_seconds"] for point in curve)  # not training time
+    curve = []
+    if args.resume:
+        try:
+            read = _read_curve(path)
+        except ValueError as err:
+            raise SystemExit(f"{err} Then resume again.") from None
+        curve = [point for point in read if point["epoch"] <= checkpoint_epoch]
+        if len(curve) < len(read):
+            atomic_write_bytes(path, json.dumps(curve, indent=1).encode())
+    # Training time excludes estimating the NLL; the checkpoint's clock includes the estimates of
+    # the epochs before its own (the one of its own epoch ran after it was saved).
+    eval_seconds = sum(point["eval_seconds"] for point in curve
+                       if point["epoch"] < checkpoint_epoch)
 
     points = test_x[:args.curve_points]  # (n, D): the test images the curve is estimated on
 
@@ -163,31 +355,66 @@ def _nll_curve(args, test_x: torch.Tensor, out: Path):
 
 
 def main(argv: list[str] | None = None) -> History:
-    """The command line, e.g. ``python -m vaelib.train --epochs 10 --out run/``."""
+    """The command line, e.g. ``python -m vaelib.train --epochs 10 --out run/``.
+
+    Every flag and ``--out`` are checked before any training. Ctrl-C saves the completed epochs
+    (see :func:`vaelib.train.train`), says what the checkpoint on disk holds, and exits with
+    status 130; a diverging run exits with status 1 and the advice of
+    :class:`vaelib.train.TrainingDivergedError`.
+    """
     args = parser().parse_args(argv)
-    device = torch.device(args.device) if args.device else default_device()
-    out = Path(args.out)
+    _check_args(args)
+    device = _check_device(args)
+    out = _check_out(args)
+    try:
+        return _run(args, _given_flags(argv), device, out)
+    except KeyboardInterrupt:  # outside training (which saves and returns): loading, evaluating
+        _report_interrupted(out)
+        raise SystemExit(130) from None
+
+
+def _run(args: argparse.Namespace, given: set[str], device: torch.device, out: Path) -> History:
     resume: bool | Checkpoint = False
     if args.resume:
-        resume = load_checkpoint(out, device=device)  # read once; train() continues from it
+        try:
+            resume = load_checkpoint(out, device=device)  # read once; train() continues from it
+        except (FileNotFoundError, CheckpointError) as err:
+            raise SystemExit(f"--resume: {err}") from None
+        run_config = _resume_flags(args, given, resume)
+        _check_args(args)
         model = resume.model
-        print(f"Resuming the run in {out}: {model.config}")
     else:
+        run_config = {"flags": _recorded(args), "resumes": []}
         overrides = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
-        model = VAE(VAEConfig.preset(args.preset, **overrides)).to(device)
+        try:
+            config = VAEConfig.preset(args.preset, **overrides)
+        except ValueError as err:
+            raise SystemExit(f"--latent-dim: {err}") from None
+        torch.manual_seed(args.seed)  # the initial weights, too, follow --seed
+        model = VAE(config).to(device)
+    cfg = _train_config(args)
     mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
     train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)
     test_x = to_unit_interval(mnist.test_images[:args.max_images]).to(device)
-    cfg = train_config(args)
-    _check_args(args)
-    history = train(model, train_x, cfg, val_x=test_x if args.validate else None,
-                    checkpoint_dir=out, resume=resume,
-                    callback=_nll_curve(args, test_x, out) if args.eval_every else None)
+    callback = (_nll_curve(args, test_x, out, resume.epoch if resume else 0) if args.eval_every
+                else None)
+    try:
+        history = train(model, train_x, cfg, val_x=test_x if args.validate else None,
+                        checkpoint_dir=out, resume=resume, callback=callback,
+                        run_config=run_config)
+    except TrainingDivergedError as err:  # NaN or a diverging ELBO: the message says what to do
+        raise SystemExit(f"Training stopped: {err}") from None
 
     summary = {"dataset": args.dataset, "device": str(device), "epochs": len(history),
                "train_elbo": history.train_elbo[-1] if history else None,
                "seconds": history.seconds[-1] if history else None}
-    if args.eval_samples > 0 and not history.interrupted:
+    if history.interrupted:
+        summary["interrupted"] = True
+        summary["checkpoint_epoch"] = saved_epoch(out)
+        print(json.dumps(summary, indent=1))
+        _report_interrupted(out)
+        raise SystemExit(130)
+    if args.eval_samples > 0:
         result = evaluate(model, test_x, num_samples=args.eval_samples,
                           iwae_samples=min(50, args.eval_samples), seed=args.seed,
                           progress=not args.no_progress).summary()
@@ -196,9 +423,26 @@ def main(argv: list[str] | None = None) -> History:
     files = checkpoint_files(out, missing_ok=True)
     summary["files"] = {kind: str(path) for kind, path in files.items()}
     print(json.dumps(summary, indent=1))
-    print(f"Checkpoint written to {out}/ (vaelib.checkpoint.load_model({str(out)!r}) loads it); "
+    trained = len(history) - (resume.epoch if resume else 0)
+    print(f"{'Checkpoint written to' if trained else 'The checkpoint in'} {out}/ (epoch "
+          f"{saved_epoch(out)}; vaelib.checkpoint.load_model({str(out)!r}) loads it); "
           f"history: {summary['files'].get('history', 'none')}")
     return history
+
+
+def _report_interrupted(out: Path) -> None:
+    """Say exactly what the run folder holds after Ctrl-C."""
+    try:
+        epoch = saved_epoch(out)
+    except (CheckpointError, OSError) as err:
+        print(f"Interrupted; the checkpoint in {out}/ cannot be read: {err}")
+        return
+    if epoch is None:
+        print(f"Interrupted before the first epoch was completed: no checkpoint was written "
+              f"({out}/ holds none).")
+    else:
+        print(f"Interrupted: the checkpoint in {out}/ holds epoch {epoch}; continue the run with "
+              f"python -m vaelib.train --resume --out {out}")
 
 
 if __name__ == "__main__":

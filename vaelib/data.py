@@ -7,7 +7,9 @@
   downloading them into that folder when missing. Every file is accepted only if the SHA-256 of its
   *decompressed* content is that of the original MNIST file, so any gzip of the real files passes and
   nothing else does. Downloads go to a temporary file that is renamed only once verified, so an
-  interrupted or corrupt download never leaves a file that later passes as good.
+  interrupted or corrupt download never leaves a file that later passes as good. Downloaded files
+  get the permissions the umask gives (0644 under umask 022), so a shared ``VAELIB_DATA`` folder is
+  readable by every user; temporary files left by a killed download are removed once stale.
 - A Bernoulli likelihood needs binary data: :func:`binarize` draws x ~ Bernoulli(pixel) afresh (for
   training, "dynamic binarization"), :func:`fixed_binarization` once with a fixed seed (for the test set,
   so test log-likelihoods are comparable across runs and with Burda et al., 2015).
@@ -22,6 +24,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -64,6 +67,10 @@ MNIST_MIRRORS = (
 )
 
 _SUBSET_COUNTS = {"train": 10_000, "test": 2_000}
+
+#: A partial download (``.<stem>.*.part``) untouched this long is left over from a killed process
+#: (a live download writes to it every megabyte), and is removed.
+_STALE_PART_SECONDS = 3600
 
 
 class IDXError(ValueError):
@@ -141,10 +148,35 @@ def default_data_dir() -> Path:
 
 
 def _find(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
+    candidates = (folder / f"{stem}.gz", folder / stem)
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
+    for candidate in candidates:
+        if candidate.is_dir():  # nothing could be read or downloaded under that name
+            raise IsADirectoryError(
+                f"{candidate} is a folder, but it is where the MNIST file {candidate.name} should "
+                f"be. Move it away (or rename it), then run again; or put the file {stem}.gz or "
+                f"{stem} into {folder}.")
     return None
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Delete partial downloads of MNIST files that no process has written to for an hour."""
+    now = time.time()
+    for stem, _ in MNIST_FILES.values():
+        for part in folder.glob(f".{stem}.*.part"):
+            try:
+                if now - part.stat().st_mtime > _STALE_PART_SECONDS:
+                    part.unlink()
+            except OSError:  # gone already, or a read-only shared folder: leave it
+                pass
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _verified_content(path: Path, sha256: str) -> bytes:
@@ -171,6 +203,7 @@ def _download(stem: str, sha256: str, folder: Path, mirrors: tuple[str, ...], ti
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
             _verified_content(tmp, sha256)  # raises unless the content is the real file
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it normal permissions
             os.replace(tmp, target)  # atomic: the good file appears whole, or not at all
             return target
         except (OSError, http.client.HTTPException, IDXError, ValueError) as err:
@@ -211,6 +244,7 @@ def load_mnist(root: str | os.PathLike | None = None, download: bool = True,
                                     "folder. Create it, or unset VAELIB_DATA to use the cache folder.")
         folder.mkdir(parents=True, exist_ok=True)
 
+    _remove_stale_parts(folder)
     arrays = {}
     for key, (stem, sha256) in MNIST_FILES.items():
         path = _find(folder, stem)

@@ -1,7 +1,8 @@
 """One device helper, the seeding helpers and one thread rule for the whole course.
 
 Tensors follow their inputs (``torch.randn_like``, ``device=x.device``); the only place that picks a
-device is :func:`default_device`.
+device is :func:`default_device`, and the one place that checks a device someone asked for (a
+``--device`` flag, ``load_model(..., device=)``) is :func:`check_device`.
 
 Threads: importing this module (every chapter and ``vaelib`` itself do) sets torch's intra-op
 threads with :func:`fit_threads`, from the CPUs this process may really use (see
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["default_device", "seed_everything", "derive_seed", "usable_cpus", "threads_for",
-           "fit_threads"]
+__all__ = ["default_device", "check_device", "available_devices", "seed_everything",
+           "derive_seed", "usable_cpus", "threads_for", "fit_threads"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_THREADS = 4  # matrices of a few hundred columns stop gaining from more threads well before this
@@ -44,10 +45,60 @@ def default_device() -> torch.device:
             ) from err
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can compute on, e.g. ``['cpu', 'cuda:0', 'cuda:1']``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, once it is known to be present on this machine.
+
+    Raises:
+        ValueError: a name that is no device (``'nonsense'``), or one this machine does not have
+            (``'cuda'`` without a GPU); the message lists the devices that are present.
+        TypeError: neither a string nor a ``torch.device``.
+    """
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device; got "
+                        f"{type(device).__name__} ({device!r}).")
+    present = ", ".join(available_devices())
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{device!r} is not a device name; use one of the devices available "
+                         f"here: {present}.") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        ok = torch.cuda.is_available() and (resolved.index is None
+                                            or resolved.index < torch.cuda.device_count())
+    elif resolved.type == "mps":
+        ok = _mps_available()
+    else:  # xpu, meta, ...: present if a tensor can be made there
+        try:
+            torch.empty(0, device=resolved)
+            ok = True
+        except (RuntimeError, AssertionError):
+            ok = False
+    if not ok:
+        raise ValueError(f"device {str(resolved)!r} was asked for, but this machine does not have "
+                         f"it; devices available here: {present}.")
+    return resolved
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -48,6 +48,9 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
         ``a`` reduced over ``dim``.
     """
     check_tensor("a", a, min_dim=1)
+    if a.shape[dim] == 0:
+        raise ValueError(f"log_mean_exp needs at least one value along dim {dim} (K >= 1) to "
+                         f"average, got a tensor of shape {tuple(a.shape)}.")
     return torch.logsumexp(a, dim=dim, keepdim=keepdim) - math.log(a.shape[dim])
 
 
@@ -150,6 +153,9 @@ def effective_sample_size(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
         ``log_w`` reduced over ``dim``, e.g. ``(N,)``.
     """
     check_tensor("log_w", log_w, min_dim=1)
+    if log_w.shape[dim] == 0:
+        raise ValueError(f"effective_sample_size needs at least one log-weight along dim {dim} "
+                         f"(K >= 1), got a tensor of shape {tuple(log_w.shape)}.")
     return torch.exp(2 * torch.logsumexp(log_w, dim=dim) - torch.logsumexp(2 * log_w, dim=dim))
 
 

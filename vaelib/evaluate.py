@@ -19,6 +19,11 @@ K × N decoder outputs of D pixels do not fit in memory (5000 × 10,000 × 784 f
 work is chunked: a chunk of data points at a time, and within it a chunk of samples at a time
 (:func:`chunk_sizes`). The noise of data point i is drawn from its own generator, seeded with
 (seed, i), so the numbers do not depend on the chunk sizes, i.e. on the memory budget.
+
+Because the noise is drawn here, log q(z_k|x) is computed from it directly, in log space:
+``log q(z_k|x) = -½ Σ_j (log 2π + logvar_j + eps_kj²)``, exact for ``z_k = μ + σ ⊙ eps_k`` and
+finite however small σ² is (``(z - μ)² / σ²`` would be 0 · ∞ = NaN for log σ² ≈ -150 in float32).
+An encoder whose log-variance is so large that z itself overflows is reported, not averaged.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tqdm.auto import tqdm
 from . import estimators
 from .data import fixed_binarization
 from .device import derive_seed
-from .gaussian import DiagonalGaussian
+from .gaussian import LOG_2PI, DiagonalGaussian
 
 __all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
            "default_memory_budget"]
@@ -84,18 +89,47 @@ def chunk_sizes(model, num_points: int, num_samples: int, memory_budget: int) ->
 
 
 class _PresampledGaussian:
-    """q(z|x) whose noise was drawn in advance: each ``rsample(k)`` returns the next k samples."""
+    """q(z|x) whose noise was drawn in advance: each ``rsample(k)`` returns the next k samples.
+
+    ``log_prob`` of the samples just returned is computed from their noise (exact, in log space).
+    """
 
     def __init__(self, q: DiagonalGaussian, eps: torch.Tensor):
         self.q, self.eps, self.used = q, eps, 0  # eps: (K, n, d)
+        self.last = None  # (z, eps) of the last rsample
 
     def rsample(self, num_samples: int, generator=None) -> torch.Tensor:
         eps = self.eps[self.used:self.used + num_samples]  # (k, n, d)
         self.used += num_samples
-        return self.q.mean + self.q.std * eps  # z = mu + σ ⊙ eps, (k, n, d)
+        z = self.q.mean + self.q.std * eps  # z = mu + σ ⊙ eps, (k, n, d)
+        self.last = (z, eps)
+        return z
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return self.q.log_prob(z)
+        if self.last is None or z is not self.last[0]:
+            return self.q.log_prob(z)
+        eps = self.last[1]  # (z - μ) / σ = eps exactly: log q = -½ Σ_j (log 2π + logvar_j + eps_j²)
+        return -0.5 * (LOG_2PI + self.q.logvar + eps.square()).sum(dim=-1)  # (k, n)
+
+
+def _check_weights(log_w: torch.Tensor, q: DiagonalGaussian, first: int) -> None:
+    """Refuse non-finite log-weights ``(K, n)``, naming the encoder's log-variance if it is why."""
+    if bool(torch.isfinite(log_w).all()):
+        return
+    lo, hi = torch.stack(torch.aminmax(q.logvar)).tolist()
+    points = f"data points {first}..{first + log_w.shape[1] - 1}"
+    if hi > 80:  # σ = e^40 and beyond: z = μ + σ ε, z² and the decoder's output overflow float32
+        raise ValueError(
+            f"evaluate: the encoder's log-variance reaches {hi:.4g} (range [{lo:.4g}, {hi:.4g}]) "
+            f"for {points}, so σ = exp(logvar / 2) ≈ e^{hi / 2:.0f} and z = μ + σ ε overflow "
+            "float32: log p(x, z) is not a number there. An encoder this far from the prior "
+            "(a healthy one gives log-variances within about ±20) means the model diverged or was "
+            "damaged: load an earlier checkpoint, or retrain with a smaller learning rate.")
+    raise ValueError(
+        f"evaluate: the log importance weights of {points} are NaN or infinite, though the "
+        f"encoder's log-variance stays within [{lo:.4g}, {hi:.4g}], where z does not overflow: "
+        "the decoder's output is not finite. Check the model's weights for NaN or infinite "
+        "values (a diverged run?).")
 
 
 def _noise(first: int, n: int, num_samples: int, latent_dim: int, seed: int,
@@ -131,6 +165,9 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
         An :class:`Evaluation`; ``.summary()`` gives the means.
     """
     x = model.check_data(x)  # (N, D)
+    if len(x) == 0:
+        raise ValueError(f"evaluate needs at least one data point, got x of shape "
+                         f"{tuple(x.shape)}.")
     if binarize is None:
         binarize = model.likelihood.binary_data
     if binarize:
@@ -150,6 +187,7 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
             q = _PresampledGaussian(model.approximate_posterior(x_chunk), eps)  # eps: (K, n, d)
             log_w = estimators.log_importance_weights(  # (K, n)
                 model, x_chunk, q, num_samples, chunk_size=k_chunk)
+            _check_weights(log_w, q.q, first)
             results["log_likelihood"].append(estimators.log_mean_exp(log_w, dim=0).cpu())
             results["elbo"].append(log_w.mean(dim=0).cpu())
             grouped = log_w[:groups * iwae_samples].reshape(groups, iwae_samples, -1)  # (K/k, k, n)

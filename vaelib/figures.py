@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Callable
 from typing import Any
@@ -120,8 +121,12 @@ class FigureExplorer(widgets.VBox):
     Attributes:
         controls: dict name -> widget; set ``explorer.controls["mean"].value = 1.0`` to move one.
         image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes).
-        readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned.
+        readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned, or the error it raised.
         figure: the single off-screen matplotlib figure, reused on every redraw.
+
+    If ``draw`` raises when a control moves, the error is shown in ``readout`` and the controls go
+    back to the last values that could be drawn, so they always describe the picture shown. If it
+    raises for the initial values, the constructor raises.
     """
 
     def __init__(self, draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 90,
@@ -140,6 +145,8 @@ class FigureExplorer(widgets.VBox):
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.readout = widgets.HTML()
         self.redraws = 0
+        self._drawn: dict[str, Any] | None = None  # the values of the picture shown
+        self._restoring = False
         box = widgets.HBox if len(controls) <= 2 else widgets.VBox
         super().__init__([box(list(controls.values())), self.image, self.readout])
         for control in controls.values():
@@ -152,15 +159,40 @@ class FigureExplorer(widgets.VBox):
         return {name: control.value for name, control in self.controls.items()}
 
     def _on_change(self, _change: dict) -> None:
-        self.update()
+        if not self._restoring:
+            self.update()
 
     def update(self) -> None:
         """Redraw the figure with the controls' current values, in place."""
+        values = self.values
         self.figure.clear()
-        readout = self.draw(self.figure, **self.values)
-        self.image.value = figure_to_png(self.figure, dpi=self.dpi)
+        try:
+            readout = self.draw(self.figure, **values)
+            png = figure_to_png(self.figure, dpi=self.dpi)
+        except Exception as err:
+            if self._drawn is None:  # nothing drawn yet: the draw function itself is broken
+                raise
+            self._show_error(values, err)
+            return
+        self.image.value = png
         self.readout.value = "" if readout is None else str(readout)
+        self._drawn = values
         self.redraws += 1
+
+    def _show_error(self, values: dict[str, Any], err: Exception) -> None:
+        """Put the controls back to the picture shown (the image is unchanged) and say why."""
+        self._restoring = True
+        try:
+            for name, value in self._drawn.items():
+                self.controls[name].value = value
+        finally:
+            self._restoring = False
+        asked = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._drawn.items())
+        self.readout.value = (
+            f"<span style='color: #b00'>Could not draw {html.escape(asked)}: "
+            f"{html.escape(type(err).__name__)}: {html.escape(str(err))}</span><br>"
+            f"The controls are back at {html.escape(shown)}, the figure shown.")
 
     def show_static(self, **overrides: Any) -> None:
         """The static twin: the same draw function, once, through pyplot (for GitHub and nbval),

@@ -8,7 +8,8 @@ dimensions, and each dimension has the closed form (derived in ch. 6)
 With the prior ``p = N(0, I)`` this is the VAE's regularizer ``½ Σ_j (σ_j² + μ_j² - 1 - log σ_j²)``.
 
 Numerics: ``σ² - 1 - log σ²`` is computed as ``expm1(logvar) - logvar``, which is exactly 0 at
-``logvar = 0`` and keeps its accuracy near it (no cancellation of ``exp(logvar) - 1``).
+``logvar = 0`` and keeps its accuracy near it (no cancellation of ``exp(logvar) - 1``). At
+``logvar = ±∞`` (σ² = ∞ or a point mass) the term is its limit, ``+∞``, not ``∞ - ∞ = NaN``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def _check_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"the arguments must all have the same shape (..., d), got {shapes}.")
 
 
+def _ratio_term(log_ratio: torch.Tensor) -> torch.Tensor:
+    """``r - 1 - log r = expm1(log r) - log r`` elementwise, with its limit +∞ at ``log r = ±∞``."""
+    term = torch.expm1(log_ratio) - log_ratio  # at log r = +∞ this would be ∞ - ∞ = NaN
+    return torch.where(torch.isinf(log_ratio), torch.inf, term)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_j (σ_j² + μ_j² - 1 - log σ_j²)`` (ch. 6).
 
@@ -42,11 +49,12 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(...)``: the KL summed over the last dim (one number per data point for ``(N, d)``).
-        Exactly 0 at ``mu = 0, logvar = 0``; finite for ``|logvar| <= 80`` in float32 and float64.
+        Exactly 0 at ``mu = 0, logvar = 0``; finite for ``|logvar| <= 80`` in float32 and float64;
+        +∞ where a logvar is ±∞.
     """
     _check_same_shape(mu=mu, logvar=logvar)
     # σ² - 1 - log σ² = expm1(logvar) - logvar  (>= 0, = 0 only at logvar = 0)
-    return 0.5 * (torch.expm1(logvar) - logvar + mu.square()).sum(dim=-1)
+    return 0.5 * (_ratio_term(logvar) + mu.square()).sum(dim=-1)
 
 
 def gaussian_kl_between(
@@ -61,12 +69,15 @@ def gaussian_kl_between(
         mu_p, logvar_p: ``(..., d)`` parameters of p (same shape as q's).
 
     Returns:
-        ``(...)``; exactly 0 when q and p have the same parameters.
+        ``(...)``; exactly 0 when q and p have the same parameters; +∞ where one of a dimension's
+        two log-variances is ±∞ and the other finite (e.g. p a point mass, ``logvar_p = -∞``).
     """
     _check_same_shape(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
     log_ratio = logvar_q - logvar_p  # log r = log σ_q² - log σ_p²
     mahalanobis = (mu_q - mu_p).square() * torch.exp(-logvar_p)  # (μ_q - μ_p)² / σ_p²
-    return 0.5 * (torch.expm1(log_ratio) - log_ratio + mahalanobis).sum(dim=-1)
+    # At log r = ±∞ the KL is +∞ whatever the means (0 · ∞ in the Mahalanobis term is no NaN then).
+    term = torch.where(torch.isinf(log_ratio), torch.inf, _ratio_term(log_ratio) + mahalanobis)
+    return 0.5 * term.sum(dim=-1)
 
 
 class MonteCarloEstimate(NamedTuple):

@@ -24,7 +24,9 @@ The trainer knows nothing of files beyond its checkpoints: the command line
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,8 @@ from .data import fixed_binarization
 from .device import derive_seed
 from .vae import VAE
 
-__all__ = ["TrainConfig", "History", "NonFiniteLossError", "train", "validation_data"]
+__all__ = ["TrainConfig", "History", "TrainingDivergedError", "NonFiniteLossError", "train",
+           "validation_data"]
 
 
 @dataclass
@@ -61,14 +64,24 @@ class TrainConfig:
     bf16: bool = False  # CUDA only: bfloat16 autocast for the network (the loss stays float32)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "num_samples", "val_every", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "num_samples", "val_every", "checkpoint_every",
+                     "seed"):
             value = getattr(self, name)
-            minimum = 0 if name == "epochs" else 1
+            minimum = 0 if name in ("epochs", "seed") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
         for name in ("lr", "adam_eps") + (("lr_final",) if self.lr_final is not None else ()):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a finite number > 0 (e.g. lr=1e-3, "
+                                 f"adam_eps=1e-8), got {value!r}.")
+        if self.binarize is not None and not isinstance(self.binarize, bool):
+            raise ValueError(f"binarize must be True, False or None (binarize iff the likelihood "
+                             f"needs binary data), got {self.binarize!r}.")
+        for name in ("progress", "cuda_graph", "tf32", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
     def binarizes(self, model: VAE) -> bool:
         """Whether training binarizes the data: ``binarize``, or by default iff the likelihood
@@ -108,12 +121,20 @@ class History:
         return cls(**values)
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite: ``epoch``, ``iteration`` (1-based), ``checkpoint``."""
+class TrainingDivergedError(RuntimeError):
+    """Training diverged: an epoch's ELBO fell far below where training started (or, as the
+    subclass :class:`NonFiniteLossError`, the loss became NaN or infinite). Attributes ``epoch``,
+    ``iteration`` (1-based, or None for a whole epoch), ``checkpoint`` (the last good one, or None).
+    """
 
-    def __init__(self, message: str, epoch: int, iteration: int, checkpoint: Path | None):
+    def __init__(self, message: str, epoch: int, iteration: int | None,
+                 checkpoint: Path | None):
         super().__init__(message)
         self.epoch, self.iteration, self.checkpoint = epoch, iteration, checkpoint
+
+
+class NonFiniteLossError(TrainingDivergedError):
+    """The loss became NaN or infinite: ``epoch``, ``iteration`` (1-based), ``checkpoint``."""
 
 
 # ---------------------------------------------------------------------------------------- one step
@@ -243,12 +264,42 @@ def _raise_if_loss_not_finite(values: torch.Tensor, epoch: int, lr: float,
     if len(bad) == 0:
         return
     iteration = int(bad[0]) + 1
-    where = (f"the last good checkpoint is {checkpoint} (epoch {checkpoint_epoch})" if checkpoint
-             else "no checkpoint was saved (pass checkpoint_dir= to keep one)")
     raise NonFiniteLossError(
         f"the loss became NaN or infinite at epoch {epoch}, iteration {iteration} of "
-        f"{len(values)} (lr={lr:.3g}); {where}. The weights are no longer usable: resume from the "
-        "checkpoint with a smaller lr, or check the data.", epoch, iteration, checkpoint)
+        f"{len(values)} (lr={lr:.3g}); {_last_good(checkpoint, checkpoint_epoch)}",
+        epoch, iteration, checkpoint)
+
+
+def _last_good(checkpoint: Path | None, checkpoint_epoch: int) -> str:
+    """Where a diverged run can go back to, and what to do (the end of its error message)."""
+    where = (f"the last good checkpoint is {checkpoint} (epoch {checkpoint_epoch})" if checkpoint
+             else "no checkpoint was saved (pass checkpoint_dir= to keep one)")
+    return (f"{where}. The weights are no longer usable: resume from the checkpoint with a "
+            "smaller lr, or check the data.")
+
+
+#: An epoch whose mean ELBO is below where training started by more than this many times
+#: max(|starting ELBO|, D) nats has diverged: 10 nats a pixel worse than an untrained model.
+DIVERGENCE_FACTOR = 10
+
+
+def _raise_if_diverging(values: torch.Tensor, history: History, data_dim: int, epoch: int,
+                        lr: float, checkpoint: Path | None, checkpoint_epoch: int) -> None:
+    """Raise :class:`TrainingDivergedError` if the epoch's mean ELBO is far below the start.
+
+    The start is the first epoch's mean ELBO, or, in the first epoch, the ELBO of the first step
+    (the untrained model). A learning rate far too large (e.g. 100) sends the ELBO to -1e13 or
+    beyond while every number stays finite, so the NaN check alone would save ruined weights.
+    """
+    elbo = -values[:, 0].double().mean().item()  # values[:, 0] is the loss, -ELBO
+    start = history.train_elbo[0] if history.train_elbo else -values[0, 0].item()
+    if elbo >= start - DIVERGENCE_FACTOR * max(abs(start), data_dim):
+        return
+    what = "the first epoch's" if history.train_elbo else "the untrained model's"
+    raise TrainingDivergedError(
+        f"training is diverging at epoch {epoch} (lr={lr:.3g}): its mean ELBO per data point is "
+        f"{elbo:.4g} nats, far below {what} {start:.4g}, the sign of a learning rate too large "
+        f"for this model; {_last_good(checkpoint, checkpoint_epoch)}", epoch, None, checkpoint)
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -295,9 +346,37 @@ def validation_data(model: VAE, val_x: torch.Tensor, config: TrainConfig | None 
     return fixed_binarization(val_x, seed=cfg.seed) if cfg.binarizes(model) else val_x
 
 
+class _Snapshot:
+    """The weights, optimizer state and history at the end of an epoch that was not saved, so
+    that Ctrl-C during the next one can still save every completed epoch."""
+
+    def __init__(self, model: VAE, optimizer: torch.optim.Optimizer, history: History):
+        self.epoch = history.epoch[-1]
+        self.model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.optimizer_state = copy.deepcopy(optimizer.state_dict())  # the tensors copied too
+        self.history = copy.deepcopy(history.to_dict())
+
+
+def _save_on_interrupt(checkpoint_dir, model, optimizer, history: History, weights_current: bool,
+                       snapshot: _Snapshot | None, **saved) -> bool:
+    """Save the completed epochs after Ctrl-C; True if saved. ``weights_current``: the model's
+    weights are those at the end of the last completed epoch (it stopped between epochs)."""
+    if weights_current:
+        save_checkpoint(checkpoint_dir, model, optimizer=optimizer, epoch=history.epoch[-1],
+                        history=history.to_dict(), **saved)
+        return True
+    if snapshot is not None and snapshot.epoch == history.epoch[-1]:
+        save_checkpoint(checkpoint_dir, model, epoch=snapshot.epoch, history=snapshot.history,
+                        model_state=snapshot.model_state,
+                        optimizer_state=snapshot.optimizer_state, **saved)
+        return True
+    return False
+
+
 def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, *,
           val_x: torch.Tensor | None = None, checkpoint_dir: str | Path | None = None,
-          resume: bool | Checkpoint = False, callback=None, **overrides) -> History:
+          resume: bool | Checkpoint = False, callback=None, run_config: dict | None = None,
+          **overrides) -> History:
     """Train ``model`` in place by maximizing the ELBO on ``train_x``; return the :class:`History`.
 
     Args:
@@ -315,21 +394,34 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
             it is, not read again.
         callback: ``callback(history, model)`` after every epoch (e.g. to draw the curves); it may
             raise KeyboardInterrupt to stop.
+        run_config: a JSON-ready dict saved with every checkpoint (e.g. the command line's
+            settings, which ``python -m vaelib.train --resume`` restores).
 
     Returns:
-        The history. On KeyboardInterrupt (e.g. the stop button in Jupyter) training stops, the
-        model keeps what it has learned so far, and the history of the completed epochs is
-        returned.
+        The history. On KeyboardInterrupt (e.g. the stop button in Jupyter, Ctrl-C) training
+        stops, the model keeps what it has learned so far, and the history of the completed
+        epochs is returned, with ``interrupted`` set. With ``checkpoint_dir``, every completed
+        epoch is saved first (atomically, as every save): the checkpoint then holds the weights at
+        the end of the last completed epoch, whatever ``checkpoint_every`` is. A message says
+        exactly what the checkpoint holds.
 
     Raises:
+        TrainingDivergedError: an epoch's mean ELBO fell far below where training started
+            (e.g. a learning rate of 100); nothing of that epoch is saved.
         NonFiniteLossError: the loss became NaN or infinite (checked once per epoch).
     """
     cfg = dataclasses.replace(config if config is not None else TrainConfig(), **overrides)
     device = model.device
     train_x = model.check_data(train_x)  # (N, D) on the device; values checked once, here
+    if len(train_x) == 0:
+        raise ValueError(f"train_x has no data points (shape {tuple(train_x.shape)}); train needs "
+                         "at least one.")
     binarize = cfg.binarizes(model)
     if val_x is not None:
         val_x = validation_data(model, val_x, cfg)
+        if len(val_x) == 0:
+            raise ValueError(f"val_x has no data points (shape {tuple(val_x.shape)}); pass at "
+                             "least one, or val_x=None.")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder of the run to continue.")
 
@@ -362,6 +454,8 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
                disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
     start_time = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
     epoch = start_epoch
+    saved = dict(train_config=dataclasses.asdict(cfg), run_config=run_config)  # in every save
+    snapshot = None  # the last completed epoch, while it is not on disk
     try:
         with _tf32(cfg.tf32 and device.type == "cuda"):
             for epoch in range(start_epoch + 1, cfg.epochs + 1):  # 1-based, as printed
@@ -377,7 +471,10 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
                     run_step(train_x[perm[i * B:(i + 1) * B]])  # (B, D)
                     bar.update()
                 values = log.read()  # (steps, 3): loss, reconstruction, KL; the epoch's one sync
-                _raise_if_loss_not_finite(values, epoch, cfg.lr_at(epoch), last_checkpoint, last_epoch)
+                _raise_if_loss_not_finite(values, epoch, cfg.lr_at(epoch), last_checkpoint,
+                                          last_epoch)
+                _raise_if_diverging(values, history, model.data_dim, epoch, cfg.lr_at(epoch),
+                                    last_checkpoint, last_epoch)
 
                 history.epoch.append(epoch)
                 rec, kl = values[:, 1].double().mean().item(), values[:, 2].double().mean().item()
@@ -400,17 +497,34 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
                                                    or epoch == cfg.epochs):
                     last_checkpoint = save_checkpoint(
                         checkpoint_dir, model, optimizer=optimizer, epoch=epoch,
-                        history=history.to_dict(), train_config=dataclasses.asdict(cfg))
-                    last_epoch = epoch
+                        history=history.to_dict(), **saved)
+                    last_epoch, snapshot = epoch, None
+                elif checkpoint_dir is not None:
+                    snapshot = _Snapshot(model, optimizer, history)
                 if callback is not None:
                     callback(history, model)
     except KeyboardInterrupt:
-        history.interrupted = True
         when = "after" if history.epoch and history.epoch[-1] == epoch else "during"
-        saved = (f" Resume from the checkpoint {last_checkpoint} (epoch {last_epoch})."
-                 if last_checkpoint else "")
+        completed = history.epoch[-1] if history.epoch else 0
+        note = ""
+        if checkpoint_dir is not None and completed > last_epoch:
+            try:
+                if _save_on_interrupt(checkpoint_dir, model, optimizer, history, when == "after",
+                                      snapshot, **saved):
+                    last_checkpoint, last_epoch = Path(checkpoint_dir), completed
+                    note = (f" Saved the {completed} completed epochs to {last_checkpoint} "
+                            f"(epoch {completed}).")
+            except KeyboardInterrupt:  # a second Ctrl-C: the save is atomic, the old one stands
+                note = f" A second Ctrl-C stopped saving epoch {completed}."
+        history.interrupted = True
+        if last_checkpoint:
+            note += (f" The checkpoint {last_checkpoint} (epoch {last_epoch}) holds "
+                     f"{'every' if last_epoch == completed else 'not every'} completed epoch; "
+                     "resume from it.")
+        elif checkpoint_dir is not None:
+            note += " No epoch was completed, so no checkpoint was saved."
         bar.write(f"Interrupted {when} epoch {epoch}: the model keeps the weights trained so far; "
-                  f"returning the history of the {len(history)} completed epoch(s).{saved}")
+                  f"returning the history of the {len(history)} completed epoch(s).{note}")
     finally:
         bar.close()
     return history

@@ -41,6 +41,11 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.S
 #: How the Gaussian decoder's standard deviation σ is handled.
 GAUSSIAN_STD_MODES = ("fixed", "shared", "per-pixel")
 
+#: The most parameters a VAEConfig may have: 400 MB of float32 weights (the course's models have
+#: under 1.3 M). Far larger sizes are typing errors (latent_dim=10**9) that would otherwise ask
+#: the allocator for terabytes.
+MAX_PARAMETERS = 100_000_000
+
 #: Named architectures: overrides of the :class:`VAEConfig` defaults.
 PRESETS = {
     # pytorch/examples vae/main.py: 784-400-20, ReLU, Bernoulli decoder.
@@ -66,6 +71,10 @@ class VAEConfig:
     init_output_bias: bool = False  # train() sets the output bias from the data mean (Burda)
 
     def __post_init__(self):
+        if isinstance(self.hidden_dims, (str, bytes)) or not isinstance(self.hidden_dims,
+                                                                        (tuple, list)):
+            raise ValueError(f"hidden_dims must be a sequence of layer widths such as (400,) or "
+                             f"[200, 200] (() for none), got {self.hidden_dims!r}.")
         self.hidden_dims = tuple(self.hidden_dims)  # lists (e.g. from JSON) become tuples
         for name in ("data_dim", "latent_dim"):
             value = getattr(self, name)
@@ -74,17 +83,37 @@ class VAEConfig:
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ValueError(
                 f"hidden_dims must be integers >= 1 (e.g. (400,)), got {self.hidden_dims!r}.")
-        if self.activation not in ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-        get_likelihood(self.likelihood)  # a clear error for an unknown name
-        if self.gaussian_std_mode not in GAUSSIAN_STD_MODES:
+        get_likelihood(self.likelihood if isinstance(self.likelihood, str) else repr(
+            self.likelihood))  # a clear error for an unknown name
+        if not isinstance(self.gaussian_std_mode, str) or \
+                self.gaussian_std_mode not in GAUSSIAN_STD_MODES:
             raise ValueError(f"unknown gaussian_std_mode {self.gaussian_std_mode!r}; choose one of "
                              f"{GAUSSIAN_STD_MODES}.")
         if not (isinstance(self.gaussian_std, (int, float)) and math.isfinite(self.gaussian_std)
                 and self.gaussian_std > 0):
             raise ValueError(
                 f"gaussian_std must be a finite number > 0, got {self.gaussian_std!r}.")
+        if self.num_parameters() > MAX_PARAMETERS:  # checked before anything is allocated
+            raise ValueError(
+                f"VAEConfig(data_dim={self.data_dim}, hidden_dims={self.hidden_dims}, "
+                f"latent_dim={self.latent_dim}) would have {self.num_parameters():.3g} parameters "
+                f"({4 * self.num_parameters() / 1e9:.3g} GB of float32 weights, and three times "
+                f"that again for training); vaelib allows at most {MAX_PARAMETERS:,} "
+                f"({4 * MAX_PARAMETERS // 10**6} MB). Choose smaller hidden_dims or latent_dim: "
+                "the presets have 0.3 M (burda) and 0.65 M (pytorch-example).")
+
+    def num_parameters(self) -> int:
+        """The number of trained numbers of the :class:`VAE` this config builds (no allocation)."""
+        encoder = [self.data_dim, *self.hidden_dims, 2 * self.latent_dim]
+        decoder = [self.latent_dim, *reversed(self.hidden_dims), self.data_dim]
+        linear = sum((n_in + 1) * n_out for widths in (encoder, decoder)  # weights and biases
+                     for n_in, n_out in zip(widths[:-1], widths[1:]))
+        learned_std = {"fixed": 0, "shared": 1, "per-pixel": self.data_dim}
+        return linear + (learned_std[self.gaussian_std_mode] if self.likelihood == "gaussian"
+                         else 0)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> VAEConfig:

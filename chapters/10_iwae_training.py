@@ -673,8 +673,8 @@ plt.show()
 # one SNR per network, the length of its mean gradient over the square root of its total variance,
 #
 # $$
-# \mathrm{SNR} = rac{\lVert \mathbb E gVert}{\sqrt{\operatorname{tr}\operatorname{Cov} g}}, \qquad
-# \lVert\mathbb E gVert^2 pprox \lVertar gVert^2 - rac{\operatorname{tr}\widehat{\operatorname{Cov}}\,g}{R}
+# \mathrm{SNR} = \frac{\lVert \mathbb E g\rVert}{\sqrt{\operatorname{tr}\operatorname{Cov} g}}, \qquad
+# \lVert\mathbb E g\rVert^2 \approx \lVert\bar g\rVert^2 - \frac{\operatorname{tr}\widehat{\operatorname{Cov}}\,g}{R}
 # $$
 #
 # (the mean of $R$ noisy vectors is longer than their expectation by about $\operatorname{tr}\operatorname{Cov}/R$

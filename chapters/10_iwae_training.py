@@ -52,12 +52,11 @@ from vaelib.data import fixed_binarization, load_mnist_subset, to_unit_interval
 from vaelib.device import seed_everything
 from vaelib.estimators import elbo, iwae_bound, log_mean_exp
 from vaelib.evaluate import evaluate
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.gaussian import LOG_2PI, DiagonalGaussian
 from vaelib.objectives import iwae_bound_1d, iwae_surrogate, self_normalized_weights
-from vaelib.plots import COLORS, reference_line, use_course_style
 from vaelib.toy import LinearGaussian
 from vaelib.vae import VAE, VAEConfig
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 seed_everything(0)
@@ -210,7 +209,7 @@ class TriangularLinearVAE(nn.Module):
     def loadings(self):
         return self.W * self.mask  # L, lower triangular
 
-    def posterior(self, x):
+    def approximate_posterior(self, x):
         """q(z|x) for x (N, D): a DiagonalGaussian over (N, d)."""
         mean = x @ self.A.T + self.c
         return DiagonalGaussian(mean, self.logvar.expand_as(mean))
@@ -246,7 +245,7 @@ for K in (1, 4, 16, 64):
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 400)
     gen = generator(41)
     for step in range(400):
-        loss = -iwae_surrogate(vae_lin, x_lin, vae_lin.posterior(x_lin), K, generator=gen).mean()
+        loss = -iwae_surrogate(vae_lin, x_lin, vae_lin.approximate_posterior(x_lin), K, generator=gen).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -256,7 +255,7 @@ for K in (1, 4, 16, 64):
     trained[K] = dict(log_px=dec.log_marginal(x_lin).mean().item(),
                       rho=(post_cov[0, 1] / post_cov.diagonal().prod().sqrt()).item())
     with torch.no_grad():
-        trained[K]["bound"] = iwae_bound(vae_lin, x_lin, vae_lin.posterior(x_lin), K, chunk_size=64,
+        trained[K]["bound"] = iwae_bound(vae_lin, x_lin, vae_lin.approximate_posterior(x_lin), K, chunk_size=64,
                                          generator=generator(42)).mean().item()
 
 remaining = {K: ll_ml - t["log_px"] for K, t in trained.items()}
@@ -611,7 +610,7 @@ def train_vae(objective, num_samples=1, encoder_gradient="plain", epochs=EPOCHS,
             if objective == "elbo":
                 loss = -model.elbo(x, generator=gen).mean()
             else:
-                q = model.posterior(x, validate=False)
+                q = model.approximate_posterior(x, validate=False)
                 loss = -iwae_surrogate(model, x, q, num_samples, encoder_gradient, generator=gen).mean()
             optimizer.zero_grad()
             loss.backward()
@@ -687,7 +686,7 @@ def network_snr(model, x, K, encoder_gradient, replicas=30, seed=0):
     estimates = []
     for _ in range(replicas):
         model.zero_grad()
-        (-iwae_surrogate(model, x, model.posterior(x, validate=False), K, encoder_gradient, gen).mean()).backward()
+        (-iwae_surrogate(model, x, model.approximate_posterior(x, validate=False), K, encoder_gradient, gen).mean()).backward()
         estimates.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     g = torch.stack(estimates)  # (R, number of weights); the encoder's come first
     n_enc = sum(p.numel() for p in model.encoder.parameters())

@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from .estimators import log_mean_exp
-from .gaussian import LOG_2PI, DiagonalGaussian, _check_num_samples, _check_tensor
+from .checks import check_num_samples, check_tensor
+from .gaussian import LOG_2PI, DiagonalGaussian
 
 __all__ = ["ENCODER_GRADIENTS", "self_normalized_weights", "iwae_surrogate", "iwae_bound_1d"]
 
@@ -58,7 +59,7 @@ def self_normalized_weights(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     Returns:
         Non-negative weights of the same shape, summing to 1 along ``dim``.
     """
-    _check_tensor("log_w", log_w, min_dim=1)
+    check_tensor("log_w", log_w, min_dim=1)
     return torch.softmax(log_w, dim=dim)
 
 
@@ -83,7 +84,7 @@ def iwae_surrogate(
         model: has ``log_joint(x, z)``: x ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``.
         x: ``(N, D)`` data.
         proposal: q(z|x), a :class:`~vaelib.gaussian.DiagonalGaussian` over ``(N, d)`` whose mean
-            and logvar carry the encoder's graph (e.g. ``model.posterior(x)``).
+            and logvar carry the encoder's graph (e.g. ``model.approximate_posterior(x)``).
         num_samples: K >= 1.
         encoder_gradient: ``"plain"``: autograd of the bound, ``Σ_k w̃_k ∇ log w_k``;
             ``"dreg"``: the decoder's gradient as in plain, the encoder's
@@ -96,7 +97,7 @@ def iwae_surrogate(
         :func:`vaelib.estimators.iwae_bound`); its gradient is the chosen estimator. Minimize
         ``-surrogate.mean()`` to train.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples)
     encoder_gradient = _check_encoder_gradient(encoder_gradient)
     if not isinstance(proposal, DiagonalGaussian):
         raise TypeError(f"proposal must be a DiagonalGaussian (the encoder's q(z|x)), got "
@@ -150,7 +151,7 @@ def iwae_bound_1d(
         A scalar tensor. Raises ``ValueError`` when the integrand has not died out at the ends of
         the grids (widen them).
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples)
     mean, logvar = torch.as_tensor(mean), torch.as_tensor(logvar)
     if mean.numel() != 1 or logvar.numel() != 1:
         raise ValueError(f"mean and logvar must be scalars (a one-dimensional latent), got shapes "

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose", "first_ratio"]
+__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
+           "first_ratio", "require_callable", "returned_value"]
 
 
 class NotAttempted(Exception):
@@ -108,3 +109,22 @@ def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
         err = (got_t - want_t).abs().max().item()
         return f"the largest difference from the right value is {err:.3g}."
     return f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}."
+
+
+# --------------------------------------------------------------- answers that are functions
+
+def require_callable(answer: Any, signature: str) -> None:
+    """The answer must be the function itself (``signature`` says how it is called)."""
+    if not callable(answer):
+        raise ExerciseFailed(
+            f"pass the function itself, {signature}, not its result (no parentheses after "
+            "its name)."
+        )
+
+
+def returned_value(value: Any) -> Any:
+    """What the student's function returned; a body still ``...``/``pass`` returns None: not
+    attempted yet."""
+    if value is None or value is Ellipsis:
+        raise NotAttempted
+    return value

@@ -57,7 +57,7 @@ class TrainConfig:
     lr: float = 1e-3  # Adam's learning rate
     lr_final: float | None = None  # decay lr geometrically to this by the last epoch; None: don't
     adam_eps: float = 1e-8  # Adam's ε (Burda et al. 2015 used 1e-4)
-    num_samples: int = 1  # K: z samples per data point (in the ELBO estimate, or inside IWAE_K's log)
+    num_samples: int = 1  # K: z samples per data point (ELBO: averaged; IWAE: inside the log)
     objective: str = "elbo"  # "elbo" | "iwae": maximize IWAE_K, K = num_samples (ch. 10)
     encoder_gradient: str = "plain"  # the IWAE encoder's gradient: "plain" (autograd) | "dreg"
     binarize: bool | None = None  # x ~ Bernoulli(pixel) afresh every batch; None: iff the
@@ -334,8 +334,8 @@ def _check_same_objective(cfg: TrainConfig, ckpt: Checkpoint) -> None:
     saved = objective_settings(ckpt.train_config)
     ours = objective_settings(dataclasses.asdict(cfg))
     if saved != ours:
-        raise ValueError(f"the run in {ckpt.directory} was trained with {saved}, not {ours}: resume "
-                         "it with the same objective (TrainConfig(**objective_settings("
+        raise ValueError(f"the run in {ckpt.directory} was trained with {saved}, not {ours}: "
+                         "resume it with the same objective (TrainConfig(**objective_settings("
                          "ckpt.train_config)) restores them), or start a new run.")
 
 

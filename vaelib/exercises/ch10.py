@@ -87,8 +87,8 @@ def check_iwae_gradient(iwae_gradient: Any) -> bool:
                  "that is the ELBO's gradient. IWAE weighs sample k by w̃_k."),
                 ((w.square()[:, None] * grads).sum(0), "you weighted by w̃_k², DReG's weights for "
                  "the encoder's path term; the gradient of log (1/K) Σ w_k weighs by w̃_k."),
-                ((w[:, None] * grads).mean(0), "you averaged the weighted gradients (divided by K); "
-                 "the self-normalized weights already sum to 1: sum them."),
+                ((w[:, None] * grads).mean(0), "you averaged the weighted gradients (divided by "
+                 "K); the self-normalized weights already sum to 1: sum them."),
                 ((log_w.exp()[:, None] * grads).sum(0), "you weighted by w_k = exp(log w_k); "
                  "normalize: w̃_k = w_k / Σ_j w_j (a softmax)."),
             ]))

@@ -287,7 +287,8 @@ plt.show()
 
 # %% [markdown]
 # Left: the decoder trained on the ELBO ($K = 1$) stays about a hundredth of a nat per point below the
-# maximum likelihood; every fourfold increase of $K$ cuts the remaining gap several times. Right: the
+# maximum likelihood; each fourfold increase of $K$ cuts the remaining gap, at first by an order of
+# magnitude. Right: the
 # reason — the ELBO bends $\theta$ towards a decoder whose posterior is less correlated (easier for a
 # diagonal $q$), while the tighter bounds let it keep the correlated posterior that the data call for. On
 # this small model the effect is small in nats; on a VAE, where the posterior is far from Gaussian, it is
@@ -440,8 +441,9 @@ plt.show()
 #
 # In the IWAE gradient $\sum_k \tilde w_k\nabla_\phi\log w_k$, the score part
 # $-\mathbb E\big[\sum_k \tilde w_k\,\partial_\phi\log q_\phi(z_k)\big]$ is zero only when $K = 1$ (the
-# score has mean zero, chapter 7); for $K > 1$ it is not zero, and it is pure noise-carrying
-# signal. **Reparameterize it a second time.** For any function $f$ of $z$ that does not depend on
+# score has mean zero, chapter 7). For $K > 1$ its expectation is not zero, so it cannot simply be dropped
+# (section 4's control shows the bias), but it is a score-function term — the noisy kind of chapter 7.
+# **Reparameterize it a second time.** For any function $f$ of $z$ that does not depend on
 # $\phi$, the score-function and pathwise forms of chapter 7 are two expressions of the same gradient:
 #
 # $$

@@ -1,6 +1,7 @@
-"""Keep what nbval computed: each notebook it executes is written, with its outputs, to
-``build/executed/<folder>/<name>.ipynb`` once every cell has passed. The course site (``make site``)
-and its test are built from these, so ``make test`` executes each chapter once, not once per product.
+"""Give nbval a wait for output that a loaded machine can meet (below), and keep what it computed:
+each notebook it executes is written, with its outputs, to ``build/executed/<folder>/<name>.ipynb``
+once every cell has passed. The course site (``make site``) and its test are built from these, so
+``make test`` executes each chapter once, not once per product.
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ from scripts.atomic import write_notebook_atomic
 ROOT = Path(__file__).resolve().parent
 EXECUTED = ROOT / "build" / "executed"
 
+# nbval waits at most 5 s (hard-coded, IPyNbCell.output_timeout) for each output message after a
+# cell has finished. On a loaded machine (a busy CI runner, a shared JupyterHub node) the kernel can
+# be descheduled for longer than that while it still has messages to send, and the cell failed
+# with "Timeout of 5 seconds exceeded waiting for output" although it had run correctly. A cell
+# that truly hangs is still caught by --nbval-cell-timeout.
+NBVAL_OUTPUT_TIMEOUT = 120  # seconds
+
 _notebooks: dict[Path, dict] = {}  # notebook path -> {"nb": NotebookNode, "ok": bool, "count": int}
 
 
 def _is_nbval_cell(item: pytest.Item) -> bool:
     return type(item).__name__ == "IPyNbCell" and hasattr(item, "test_outputs")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _is_nbval_cell(item):
+            item.output_timeout = NBVAL_OUTPUT_TIMEOUT
 
 
 @pytest.hookimpl(hookwrapper=True)

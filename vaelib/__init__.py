@@ -17,6 +17,7 @@ gaussian       DiagonalGaussian, FullGaussian, standard_normal
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)
 estimators     log_mean_exp, naive/importance estimators of log p(x), ESS, ELBO, IWAE
+objectives     training on IWAE_K: iwae_surrogate (plain or DReG gradient), exact 1-D IWAE_K
 gradients      score-function and pathwise estimators of the gradient of E_q[f(z)]
 data           MNIST: bundled subset, verified download and cache, binarization
 likelihoods    p(x|z) by name: Bernoulli, Gaussian (log-prob, mean, output bias, binary data?)
@@ -43,6 +44,7 @@ from .gaussian import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
+from .objectives import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
 from .vae import *  # noqa: F401,F403
 

@@ -34,7 +34,7 @@ from .checkpoint import (Checkpoint, CheckpointError, atomic_write_bytes, checkp
 from .data import load_mnist, load_mnist_subset, to_unit_interval
 from .device import check_device, default_device
 from .evaluate import evaluate
-from .train import History, TrainConfig, TrainingDivergedError, train
+from .train import History, TrainConfig, TrainingDivergedError, objective_settings, train
 from .vae import PRESETS, VAE, VAEConfig
 
 __all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION", "NOT_RECORDED",
@@ -142,18 +142,34 @@ def parser() -> argparse.ArgumentParser:
              "default: all of them). The final evaluation always uses every test image")
     arg("--max-images", type=int, default=None, metavar="N",
         help="use only the first N training and test images (a quick try)")
+    arg("--objective", choices=["elbo", "iwae"], default=None,
+        help="the training objective: the ELBO, or the importance-weighted bound IWAE_K (Burda et "
+             "al. 2015; chapter 10). Default: elbo, or the run's own with --resume")
+    arg("--k", type=int, default=None, metavar="K",
+        help="samples per data point: inside IWAE_K's log, or averaged in the ELBO estimate "
+             "(default: 1, or the run's own with --resume)")
+    arg("--encoder-gradient", choices=["plain", "dreg"], default=None,
+        help="the encoder's gradient estimator for --objective iwae: plain (autograd of the bound) "
+             "or dreg (doubly reparameterized, Tucker et al. 2019; its signal does not fade as K "
+             "grows). Default: plain, or the run's own with --resume")
     arg("--no-progress", action="store_true", help="no progress bar")
     arg("--no-cuda-graph", action="store_true", help="CUDA: run every step eagerly")
     arg("--bf16", action="store_true", help="CUDA: bfloat16 autocast")
     return p
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` the flags ask for."""
+def train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` the flags ask for. The objective flags left out (``--objective``,
+    ``--k``, ``--encoder-gradient``) take the values in ``saved`` (a resumed run's training
+    options), or the defaults."""
+    objective = objective_settings(saved)
+    given = {"objective": args.objective, "num_samples": args.k,
+             "encoder_gradient": args.encoder_gradient}
+    objective.update({name: value for name, value in given.items() if value is not None})
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        lr_final=args.lr_final, adam_eps=args.adam_eps, seed=args.seed,
                        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                       cuda_graph=not args.no_cuda_graph, bf16=args.bf16)
+                       cuda_graph=not args.no_cuda_graph, bf16=args.bf16, **objective)
 
 
 def _flag(name: str) -> str:
@@ -183,10 +199,11 @@ def _check_args(args: argparse.Namespace) -> None:
                          "empty name would write the run into the current folder)")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
-    """:func:`train_config`, with an error that names the flag."""
+def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainConfig:
+    """:func:`train_config`, with an error that names the flag (e.g. --k 0, or
+    --encoder-gradient dreg with the ELBO)."""
     try:
-        return train_config(args)
+        return train_config(args, saved)
     except ValueError as err:
         name = str(err).split()[0]  # TrainConfig's messages start with the field's name
         raise SystemExit(f"{_flag(name) if name in vars(args) else 'error'}: {err}") from None
@@ -392,7 +409,7 @@ def _run(args: argparse.Namespace, given: set[str], device: torch.device, out: P
             raise SystemExit(f"--latent-dim: {err}") from None
         torch.manual_seed(args.seed)  # the initial weights, too, follow --seed
         model = VAE(config).to(device)
-    cfg = _train_config(args)
+    cfg = _train_config(args, resume.train_config if resume else None)
     mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
     train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)
     test_x = to_unit_interval(mnist.test_images[:args.max_images]).to(device)

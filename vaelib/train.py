@@ -6,7 +6,9 @@ likelihood), and takes one Adam step on the loss
     loss = -(1/B) Σ_n ELBO(x_n),   ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))
 
 estimated with one reparameterized z per data point (the "doubly stochastic" estimator: random
-minibatch, random z; ch. 7). What makes it fast without making it hard to read:
+minibatch, random z; ch. 7). ``TrainConfig(objective="iwae", num_samples=K)`` maximizes the
+importance-weighted bound IWAE_K instead, with the encoder's gradient ``"plain"`` or ``"dreg"``
+(:mod:`vaelib.objectives`, ch. 10). What makes it fast without making it hard to read:
 
 - the data live on the model's device, and batches are slices of an on-device random permutation
   (no DataLoader, no host-to-device copy per batch);
@@ -37,10 +39,15 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import fixed_binarization
 from .device import derive_seed
+from .kl import gaussian_kl
+from .objectives import ENCODER_GRADIENTS, iwae_surrogate
 from .vae import VAE
 
+#: The training objectives (ch. 8: the ELBO; ch. 10: the importance-weighted bound IWAE_K).
+OBJECTIVES = ("elbo", "iwae")
+
 __all__ = ["TrainConfig", "History", "TrainingDivergedError", "NonFiniteLossError", "train",
-           "validation_data"]
+           "validation_data", "objective_settings", "OBJECTIVES"]
 
 
 @dataclass
@@ -52,7 +59,9 @@ class TrainConfig:
     lr: float = 1e-3  # Adam's learning rate
     lr_final: float | None = None  # decay lr geometrically to this by the last epoch; None: don't
     adam_eps: float = 1e-8  # Adam's ε (Burda et al. 2015 used 1e-4)
-    num_samples: int = 1  # K: z samples per data point in the ELBO estimate
+    num_samples: int = 1  # K: z samples per data point (ELBO: averaged; IWAE: inside the log)
+    objective: str = "elbo"  # "elbo" | "iwae": maximize IWAE_K, K = num_samples (ch. 10)
+    encoder_gradient: str = "plain"  # the IWAE encoder's gradient: "plain" (autograd) | "dreg"
     binarize: bool | None = None  # x ~ Bernoulli(pixel) afresh every batch; None: iff the
     #                               likelihood needs binary data (Bernoulli)
     seed: int = 0  # epoch e shuffles and samples with a generator seeded from (seed, e)
@@ -82,6 +91,15 @@ class TrainConfig:
         for name in ("progress", "cuda_graph", "tf32", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose 'elbo' or 'iwae' (the "
+                             "importance-weighted bound with K = num_samples).")
+        if self.encoder_gradient not in ENCODER_GRADIENTS:
+            raise ValueError(f"unknown encoder_gradient {self.encoder_gradient!r}; choose one of "
+                             f"{ENCODER_GRADIENTS}.")
+        if self.encoder_gradient != "plain" and self.objective != "iwae":
+            raise ValueError(f"encoder_gradient={self.encoder_gradient!r} is an estimator of the "
+                             "IWAE gradient: use it with objective='iwae' (any num_samples).")
 
     def binarizes(self, model: VAE) -> bool:
         """Whether training binarizes the data: ``binarize``, or by default iff the likelihood
@@ -163,8 +181,35 @@ class _StepLog:
         return self.values.cpu()
 
 
+class _LogJoint:
+    """``model.log_joint`` without the per-call data check (no host sync), keeping the last
+    ``log p(x|z)`` (K, B) for the step's log."""
+
+    def __init__(self, model):
+        self.model, self.log_likelihood = model, None
+
+    def log_joint(self, x, z):
+        self.log_likelihood = self.model.log_likelihood(x, z, validate=False)  # (K, B)
+        return self.model.log_prior(z) + self.log_likelihood
+
+
+def _iwae_terms(model, x, cfg: TrainConfig, generator):
+    """(-IWAE_K estimate with the chosen gradient (B,), reconstruction (B,), KL (B,)) (ch. 10).
+
+    The reconstruction term and the KL are the ELBO's, from the same K samples (its sampled
+    reconstruction, its KL in closed form), so the history's ELBO means the same for both
+    objectives; the loss is minus the bound.
+    """
+    q = model.approximate_posterior(x, validate=False)
+    recorded = _LogJoint(model)
+    bound = iwae_surrogate(recorded, x, q, cfg.num_samples, cfg.encoder_gradient, generator)
+    reconstruction = recorded.log_likelihood.detach().mean(dim=0)  # (B,)
+    kl = gaussian_kl(q.mean.detach().float(), q.logvar.detach().float())  # (B,)
+    return -bound, reconstruction, kl
+
+
 def _training_step(model, optimizer, x, cfg: TrainConfig, binarize: bool, generator, log):
-    """One Adam step on -ELBO for the minibatch x (B, D). Device work only: no host sync."""
+    """One Adam step on -ELBO (or -IWAE_K) for the minibatch x (B, D). Device work only."""
     if binarize:  # x ~ Bernoulli(pixel): 1 where a uniform draw falls below the grey level
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = (u < x).to(x.dtype)
@@ -172,8 +217,12 @@ def _training_step(model, optimizer, x, cfg: TrainConfig, binarize: bool, genera
     if cfg.bf16 and x.is_cuda:
         amp = torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     with amp:
-        reconstruction, kl = model.elbo_terms(x, cfg.num_samples, generator, validate=False)
-    loss = (kl - reconstruction).mean()  # -ELBO per data point; reconstruction, kl: (B,)
+        if cfg.objective == "iwae":
+            negative_bound, reconstruction, kl = _iwae_terms(model, x, cfg, generator)
+            loss = negative_bound.mean()  # -IWAE_K per data point
+        else:
+            reconstruction, kl = model.elbo_terms(x, cfg.num_samples, generator, validate=False)
+            loss = (kl - reconstruction).mean()  # -ELBO per data point; reconstruction, kl: (B,)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -330,6 +379,24 @@ def _resume(model, optimizer, ckpt: Checkpoint) -> tuple[History, int]:
     return history, ckpt.epoch
 
 
+def _check_same_objective(cfg: TrainConfig, ckpt: Checkpoint) -> None:
+    """A resumed run keeps its objective: the one saved in the checkpoint's training options."""
+    saved = objective_settings(ckpt.train_config)
+    ours = objective_settings(dataclasses.asdict(cfg))
+    if saved != ours:
+        raise ValueError(f"the run in {ckpt.directory} was trained with {saved}, not {ours}: "
+                         "resume it with the same objective (TrainConfig(**objective_settings("
+                         "ckpt.train_config)) restores them), or start a new run.")
+
+
+def objective_settings(train_config: dict | None) -> dict:
+    """The objective, K and encoder gradient of saved training options (``TrainConfig`` as a dict;
+    runs saved before these options existed trained on the ELBO with the plain gradient)."""
+    saved = train_config or {}
+    return {name: saved.get(name, default) for name, default in
+            (("objective", "elbo"), ("num_samples", 1), ("encoder_gradient", "plain"))}
+
+
 # ---------------------------------------------------------------------------------------- train
 
 def validation_data(model: VAE, val_x: torch.Tensor, config: TrainConfig | None = None,
@@ -377,7 +444,8 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
           val_x: torch.Tensor | None = None, checkpoint_dir: str | Path | None = None,
           resume: bool | Checkpoint = False, callback=None, run_config: dict | None = None,
           **overrides) -> History:
-    """Train ``model`` in place by maximizing the ELBO on ``train_x``; return the :class:`History`.
+    """Train ``model`` in place by maximizing the ELBO (or, with ``objective="iwae"``, IWAE_K) on
+    ``train_x``; return the :class:`History`.
 
     Args:
         model: a :class:`vaelib.vae.VAE`, on the device to train on.
@@ -391,7 +459,8 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
             ``config.epochs`` epochs in total, as if it had never stopped (bit for bit on the
             CPU: every epoch's random numbers come from its own seed). A :class:`Checkpoint`
             already loaded from ``checkpoint_dir`` (e.g. ``model`` is its ``.model``) is used as
-            it is, not read again.
+            it is, not read again. The run's objective (``objective``, ``num_samples``,
+            ``encoder_gradient``) must be the one it was saved with.
         callback: ``callback(history, model)`` after every epoch (e.g. to draw the curves); it may
             raise KeyboardInterrupt to stop.
         run_config: a JSON-ready dict saved with every checkpoint (e.g. the command line's
@@ -430,6 +499,7 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
     if resume:
         ckpt = resume if isinstance(resume, Checkpoint) else load_checkpoint(checkpoint_dir,
                                                                               device=device)
+        _check_same_objective(cfg, ckpt)
         history, start_epoch = _resume(model, optimizer, ckpt)
         last_checkpoint = Path(checkpoint_dir)
     else:

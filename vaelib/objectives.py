@@ -1,0 +1,183 @@
+"""Training on the importance-weighted bound IWAE_K, and its gradient estimators (ch. 10).
+
+For a data point x and K reparameterized samples ``z_k = μ_φ(x) + σ_φ(x) ⊙ eps_k`` with log-weights
+``log w_k = log p_θ(x, z_k) - log q_φ(z_k|x)``, one draw of the bound is
+
+    log p̂_K = log (1/K) Σ_k w_k,          E[log p̂_K] = IWAE_K   (ch. 4: ELBO = IWAE_1 <= IWAE_K).
+
+**Its gradient** (the derivative of a log of a sum) weighs each sample's gradient by its
+*self-normalized* weight ``w̃_k = w_k / Σ_j w_j`` (a softmax of the log-weights):
+
+    ∇ log p̂_K = Σ_k w̃_k ∇ log w_k.                                                   (plain)
+
+With K = 1, ``w̃_1 = 1`` and this is the reparameterized ELBO gradient of ch. 7, exactly.
+
+**DReG** (doubly reparameterized gradient, Tucker et al., 2019). For the encoder φ, ``∇_φ log w_k``
+has a path part (through z_k) and a score part ``-∂_φ log q_φ(z_k|x)`` (z_k held fixed). Applying
+the reparameterization trick a second time to the score part turns the encoder's gradient into
+
+    ∇_φ^DReG = Σ_k w̃_k² ∂_z log w_k(z_k) · ∂z_k/∂φ        (log q's φ held fixed in log w_k),
+
+which has the same expectation as the plain estimator's φ-part and a signal-to-noise ratio that
+no longer falls with K (Rainforth et al., 2018 showed the plain one's falls like 1/√K). The decoder
+θ keeps the plain gradient ``Σ_k w̃_k ∇_θ log p_θ(x, z_k)``.
+
+Both are implemented as a *surrogate*: a tensor whose value is the bound's estimate ``log p̂_K``
+and whose autograd gradient is the chosen estimator, so a training loop minimizes ``-surrogate``.
+
+:func:`iwae_bound_1d` is the exact reference: IWAE_K itself (not a Monte Carlo estimate) for a
+model with a one-dimensional latent, differentiable, so its autograd gradient is the exact
+expectation that the estimators above are checked against.
+
+Shapes: x ``(N, D)``, z ``(K, N, d)``, log-weights ``(K, N)``; the surrogate is ``(N,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .estimators import log_mean_exp
+from .checks import check_num_samples, check_tensor
+from .gaussian import LOG_2PI, DiagonalGaussian
+
+__all__ = ["ENCODER_GRADIENTS", "self_normalized_weights", "iwae_surrogate", "iwae_bound_1d"]
+
+#: The estimators of the encoder's gradient of IWAE_K.
+ENCODER_GRADIENTS = ("plain", "dreg")
+
+
+def self_normalized_weights(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``w̃_k = w_k / Σ_j w_j = softmax(log w)_k`` along ``dim`` (ch. 10), computed stably.
+
+    Args:
+        log_w: log-weights, e.g. ``(K, N)``.
+
+    Returns:
+        Non-negative weights of the same shape, summing to 1 along ``dim``.
+    """
+    check_tensor("log_w", log_w, min_dim=1)
+    return torch.softmax(log_w, dim=dim)
+
+
+def _check_encoder_gradient(encoder_gradient: object) -> str:
+    if encoder_gradient not in ENCODER_GRADIENTS:
+        raise ValueError(f"unknown encoder_gradient {encoder_gradient!r}; choose 'plain' (autograd "
+                         "of the bound) or 'dreg' (doubly reparameterized, Tucker et al. 2019).")
+    return encoder_gradient
+
+
+def iwae_surrogate(
+    model: Any,
+    x: torch.Tensor,
+    proposal: DiagonalGaussian,
+    num_samples: int,
+    encoder_gradient: str = "plain",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One draw of ``log (1/K) Σ_k w_k`` per data point, with the chosen gradient (ch. 10).
+
+    Args:
+        model: has ``log_joint(x, z)``: x ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``.
+        x: ``(N, D)`` data.
+        proposal: q(z|x), a :class:`~vaelib.gaussian.DiagonalGaussian` over ``(N, d)`` whose mean
+            and logvar carry the encoder's graph (e.g. ``model.approximate_posterior(x)``).
+        num_samples: K >= 1.
+        encoder_gradient: ``"plain"``: autograd of the bound, ``Σ_k w̃_k ∇ log w_k``;
+            ``"dreg"``: the decoder's gradient as in plain, the encoder's
+            ``Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ`` (see the module docstring).
+        generator: optional ``torch.Generator`` for the samples.
+
+    Returns:
+        ``(N,)``: the value is the IWAE_K estimate ``log p̂_K`` (the same number for both
+        estimators, and for the same generator state the same as
+        :func:`vaelib.estimators.iwae_bound`); its gradient is the chosen estimator. Minimize
+        ``-surrogate.mean()`` to train.
+    """
+    num_samples = check_num_samples(num_samples)
+    encoder_gradient = _check_encoder_gradient(encoder_gradient)
+    if not isinstance(proposal, DiagonalGaussian):
+        raise TypeError(f"proposal must be a DiagonalGaussian (the encoder's q(z|x)), got "
+                        f"{type(proposal).__name__}.")
+    z = proposal.rsample(num_samples, generator=generator)  # (K, N, d), z = μ + σ ⊙ eps
+    if encoder_gradient == "plain":
+        log_w = model.log_joint(x, z) - proposal.log_prob(z)  # (K, N)
+        return log_mean_exp(log_w, dim=0)  # autograd: Σ_k w̃_k ∇ log w_k
+    # DReG: log q with its parameters held fixed, so φ reaches log w_k only through z_k ...
+    fixed_q = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(), validate=False)
+    log_w = model.log_joint(x, z) - fixed_q.log_prob(z)  # (K, N), the same values as plain
+    weights = self_normalized_weights(log_w.detach(), dim=0)  # w̃_k, constants, (K, N)
+    if z.requires_grad:  # ... and the gradient reaching z_k is scaled once more by w̃_k: w̃_k²
+        z.register_hook(lambda grad: grad * weights.unsqueeze(-1))
+    bound = log_mean_exp(log_w.detach(), dim=0)  # (N,), the value
+    weighted = (weights * log_w).sum(dim=0)  # gradient Σ_k w̃_k ∇ log w_k (θ), then × w̃_k (φ)
+    return bound + (weighted - weighted.detach())
+
+
+def iwae_bound_1d(
+    log_joint: Callable[[torch.Tensor], torch.Tensor],
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    num_samples: int,
+    eps_points: int = 801,
+    eps_max: float = 12.0,
+    log_t_range: tuple[float, float] = (-40.0, 80.0),
+    log_t_points: int = 1201,
+) -> torch.Tensor:
+    """The exact ``IWAE_K = E[log (1/K) Σ_k w_k]`` for a one-dimensional latent, by quadrature.
+
+    For a positive random variable A, ``log A = ∫_0^∞ (e^{-t} - e^{-tA}) dt / t`` (Frullani's
+    integral). With ``A = (1/K) Σ_k w_k / c`` (c a constant) and independent ``z_k ~ q``,
+    ``E[e^{-tA}] = L(t/K)^K`` where ``L(s) = E_q[exp(-s w(z) / c)]``, so
+
+        IWAE_K = log c + ∫_{-∞}^{∞} (exp(-e^u) - L(e^u / K)^K) du          (t = e^u),
+
+    a K-fold integral reduced to two one-dimensional ones for every K. ``L`` is computed on the
+    grid ``z = μ + σ ε`` (trapezoid rule in ε, weighted by the standard normal density), so the
+    result is differentiable in ``mean``, ``logvar`` and whatever parameters ``log_joint`` uses:
+    its autograd gradient is ``∇ IWAE_K``, the exact expectation of the gradient estimators.
+
+    Args:
+        log_joint: ``z (M,) -> log p(x, z) (M,)`` for the data point x.
+        mean, logvar: scalar tensors, q(z|x) = N(mean, exp(logvar)).
+        num_samples: K >= 1.
+        eps_points, eps_max: the ε grid (q's standard units) for the expectations under q.
+        log_t_range, log_t_points: the grid of u = log t.
+
+    Returns:
+        A scalar tensor. Raises ``ValueError`` when the integrand has not died out at the ends of
+        the grids (widen them).
+    """
+    num_samples = check_num_samples(num_samples)
+    mean, logvar = torch.as_tensor(mean), torch.as_tensor(logvar)
+    if mean.numel() != 1 or logvar.numel() != 1:
+        raise ValueError(f"mean and logvar must be scalars (a one-dimensional latent), got shapes "
+                         f"{tuple(mean.shape)} and {tuple(logvar.shape)}.")
+    mean, logvar = mean.reshape(()), logvar.reshape(())
+    eps = torch.linspace(-eps_max, eps_max, eps_points, dtype=mean.dtype, device=mean.device)
+    step = eps[1] - eps[0]
+    trapezoid = torch.full_like(eps, math.log(step))  # log of the trapezoid weights
+    trapezoid[[0, -1]] -= math.log(2)
+    log_density = -0.5 * (eps.square() + LOG_2PI) + trapezoid  # log [N(ε; 0, 1) dε], (M,)
+    log_density = log_density - torch.logsumexp(log_density, dim=0)  # sum exactly 1: L(0)^K = 1
+    z = mean + torch.exp(0.5 * logvar) * eps  # (M,)
+    log_q = -0.5 * (LOG_2PI + logvar + eps.square())  # log q(z) at z = μ + σ ε
+    log_p = log_joint(z)  # log p(x, z), (M,)
+    if not isinstance(log_p, torch.Tensor) or log_p.shape != z.shape:
+        raise ValueError(f"log_joint must map z of shape {tuple(z.shape)} to log p(x, z) of the "
+                         f"same shape, got {getattr(log_p, 'shape', type(log_p).__name__)}.")
+    log_w = log_p - log_q  # (M,)
+    log_c = torch.logsumexp(log_density + log_w, dim=0).detach()  # ≈ log E_q[w] = log p(x)
+    w = torch.exp(log_w - log_c)  # w / c, mean 1 under q (on the grid), (M,)
+    u = torch.linspace(*log_t_range, log_t_points, dtype=mean.dtype, device=mean.device)
+    s = torch.exp(u) / num_samples  # (T,)
+    log_laplace = torch.logsumexp(log_density - s[:, None] * w, dim=1)  # log L(t/K), (T,)
+    integrand = torch.exp(-torch.exp(u)) - torch.exp(num_samples * log_laplace)  # (T,)
+    ends = integrand.detach()[[0, -1]].abs().max().item()
+    if not ends < 1e-10 or not (log_density.exp() * w).detach()[[0, -1]].max().item() < 1e-12:
+        raise ValueError("the integrand does not vanish at the ends of the grid: widen eps_max or "
+                         "log_t_range (q or the posterior may be very wide or narrow).")
+    return log_c + torch.trapezoid(integrand, u)

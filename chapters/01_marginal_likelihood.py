@@ -721,7 +721,7 @@ def my_linear_log_marginal(x, W, b, noise_std):
 # %%
 from vaelib.exercises import check_linear_log_marginal
 
-check_linear_log_marginal(my_linear_log_marginal)
+check_linear_log_marginal(my_linear_log_marginal);
 
 # %% [markdown]
 # **Exercise 2 — the toy's marginal by quadrature.** Write `my_toy_log_marginal(model, x)` that
@@ -743,7 +743,7 @@ def my_toy_log_marginal(model, x):
 # %%
 from vaelib.exercises import check_toy_log_marginal
 
-check_toy_log_marginal(my_toy_log_marginal)
+check_toy_log_marginal(my_toy_log_marginal);
 
 # %% [markdown]
 # **Exercise 3 — the maximum-likelihood noise.** For a linear-Gaussian model with $D = 2$ and $d = 1$
@@ -762,4 +762,4 @@ def ml_noise_std(x):
 # %%
 from vaelib.exercises import check_ml_noise_std
 
-check_ml_noise_std(ml_noise_std)
+check_ml_noise_std(ml_noise_std);

@@ -668,7 +668,7 @@ def stable_log_mean_exp(a, dim=0):
 # %%
 from vaelib.exercises import check_log_mean_exp
 
-check_log_mean_exp(stable_log_mean_exp)
+check_log_mean_exp(stable_log_mean_exp);
 
 # %% [markdown]
 # **Exercise 2 — the naive estimator.** Write `my_naive_log_marginal(model, x, num_samples,
@@ -687,7 +687,7 @@ def my_naive_log_marginal(model, x, num_samples, generator=None):
 # %%
 from vaelib.exercises import check_naive_log_marginal
 
-check_naive_log_marginal(my_naive_log_marginal)
+check_naive_log_marginal(my_naive_log_marginal);
 
 # %% [markdown]
 # **Exercise 3 — how many samples?** Write `samples_needed(model, x, rel_error)` that returns how
@@ -709,4 +709,4 @@ def samples_needed(model, x, rel_error, num_draws=1_000_000):
 # %%
 from vaelib.exercises import check_samples_needed
 
-check_samples_needed(samples_needed)
+check_samples_needed(samples_needed);

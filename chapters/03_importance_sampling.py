@@ -986,7 +986,7 @@ def posterior_mean_estimate(model, x, proposal, num_samples, generator=None):
 # %%
 from vaelib.exercises import check_self_normalized_posterior_mean
 
-check_self_normalized_posterior_mean(posterior_mean_estimate)
+check_self_normalized_posterior_mean(posterior_mean_estimate);
 
 # %% [markdown]
 # Self-normalized estimates are *not* unbiased (a ratio of two averages), but they are consistent,
@@ -1013,7 +1013,7 @@ def best_proposal_variance(posterior_var, offset):
 # %%
 from vaelib.exercises import check_best_proposal_variance
 
-check_best_proposal_variance(best_proposal_variance)
+check_best_proposal_variance(best_proposal_variance);
 
 # %% [markdown]
 # With $\Delta = 0$ the answer is $\sigma_\star^2$; with any offset it is *larger*. When unsure of
@@ -1038,7 +1038,7 @@ def smallest_proposal_std(posterior_std, k):
 # %%
 from vaelib.exercises import check_smallest_proposal_std
 
-check_smallest_proposal_std(smallest_proposal_std)
+check_smallest_proposal_std(smallest_proposal_std);
 
 # %% [markdown]
 # For $k = 4$ the threshold is $\sigma_\star\sqrt{3/4} \approx 0.87\,\sigma_\star$: the "narrow"

@@ -694,7 +694,7 @@ def elbo_from_log_weights(log_w):
 
 
 # %%
-check_elbo_from_log_weights(elbo_from_log_weights)
+check_elbo_from_log_weights(elbo_from_log_weights);
 
 # %% [markdown]
 # ### Exercise 2 — the IWAE bound from log-weights
@@ -710,14 +710,16 @@ def iwae_from_log_weights(log_w):
 
 
 # %%
-check_iwae_from_log_weights(iwae_from_log_weights)
+check_iwae_from_log_weights(iwae_from_log_weights);
 
 # %% [markdown]
 # ### Exercise 3 — which one can never be smaller?
 # For each pair, answer `"A"` or `"B"` (the one that is never smaller than the other, for every model,
 # $x$ and $q$), or `"either"` (when either can be larger, depending on the model, $x$, $q$ or the
 # random draw). Expectations are over $z \sim q(z\mid x)$; $\mathrm{IWAE}_K$ is the expectation of
-# $\log\hat p_K$.
+# $\log\hat p_K$. Give the answers as a dict from question number to answer,
+# `{1: "A", 2: "either", ...}`, with all six questions (a list of the six answers in question
+# order, `["A", "either", ...]`, is accepted too).
 #
 # | # | A | B |
 # | --- | --- | --- |
@@ -732,4 +734,4 @@ check_iwae_from_log_weights(iwae_from_log_weights)
 answers = {1: "B", 2: "B", 3: "A", 4: "either", 5: "A", 6: "either"}
 
 # %%
-check_which_is_larger(answers)
+check_which_is_larger(answers);

@@ -1047,7 +1047,7 @@ def kl_normal_1d(mean_q, var_q, mean_p, var_p):
 
 
 # %%
-check_kl_normal_1d(kl_normal_1d)
+check_kl_normal_1d(kl_normal_1d);
 
 # %% [markdown]
 # **Exercise 2 — the optimal variance of $q$.** Take $z \sim \mathcal{N}(0, 1)$ and
@@ -1064,7 +1064,7 @@ def optimal_q_variance(w, noise_std):
 
 
 # %%
-check_optimal_q_variance(optimal_q_variance)
+check_optimal_q_variance(optimal_q_variance);
 
 # %% [markdown]
 # **Exercise 3 — the mean-field gap.** A 2-D Gaussian posterior has unit variances and correlation $\rho$.
@@ -1080,4 +1080,4 @@ def mean_field_gap(rho):
 
 
 # %%
-check_mean_field_gap(mean_field_gap)
+check_mean_field_gap(mean_field_gap);

@@ -893,7 +893,7 @@ plt.show()
 
 # %% tags=["solution"]
 def pathwise_sample(mu, logvar, eps):
-    """z = μ + σ ⊙ ε with σ = exp(½ log σ²): (N, d) -> (N, d)."""
+    """The pathwise sample z from mu, logvar and the given noise eps, all (N, d) -> z (N, d)."""
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -909,7 +909,7 @@ check_pathwise_sample(pathwise_sample);
 
 # %% tags=["solution"]
 def score_mu(z, mu, logvar):
-    """∇_μ log q(z) = (z - μ) / σ²: (N, d) -> (N, d)."""
+    """The gradient of log q(z) with respect to mu, for z, mu, logvar of shape (N, d) -> (N, d)."""
     return (z - mu) * torch.exp(-logvar)
 
 
@@ -926,7 +926,7 @@ check_score_mu(score_mu);
 
 # %% tags=["solution"]
 def minibatch_elbo_estimate(log_w, num_data):
-    """(n/m) Σ_{i∈B} (1/V) Σ_v log w_iv: (V, m) -> scalar."""
+    """The unbiased estimate of the full-data ELBO from log_w (V, m) and num_data n -> one number."""
     num_samples, batch_size = log_w.shape
     return num_data / batch_size * log_w.mean(dim=0).sum()
 

@@ -816,7 +816,7 @@ FigureExplorer(draw_digit, figsize=(10, 4.4),
 
 # %% tags=["solution"]
 def negative_elbo(logits, x, mu, logvar):
-    """-(1/N) Σ_n [Σ_i (x_ni ℓ_ni - softplus(ℓ_ni)) - KL_n]: (N, D), (N, D), (N, d), (N, d) -> scalar."""
+    """Minus the ELBO estimate, averaged over the N images: logits, x (N, D), mu, logvar (N, d) -> scalar."""
     reconstruction = (x * logits - F.softplus(logits)).sum(dim=-1)  # log p(x|z), (N,)
     kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=-1)  # (N,)
     return -(reconstruction - kl).mean()
@@ -825,7 +825,7 @@ def negative_elbo(logits, x, mu, logvar):
 # %%
 from vaelib.exercises import check_negative_elbo
 
-check_negative_elbo(negative_elbo)
+check_negative_elbo(negative_elbo);
 
 # %% [markdown]
 # **Exercise 2 — active units.** Write `count_active_units(mu)`: given the posterior means
@@ -841,7 +841,7 @@ def count_active_units(mu):
 # %%
 from vaelib.exercises import check_count_active_units
 
-check_count_active_units(count_active_units)
+check_count_active_units(count_active_units);
 
 # %% [markdown]
 # **Exercise 3 — the missing normalizer.** Write `bce_integral(lam)`: for a decoder output
@@ -852,7 +852,7 @@ check_count_active_units(count_active_units)
 
 # %% tags=["solution"]
 def bce_integral(lam):
-    """∫_0^1 λ^x (1 - λ)^(1 - x) dx = (2λ - 1) / log(λ / (1 - λ)), and 1/2 at λ = 1/2."""
+    """∫_0^1 λ^x (1 - λ)^(1 - x) dx for a float lam = λ in (0, 1) -> float."""
     if abs(lam - 0.5) < 1e-9:
         return 0.5
     return (2 * lam - 1) / math.log(lam / (1 - lam))
@@ -861,7 +861,7 @@ def bce_integral(lam):
 # %%
 from vaelib.exercises import check_bce_integral
 
-check_bce_integral(bce_integral)
+check_bce_integral(bce_integral);
 
 # %% [markdown]
 # **Exercise 4 (no check — to think about).** Train the VAE again with the KL term multiplied by

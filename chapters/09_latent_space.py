@@ -539,7 +539,7 @@ check_inverse_cdf_grid(my_inverse_cdf_grid);
 
 # %% tags=["solution"]
 def prior_mass_within(radius, d):
-    """P(‖z‖ <= radius) for z ~ N(0, I_d): ‖z‖² is χ² with d degrees of freedom."""
+    """P(‖z‖ <= radius) for z ~ N(0, I_d) in d dimensions -> float."""
     return stats.chi2.cdf(radius**2, d)
 
 

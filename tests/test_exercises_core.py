@@ -143,3 +143,18 @@ def test_forbidden_calls_records_and_restores():
     assert used == ["logsumexp"] * 3
     assert torch.logsumexp is original and "logsumexp" not in vars(torch.Tensor)
     a.logsumexp(0)
+
+
+def test_check_cells_end_with_a_semicolon_so_they_print_only_the_verdict():
+    """A check returns True/False for asserts; a cell ending in the bare call would echo it."""
+    from pathlib import Path
+    import re
+
+    calls = []
+    for chapter in sorted(Path(__file__).resolve().parents[1].joinpath("chapters").glob("[0-9]*.py")):
+        for number, line in enumerate(chapter.read_text().splitlines(), 1):
+            if re.match(r"check_\w+\(.*\)\s*;?\s*$", line):
+                calls.append((chapter.name, number, line))
+    assert len(calls) >= 27
+    bare = [c for c in calls if not c[2].rstrip().endswith(";")]
+    assert not bare, bare

@@ -169,8 +169,10 @@ assert torch.allclose(my_log_mean_exp(small), small.exp().mean(dim=0).log(), ato
 print("log_mean_exp([1e4, 1e4 - 1]) =", log_mean_exp(a[:, 0], dim=0).item())
 
 # %% [markdown]
-# The estimate is finite, and it is also *good* here: this model has $d = 1$, so the prior samples
-# cover the posterior well. How good it should be follows from section 1: the error of $\hat p_K$
+# The estimate is finite, and it is also *good* here, although the posterior is much narrower than
+# the prior: with $d = 1$ a small but steady fraction of the prior samples still lands where the
+# posterior has its mass, and $K$ in the thousands collects enough of them. (In $d$ dimensions that
+# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1: the error of $\hat p_K$
 # relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section 3 computes $\rho(x)$
 # exactly (the helper `relative_variance` below). `vaelib.estimators.naive_mc_log_marginal` is the
 # same estimator: given the same random numbers it returns exactly our value.

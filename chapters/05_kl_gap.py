@@ -207,7 +207,7 @@ print(f"max |log p(x) - ELBO(q) - KL(q ‖ p(z|x))| over 1000 random q: {residua
 assert residual.abs().max() < 1e-10  # the identity, to float64 precision
 
 # %% [markdown]
-# The identity holds to $10^{-13}$, i.e. to rounding error, although the three terms come from three
+# The identity holds to rounding error (the residual printed above; the assert allows $10^{-10}$), although the three terms come from three
 # unrelated computations (a $D\times D$ Gaussian density, a reconstruction term plus a KL to the prior, and a
 # $d \times d$ precision matrix).
 #
@@ -936,7 +936,10 @@ amortization_gaps = {}
 for name, encoder_elbo in encoder_elbos.items():
     amortization_gaps[name] = best_elbo_toy - encoder_elbo
     total = log_px_toy - encoder_elbo
-    assert torch.allclose(total, approximation_gap + amortization_gaps[name], atol=1e-12)
+    # The total gap is KL(q ‖ p(z|x)): check it against that KL computed on the grid, independently
+    # of the Gauss–Hermite ELBO and of log p(x) (the split into two gaps is exact by construction).
+    kl_to_posterior = grid_kl_to_posterior(toy, data_toy, *encoder_qs[name])
+    assert (total - kl_to_posterior).abs().max() < 1e-6, (total - kl_to_posterior).abs().max()
     print(f"{name:<36}{total.mean():10.4f}{approximation_gap.mean():10.4f}"
           f"{amortization_gaps[name].mean():10.4f}")
 assert approximation_gap.min() > -1e-9 and approximation_gap.mean() > 1e-3
@@ -1012,8 +1015,8 @@ plt.show()
 # ## Summary
 #
 # - $\log p(x) = \mathrm{ELBO}(q) + \mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$ for **every** $q$: an identity,
-#   checked here to rounding error ($10^{-13}$) on the linear-Gaussian model and to quadrature accuracy
-#   ($10^{-11}$) on the nonlinear toy.
+#   checked here to rounding error (asserted below $10^{-10}$) on the linear-Gaussian model and to
+#   quadrature accuracy (asserted below $10^{-8}$) on the nonlinear toy.
 # - For fixed $\theta$, maximizing the ELBO over $q$ is minimizing the KL to the posterior. When the family
 #   contains the posterior, the gap closes to machine precision (closed-form or "sticking the landing"
 #   gradients; plain reparameterized SGD stalls at a noise floor).

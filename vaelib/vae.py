@@ -326,15 +326,17 @@ class VAE(nn.Module):
         """``ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))`` per data point, ``(N,)`` (ch. 4, 6).
 
         The expectation is estimated with K = ``num_samples`` reparameterized samples, the KL
-        exactly (lower variance than :func:`vaelib.estimators.elbo`, which estimates both terms by
-        sampling ``log p(x, z) - log q(z|x)``; both have the same expectation). Differentiable.
+        exactly; :func:`vaelib.estimators.elbo` estimates both terms by sampling
+        ``log p(x, z) - log q(z|x)``. Both have the same expectation; which has the lower variance
+        depends on q and the model (often this one, not always: chapter 4 measures both).
+        Differentiable.
         """
         reconstruction, kl = self.elbo_terms(x, num_samples, generator)
         return reconstruction - kl
 
     def iwae_bound(self, x: torch.Tensor, k: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 5).
+        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 4).
 
         Estimated from one draw of k samples z_j ~ q(z|x) for each data point.
         ELBO = IWAE_1 <= IWAE_k <= log p(x). Holds k × N decoder outputs in memory; for k in the

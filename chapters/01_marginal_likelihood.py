@@ -479,6 +479,11 @@ plt.show()
 # \ell(\theta) = \sum_{n=1}^N \log p_\theta(x_n).
 # $$
 #
+# (With a prior $p(\theta)$ on the parameters one can instead maximize $\ell(\theta) + \log p(\theta)$,
+# the **MAP** (maximum a posteriori) estimate; weight decay is the case of a Gaussian prior. The extra
+# term does not involve $z$, so everything this course says about $p_\theta(x)$ applies unchanged; we
+# use maximum likelihood throughout.)
+#
 # Why this goal: by the law of large numbers
 # $\tfrac1N \ell(\theta) \to \mathbb E_{p_{\text{data}}}[\log p_\theta(x)]
 #  = -H(p_{\text{data}}) - \mathrm{KL}(p_{\text{data}} \,\Vert\, p_\theta)$,
@@ -700,6 +705,12 @@ assert all((error.abs() > 0.1).all() for error in mistakes.values())
 # - Training maximizes $\ell(\theta) = \sum_n \log p_\theta(x_n)$, which minimizes
 #   $\mathrm{KL}(p_{\text{data}} \Vert p_\theta)$. The linear model's maximum is known in closed form;
 #   for a VAE we will need estimators (chapters 2–3) and bounds (chapters 4–5).
+#
+# **Further reading.** Kingma & Welling (2014), *Auto-encoding variational Bayes*; Rezende, Mohamed &
+# Wierstra (2014), *Stochastic backpropagation and approximate inference in deep generative models*;
+# Doersch (2016), *Tutorial on variational autoencoders* (arXiv:1606.05908); Kingma & Welling (2019),
+# *An introduction to variational autoencoders*. The symbols of the whole course are listed in the
+# [notation page](../docs/notation.md).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises

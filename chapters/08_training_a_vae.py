@@ -471,10 +471,15 @@ plt.show()
 # ### A Gaussian decoder for grey levels
 #
 # If we want to model the grey levels themselves, the likelihood must be a density on continuous
-# $x$, for example a Gaussian $p_\theta(x\mid z) = \mathcal N\big(f_\theta(z), \sigma^2 I\big)$ with a
-# fixed $\sigma = 0.1$ (`VAEConfig(likelihood="gaussian")`): then
-# $\log p_\theta(x\mid z) = -\frac12\sum_i\big[(x_i - f_{\theta,i}(z))^2/\sigma^2 + \log 2\pi\sigma^2\big]$,
-# a squared error plus a constant. We train one briefly on the grey levels (no binarization) and
+# $x$, for example a Gaussian $p_\theta(x\mid z) = \mathcal N\big(f_\theta(z), s^2 I\big)$ with a
+# fixed noise $s = 0.1$ (`VAEConfig(likelihood="gaussian", gaussian_std=0.1)`; as in chapters 1–7,
+# $s$ is the decoder noise and the decoder's output $f_\theta(z)$ is the mean, where the Bernoulli
+# decoder's $f_\theta(z)$ are logits): then
+# $\log p_\theta(x\mid z) = -\frac12\sum_i\big[(x_i - f_{\theta,i}(z))^2/s^2 + \log 2\pi s^2\big]$,
+# a squared error plus a constant. The reconstruction term is often written as
+# $-\lVert x - f_\theta(z)\rVert^2$ alone (e.g. in Doersch's 2016 tutorial): that is this
+# formula with $s^2 = \tfrac12$. Any other $s$ weighs the squared error against the KL by
+# $1/(2s^2)$ instead, so dropping it silently fixes $s^2 = \tfrac12$. We train one briefly on the grey levels (no binarization) and
 # compare what the two decoders describe.
 
 # %%

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 1 — The marginal likelihood
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # A variational autoencoder is a **latent-variable model**: a random code $z$ is drawn from a simple
 # distribution and a decoder turns it into data $x$. Such a model assigns each data point the
 # probability

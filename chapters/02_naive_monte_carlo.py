@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 2 — Naive Monte Carlo
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapter 1 wrote the marginal likelihood as an expectation over the prior,
 #
 # $$p(x) = \int p(x \mid z)\, p(z)\, dz = \mathbb E_{z \sim p(z)}\big[p(x \mid z)\big],$$

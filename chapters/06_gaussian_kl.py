@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 6 — The Gaussian KL, derived and checked
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # The ELBO of chapter 4 has two parts,
 #
 # $$\mathrm{ELBO}(x) = \mathbb E_{q(z\mid x)}\big[\log p_\theta(x \mid z)\big]
@@ -127,8 +129,8 @@ assert abs(q.log_prob(z).item() - scipy_q.logpdf(z.numpy())) < 1e-12
 # (This is minus the entropy of $q$: a narrow $q$ has a large $\mathbb E_q[\log q]$.)
 #
 # We check it by quadrature. To integrate against $q$ we substitute $z = \mu + \sigma t$, so that
-# $q(z)\,dz = \varphi(t)\,dt$ with $\varphi$ the standard normal density:
-# $\ \mathbb E_q[f(z)] = \int \varphi(t)\, f(\mu + \sigma t)\, dt$. The integrand then has the same
+# $q(z)\,dz = \mathcal N(t; 0, 1)\,dt$, the standard normal density:
+# $\ \mathbb E_q[f(z)] = \int \mathcal N(t; 0, 1)\, f(\mu + \sigma t)\, dt$. The integrand then has the same
 # width whatever $\sigma$ is (section 4 shows what goes wrong without this substitution).
 
 # %%
@@ -235,7 +237,8 @@ assert abs(quadrature_kl - gaussian_kl(mu, logvar).item()) < 1e-9
 # - **It is never negative.** $\log x \le x - 1$ for every $x > 0$ (the log is concave and $x - 1$
 #   is its tangent at $x = 1$), so $\sigma^2 - 1 - \log\sigma^2 \ge 0$, with equality only at
 #   $\sigma^2 = 1$. The KL is zero exactly when $q$ is the prior ($\mu = 0$, $\sigma^2 = 1$).
-# - **In the encoder's own coordinate** $v = \log\sigma^2$ the spread cost is $\frac12(e^v - 1 - v)$:
+# - **In the encoder's own coordinate** $v = \log\sigma^2$ (the encoder's `logvar`; in this chapter
+#   only, $v$ names the log-variance, where chapter 5's $v_j$ were variances) the spread cost is $\frac12(e^v - 1 - v)$:
 #   it grows **exponentially** when $q$ is wider than the prior ($v > 0$) but only **linearly**,
 #   like $-v/2 = \log(1/\sigma)$, when $q$ is narrower. Making a code precise is cheap; making it
 #   vague is expensive. The dotted lines below are these linear asymptotes.

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 7 — The reparameterization trick: gradients of expectations
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # A VAE is trained by gradient ascent on the ELBO of its $n$ training points,
 #
 # $$
@@ -647,12 +649,14 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 # ## 7. The doubly stochastic estimator of the ELBO gradient
 #
 # Back to the VAE objective $\mathcal L(\theta,\phi) = \sum_{i=1}^n \ell_i(\theta,\phi)$ with
-# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$. Its
+# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$, the ELBO of
+# point $i$ (here $\ell_i$ is not chapter 1's log-likelihood $\ell(\theta)$). Its
 # exact gradient costs a pass over all $n$ points *and* an integral for each. Two independent
 # sources of randomness replace both:
 #
 # 1. a **minibatch** $B$: $m$ of the $n$ indices, uniformly at random without replacement;
-# 2. **$V$ reparameterized samples** per point: $z_{iv} = \mu_\phi(x_i) + \sigma_\phi(x_i)\odot\varepsilon_{iv}$,
+# 2. **$V$ reparameterized samples** per point (in this section $V$ counts samples; it is not a
+#    covariance): $z_{iv} = \mu_\phi(x_i) + \sigma_\phi(x_i)\odot\varepsilon_{iv}$,
 #    $\varepsilon_{iv} \sim \mathcal N(0, I)$.
 #
 # $$

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 8 — Training a VAE on MNIST
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapters 1–7 built every piece on models whose answers we knew exactly. Now we put them together
 # on real data: a neural encoder $q_\phi(z\mid x)$ and decoder $p_\theta(x\mid z)$, trained on
 # handwritten digits by stochastic gradient ascent on the ELBO. In this chapter you will
@@ -128,7 +130,9 @@ plt.show()
 # ## 2. The model, from the equations
 #
 # **Generative model** (decoder, parameters $\theta$): a code $z \in \mathbb R^d$, $d = 50$, from the
-# prior, and independent Bernoulli pixels whose logits a neural network $f_\theta$ computes,
+# prior, and independent Bernoulli pixels whose logits a neural network $f_\theta$ computes (the
+# decoder's output $f_\theta(z)$ is now logits, where in chapters 1–7 it was a Gaussian's mean; $\ell$
+# names the logits in this chapter, not a log-likelihood),
 #
 # $$
 # p(z) = \mathcal N(0, I_d), \qquad

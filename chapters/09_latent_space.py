@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 9 — Exploring the latent space
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # A trained VAE gives us two maps: the **decoder** $z \mapsto p_\theta(x\mid z)$, which turns any
 # point of the latent space into an image, and the **encoder** $x \mapsto q_\phi(z\mid x)
 # = \mathcal N(\mu_\phi(x), \operatorname{diag}\sigma^2_\phi(x))$, which turns an image into a

@@ -4,8 +4,8 @@ The generative model and its approximate posterior:
 
     z ~ p(z) = N(0, I_d)
     x | z ~ Bernoulli(sigmoid(f(z)))   (binarized pixels; the decoder f outputs logits), or
-    x | z ~ N(f(z), σ² I_D)            (the decoder f outputs the mean)
-    q(z|x) = N(μ(x), diag exp(logvar(x)))   (the encoder outputs μ and logvar)
+    x | z ~ N(f(z), s² I_D)            (the decoder f outputs the mean; s the decoder noise)
+    q(z|x) = N(μ(x), diag exp(logvar(x)))   (the encoder outputs μ and logvar = log σ²)
 
 Training maximizes the ELBO (ch. 4), here in its "analytic KL" form (ch. 6):
 
@@ -16,7 +16,8 @@ the KL between two Gaussians in closed form. The model follows the protocol shar
 :mod:`vaelib.toy` (``latent_dim``, ``log_prior``, ``log_likelihood``, ``log_joint``,
 ``sample_prior``), so :mod:`vaelib.estimators` (importance sampling, IWAE) work on it unchanged.
 
-Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples.
+Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples. Symbols follow the
+course's notation table, ``docs/notation.md``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.S
                "gelu": nn.GELU}
 #: The likelihoods p(x|z) the decoder can parameterize.
 LIKELIHOODS = ("bernoulli", "gaussian")
-#: How the Gaussian decoder's standard deviation σ is handled.
+#: How the Gaussian decoder's noise standard deviation s is handled.
 GAUSSIAN_STD_MODES = ("fixed", "shared", "per-pixel")
 
 #: Named architectures: overrides of the :class:`VAEConfig` defaults.
@@ -63,8 +64,8 @@ class VAEConfig:
     activation: str = "relu"  # after every hidden layer: relu | tanh | elu | softplus | gelu
     likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (0/1 pixels; decoder gives logits)
     #                                or "gaussian" (real values; decoder gives the mean)
-    gaussian_std: float = 0.1  # σ of a Gaussian p(x|z) = N(f(z), σ² I) (the start if learned)
-    gaussian_std_mode: str = "fixed"  # "fixed" σ | "shared": one learned σ | "per-pixel": σ_i
+    gaussian_std: float = 0.1  # s of a Gaussian p(x|z) = N(f(z), s² I) (the start if learned)
+    gaussian_std_mode: str = "fixed"  # "fixed" s | "shared": one learned s | "per-pixel": s_i
     init_output_bias: bool = False  # train() sets the output bias from the data mean (Burda)
 
     def __post_init__(self):
@@ -148,7 +149,7 @@ class VAE(nn.Module):
         self.encoder = _mlp([c.data_dim, *c.hidden_dims, 2 * c.latent_dim], c.activation)
         self.decoder = _mlp([c.latent_dim, *reversed(c.hidden_dims), c.data_dim], c.activation)
         self.output_bias_from_data = False  # set by init_output_bias (train() calls it once)
-        if c.likelihood == "gaussian":  # log σ of p(x|z): a constant, or learned (1 or D of them)
+        if c.likelihood == "gaussian":  # log s of p(x|z): a constant, or learned (1 or D of them)
             shape = (c.data_dim,) if c.gaussian_std_mode == "per-pixel" else ()
             log_std = torch.full(shape, math.log(c.gaussian_std))
             if c.gaussian_std_mode == "fixed":
@@ -282,7 +283,7 @@ class VAE(nn.Module):
         Bernoulli, logits l = f(z):  log p(x|z) = Σ_i [x_i l_i - softplus(l_i)]
             (as log sigmoid(l) = l - softplus(l) and log(1 - sigmoid(l)) = -softplus(l));
             each term is minus torch's ``binary_cross_entropy_with_logits``, one fused kernel.
-        Gaussian, mean m = f(z):     log p(x|z) = -½ Σ_i [((x_i - m_i)/σ_i)² + log 2π + 2 log σ_i].
+        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i].
 
         ``validate=False`` skips :meth:`check_data` (no host sync: for training loops).
         """
@@ -293,8 +294,8 @@ class VAE(nn.Module):
             # x_i l_i - softplus(l_i) = -BCE(l_i, x_i), stable for any l
             bce = F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
             return -bce.sum(dim=-1)
-        log_std = self.log_std.float().expand(self.data_dim)  # log σ_i, (D,)
-        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - m_i) / σ_i)², (K, N, D)
+        log_std = self.log_std.float().expand(self.data_dim)  # log s_i, (D,)
+        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - f_i(z)) / s_i)², (K, N, D)
         return -0.5 * (sq + LOG_2PI + 2 * log_std).sum(dim=-1)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

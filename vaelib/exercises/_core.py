@@ -263,29 +263,35 @@ def close(got: Any, want: torch.Tensor, rtol: float = 1e-6, atol: float = 1e-8,
 
 
 @contextmanager
-def forbidden_calls(*names: str) -> Iterator[list[str]]:
+def forbidden_calls(*names: str, others: Iterable[tuple[Any, str]] = ()) -> Iterator[list[str]]:
     """Record calls of the torch functions ``names`` (e.g. ``"logsumexp"``) made inside the block.
 
     Yields a list that collects the names called; the functions still work, so an exercise that
     forbids one can say so instead of failing with an unrelated error. Covers ``torch.name``,
-    ``torch.special.name`` and the tensor method ``Tensor.name``.
+    ``torch.special.name`` and the tensor method ``Tensor.name``, and each ``(owner, attribute)``
+    of ``others`` (a class's method, a module's function), recorded as ``"Owner.attribute"``.
     """
     used: list[str] = []
     patched: list[tuple[Any, str, Any, bool]] = []  # (owner, attribute, original, was in owner's __dict__)
 
     def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             used.append(name)
             return original(*args, **kwargs)
         return wrapper
 
-    for name in names:
-        for owner in (torch, torch.special, torch.Tensor):
-            original = getattr(owner, name, None)
-            if original is None:
-                continue
-            patched.append((owner, name, original, name in vars(owner)))
-            setattr(owner, name, spy(name, original))
+    targets = [(owner, name, name) for name in names for owner in (torch, torch.special, torch.Tensor)]
+    targets += [(owner, attribute, f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}")
+                for owner, attribute in others]
+    for owner, name, label in targets:
+        original = vars(owner).get(name) if isinstance(owner, type) else None
+        original = original if original is not None else getattr(owner, name, None)
+        if original is None:
+            continue
+        patched.append((owner, name, original, name in vars(owner)))
+        wrapped = spy(label, getattr(owner, name))
+        setattr(owner, name, wrapped)
     try:
         yield used
     finally:

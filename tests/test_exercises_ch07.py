@@ -185,3 +185,22 @@ def test_the_exercise_docstrings_do_not_give_the_answer():
     for answer in ("exp(½", "σ ⊙ ε", "(z - μ) / σ²", "/ σ²", "n/m", "(1/V)", "Σ_v"):
         for name, doc in docstrings.items():
             assert answer not in doc, (name, doc)
+
+
+def _score_by_autograd(z, mu, logvar):
+    mu = mu.clone().requires_grad_(True)
+    log_q = -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar).sum()
+    (grad,) = torch.autograd.grad(log_q, mu)
+    return grad
+
+
+def _score_by_backward(z, mu, logvar):
+    mu = mu.clone().requires_grad_(True)
+    (-0.5 * ((z - mu) ** 2 / logvar.exp()).sum()).backward()
+    return mu.grad
+
+
+@pytest.mark.parametrize("answer", [_score_by_autograd, _score_by_backward])
+def test_score_mu_by_autograd_is_refused(answer, capsys):
+    ok, out = verdict(check_score_mu, answer, capsys)
+    assert not ok and "by hand" in out and "autograd" in out, out

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_pathwise_sample", "check_score_mu", "check_minibatch_elbo_estimate"]
 
@@ -105,7 +105,8 @@ def check_score_mu(score_mu: Any) -> bool:
         _callable(fn, "score_mu(z, mu, logvar)")
         mu, logvar, eps = _case(1)
         z = mu + torch.exp(0.5 * logvar) * eps
-        got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
+        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.Tensor, "backward")]) as used:
+            got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
         want = (z - mu) / logvar.exp()
         got_t = as_float64(got)
         nonfinite = ("your score contains NaN or infinity: logvar = log σ² can be negative, so no "
@@ -127,6 +128,10 @@ def check_score_mu(score_mu: Any) -> bool:
                 (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
                  "cancels against the 2 from differentiating the square."),
             ]))
+        if used:
+            raise ExerciseFailed("the values are right, but your function calls autograd "
+                                 f"({used[0]}): the exercise asks you to differentiate log q by hand "
+                                 "and return the formula.")
         return "∇_μ log q(z) = (z - μ)/σ² = ε/σ."
 
     return run_check("score_mu", score_mu, body)

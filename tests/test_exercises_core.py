@@ -158,3 +158,18 @@ def test_check_cells_end_with_a_semicolon_so_they_print_only_the_verdict():
     assert len(calls) >= 27
     bare = [c for c in calls if not c[2].rstrip().endswith(";")]
     assert not bare, bare
+
+
+def test_non_finite_hints_name_this_exercises_cause_not_log_sum_exp(capsys):
+    from vaelib.exercises import check_bce_integral, check_kl_normal_1d, check_optimal_q_variance
+
+    nan = lambda *args: torch.full((), math.nan, dtype=torch.float64)  # noqa: E731
+    cases = [
+        (check_negative_elbo, lambda logits, x, mu, logvar: nan(), "softplus"),
+        (check_bce_integral, lambda lam: math.inf, "log(λ / (1 - λ))"),
+        (check_kl_normal_1d, lambda mq, vq, mp, vp: torch.full_like(mq, math.nan), "variances"),
+        (check_optimal_q_variance, lambda w, s: math.nan, "finite positive"),
+    ]
+    for check, answer, hint in cases:
+        ok, out = verdict(check, answer, capsys)
+        assert not ok and hint in out and "log-sum-exp" not in out, out

@@ -397,7 +397,7 @@ plt.show()
 # The closed form agrees with quadrature to a relative $10^{-11}$ (asserted) and with PyTorch to rounding,
 # for every $\sigma$ from $4.5\cdot10^{-5}$ to 148 and $|\mu|$ up to 50 (KL up to
 # $1.2\cdot10^4$ nats), and the Monte Carlo errors scatter like a standard normal, as they must if
-# the estimator is unbiased and the closed form is the truth. The naive quadrature (red crosses) is
+# the estimator is unbiased and the closed form is the truth. The naive quadrature (crosses) is
 # wrong for every small $\sigma$: a reminder to check a reference before trusting it.
 #
 # Monte Carlo in code, straight from the definition, for the $d$-dimensional example of section 1:
@@ -629,14 +629,14 @@ sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad              
 v_after_step = v_param.detach() - step_size * v_param.grad                        # v − η ∂KL/∂v
 sigma_after_v_step = torch.exp(0.5 * v_after_step)
 fig, (ax_grad, ax_step) = plt.subplots(1, 2, figsize=(12, 4.2))
-ax_grad.plot(sigma_axis, sigma_param.grad.abs(), color=COLORS["naive"], lw=2,
+ax_grad.plot(sigma_axis, sigma_param.grad.abs(), color=COLORS["naive"], lw=2, ls="--",
              label=r"$|\partial \mathrm{KL}/\partial\sigma| = |\sigma - 1/\sigma|$")
 ax_grad.plot(sigma_axis, v_param.grad.abs(), color=COLORS["elbo"], lw=2,
              label=r"$|\partial \mathrm{KL}/\partial \log\sigma^2| = \frac{1}{2}|\sigma^2 - 1|$")
 ax_grad.set(xscale="log", yscale="log", ylim=(1e-3, 1e5), xlabel=r"$\sigma$",
             ylabel="gradient magnitude", title="Gradient of the KL in two parameterizations")
 ax_grad.legend(loc="upper center")
-ax_step.plot(sigma_axis, sigma_after_sigma_step, color=COLORS["naive"], lw=2,
+ax_step.plot(sigma_axis, sigma_after_sigma_step, color=COLORS["naive"], lw=2, ls="--",
              label=r"a step in $\sigma$")
 ax_step.plot(sigma_axis, sigma_after_v_step, color=COLORS["elbo"], lw=2,
              label=r"a step in $\log\sigma^2$")
@@ -715,7 +715,7 @@ assert encoder_logvar.grad[0, 1] != 0 and (encoder_logvar.grad[0, [0, 2, 3]] == 
 
 # %% [markdown]
 # The whole trade-off in one picture: the per-coordinate KL ($\mu = 0$) computed in float32 from
-# $\log\sigma^2$ (green) and from $\sigma$ via $\sigma^2$ (red), over $v = \log\sigma^2$ from
+# $\log\sigma^2$ (thin solid line) and from $\sigma$ via $\sigma^2$ (thick dashed line), over $v = \log\sigma^2$ from
 # $-140$ to $100$. A curve stops where its value becomes infinite.
 
 # %%
@@ -732,7 +732,7 @@ def finite_or_nan(values):
 
 fig, ax = plt.subplots(figsize=(11, 4.2))
 ax.axvspan(-30, 20, color=COLORS["elbo"], alpha=0.08, label="a usual clamp: [−30, 20]")
-ax.plot(v_float32, finite_or_nan(kl_via_std), color=COLORS["naive"], lw=3, alpha=0.6,
+ax.plot(v_float32, finite_or_nan(kl_via_std), color=COLORS["naive"], lw=3, alpha=0.6, ls="--",
         label=r"from $\sigma$: $\frac{1}{2}(\sigma^2 - 1 - \log\sigma^2)$")
 ax.plot(v_float32, finite_or_nan(kl_via_logvar), color=COLORS["elbo"], lw=1.5,
         label=r"from $v$: $\frac{1}{2}(e^v - 1 - v)$ (vaelib)")

@@ -160,9 +160,9 @@ ax_cloud.plot(bar_w, math.log(bar_w), "o", color=COLORS["importance"], ms=8, lab
 ax_cloud.plot(bar_w, bar_log, "s", color=COLORS["elbo"], ms=8, label="mean of log w")
 ax_cloud.annotate("", xy=(bar_w, math.log(bar_w)), xytext=(bar_w, bar_log),
                   arrowprops=dict(arrowstyle="<->", color="black"))
-ax_cloud.text(bar_w + 0.15, (bar_log + math.log(bar_w)) / 2, f"gap ≈ s²/2 = {s**2 / 2:.2f}",
+ax_cloud.text(bar_w + 0.15, (bar_log + math.log(bar_w)) / 2, f"gap ≈ τ²/2 = {tau**2 / 2:.2f}",
               va="center")
-ax_cloud.set(title=f"log w ~ N({m:g}, {s:g}²): the centre of mass lies below", xlabel="w",
+ax_cloud.set(title=f"log w ~ N({a:g}, {tau:g}²): the centre of mass lies below", xlabel="w",
              ylabel="log w", xlim=(0, 8), ylim=(-3, 2.3))
 ax_cloud.legend(loc="lower right")
 plt.tight_layout()

@@ -61,7 +61,9 @@ seed_everything(0)
 torch.set_default_dtype(torch.float64)  # exact math: float64 throughout this chapter
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
-EST_COLORS = {"score": "#d62728", "score + baseline": "#ff7f0e", "pathwise": "#1f77b4"}
+EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
+EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}  # a second cue beside the colour
+EST_LINES = {"score": "--", "score + baseline": ":", "pathwise": "-"}
 
 
 def generator(seed):
@@ -286,7 +288,7 @@ panels = ((axes[0], "mu", exact_mu[0], r"$\partial/\partial\mu_1$"),
 for ax, attr, want, label in panels:
     for name, est in (("score", score), ("pathwise", path)):
         k, mean, band = (t[show] for t in running_mean_band(getattr(est, attr)[:, 0]))
-        ax.plot(k, mean, color=EST_COLORS[name], label=name)
+        ax.plot(k, mean, color=EST_COLORS[name], ls=EST_LINES[name], label=name)
         ax.fill_between(k, mean - band, mean + band, color=EST_COLORS[name], alpha=0.2)
     reference_line(ax, float(want), label=f"exact = {float(want):.2f}")
     ax.set(xscale="log", xlabel="number of samples K", ylabel=f"estimate of {label} E[f]",
@@ -406,7 +408,7 @@ assert ratio_128 > 1e4 and exact_var["score + baseline"][-1] / 4 > 100
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 for name, points in measured.items():
     v, se = np.array(points).T
-    axes[0].errorbar(dims, v, yerr=2 * se, fmt="o", color=EST_COLORS[name],
+    axes[0].errorbar(dims, v, yerr=2 * se, fmt=EST_MARKERS[name], color=EST_COLORS[name],
                      label=f"{name} (measured)")
     axes[0].plot(dims, exact_var[name], "--", color=EST_COLORS[name], linewidth=1)
 axes[0].plot([], [], "k--", linewidth=1, label="closed form")
@@ -419,7 +421,7 @@ for name, points in over_K.items():
     v = np.array([p[0].item() for p in points])
     se = np.array([p[1].item() for p in points])
     one = score_variance(MU, SIGMA, d_fixed) if name == "score" else 4 * SIGMA**2
-    axes[1].errorbar(Ks, v, yerr=2 * se, fmt="o", color=EST_COLORS[name],
+    axes[1].errorbar(Ks, v, yerr=2 * se, fmt=EST_MARKERS[name], color=EST_COLORS[name],
                      label=f"{name} (measured)")
     axes[1].plot(Ks, [one / k for k in Ks], "--", color=EST_COLORS[name], linewidth=1,
                  label=f"{name}: Var₁ / K")
@@ -466,7 +468,7 @@ def draw_spread(fig, num_samples, latent_dim, baseline):
     ax = fig.subplots()
     for name, values in estimates.items():
         ax.hist(values.clip(bins[0], bins[-1]), bins=bins, color=EST_COLORS[name], alpha=0.6,
-                label=f"{name}: sd = {values.std():.3g}")
+                hatch=None if name == "pathwise" else "//", label=f"{name}: sd = {values.std():.3g}")
     reference_line(ax, 2.0, label=r"exact $2\mu_1 = 2$", horizontal=False)
     ax.set(xlabel=r"K-sample estimate of $\partial/\partial\mu_1$ E[Σ z²]", ylabel="runs (of 400)",
            title=f"Spread of the two estimators: K = {num_samples}, d = {latent_dim}")

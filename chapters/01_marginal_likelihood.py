@@ -47,9 +47,8 @@ from matplotlib.patches import Ellipse
 from scipy import integrate, stats
 
 from vaelib.device import seed_everything
-from vaelib.plots import COLORS, reference_line, use_course_style
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.toy import LinearGaussian, NonlinearToy
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 generator = seed_everything(0)

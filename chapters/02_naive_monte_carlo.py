@@ -45,9 +45,8 @@ from matplotlib.patches import Ellipse
 
 from vaelib.device import seed_everything
 from vaelib.estimators import log_mean_exp, naive_mc_log_marginal
-from vaelib.plots import COLORS, reference_line, use_course_style
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.toy import LinearGaussian
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 generator = seed_everything(0)

@@ -49,10 +49,9 @@ from vaelib.estimators import (
     log_importance_weights,
     log_mean_exp,
 )
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.gaussian import DiagonalGaussian, FullGaussian
-from vaelib.plots import COLORS, reference_line, use_course_style
 from vaelib.toy import LinearGaussian
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 generator = seed_everything(0)
@@ -185,7 +184,7 @@ proposals = {  # name -> (μ_q, σ_q)
     "good q": (mu_post + 0.2 * sigma_post, 1.2 * sigma_post),
     "exact posterior": (mu_post, sigma_post),
 }
-# one colour per proposal (COLORS from vaelib.plots, plus teal for the good q)
+# one colour per proposal (COLORS from vaelib.figures, plus teal for the good q)
 PROPOSAL_COLORS = {"prior": COLORS["prior"], "poor q": COLORS["proposal"],
                    "good q": "#17becf", "exact posterior": COLORS["posterior"]}
 

@@ -57,11 +57,10 @@ from vaelib.exercises import (
     check_iwae_from_log_weights,
     check_which_is_larger,
 )
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.gaussian import DiagonalGaussian, FullGaussian
 from vaelib.kl import gaussian_kl
-from vaelib.plots import COLORS, reference_line, use_course_style
 from vaelib.toy import LinearGaussian
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 generator = seed_everything(0)

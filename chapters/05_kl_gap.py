@@ -46,11 +46,10 @@ from torch import nn
 from vaelib.device import seed_everything
 from vaelib.estimators import elbo, log_importance_weights
 from vaelib.exercises import check_kl_normal_1d, check_mean_field_gap, check_optimal_q_variance
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.gaussian import DiagonalGaussian
 from vaelib.kl import gaussian_kl, gaussian_kl_between
-from vaelib.plots import COLORS, reference_line, use_course_style
 from vaelib.toy import LinearGaussian, NonlinearToy
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 generator = seed_everything(0)

@@ -53,8 +53,7 @@ from vaelib.exercises import (check_gaussian_kl, check_kl_from_std, check_kl_ful
                               check_kl_mean_only)
 from vaelib.gaussian import DiagonalGaussian
 from vaelib.kl import gaussian_kl, gaussian_kl_between, mc_kl
-from vaelib.plots import COLORS, reference_line, use_course_style
-from vaelib.widgets import FigureExplorer, static_figure
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 
 use_course_style()
 generator = seed_everything(0)

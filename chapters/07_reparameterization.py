@@ -49,12 +49,11 @@ from torch import nn
 
 from vaelib.device import seed_everything
 from vaelib.estimators import elbo, log_importance_weights
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.gaussian import DiagonalGaussian
 from vaelib.gradients import pathwise_gradient, score_function_gradient
 from vaelib.kl import gaussian_kl
-from vaelib.plots import COLORS, reference_line, use_course_style
 from vaelib.toy import LinearGaussian
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 seed_everything(0)

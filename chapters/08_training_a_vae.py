@@ -50,11 +50,10 @@ from vaelib.data import fixed_binarization, load_mnist, load_mnist_subset, to_un
 from vaelib.device import default_device, seed_everything
 from vaelib.estimators import log_importance_weights, log_mean_exp
 from vaelib.evaluate import evaluate
+from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure, use_course_style
 from vaelib.kl import gaussian_kl
-from vaelib.plots import COLORS, reference_line, use_course_style
-from vaelib.train import train
+from vaelib.train import TrainConfig, train, validation_data
 from vaelib.vae import VAE, VAEConfig
-from vaelib.widgets import FigureExplorer, static_figure
 
 use_course_style()
 seed_everything(0)
@@ -270,7 +269,10 @@ print("from scratch = vaelib: ELBO per image, every gradient, log p(x|z), KL")
 # nothing about them (section 7 makes this precise: the unit's **activity**).
 
 # %%
-val_bin = fixed_binarization(val_x, seed=0)  # the same binary validation set train() uses (seed=0)
+model = VAE(VAEConfig.preset("burda")).to(DEVICE)
+print(model.config)
+train_config = TrainConfig(epochs=SETTINGS["epochs"], checkpoint_every=10, seed=0)
+val_bin = validation_data(model, val_x, train_config)  # the binary validation set train() scores
 units_in_use = []  # per epoch: number of units with Var_x[μ_j(x)] > 0.01, and > 0.1
 
 
@@ -281,10 +283,8 @@ def record_units_in_use(history, vae):
     units_in_use.append([(activity > 0.01).sum().item(), (activity > 0.1).sum().item()])
 
 
-model = VAE(VAEConfig.preset("burda")).to(DEVICE)
-print(model.config)
-history = train(model, train_x, epochs=SETTINGS["epochs"], val_x=val_x, checkpoint_dir=RUN_DIR,
-                checkpoint_every=10, seed=0, callback=record_units_in_use)
+history = train(model, train_x, train_config, val_x=val_x, checkpoint_dir=RUN_DIR,
+                callback=record_units_in_use)
 print(f"{len(history)} epochs in {history.seconds[-1]:.1f} s; final ELBO per image: train "
       f"{history.train_elbo[-1]:.2f}, validation {history.val_elbo[-1]:.2f} nats (KL {history.val_kl[-1]:.2f})")
 assert len(history) == SETTINGS["epochs"] and not history.interrupted
@@ -363,7 +363,7 @@ first_of_each_class = [int((test_labels == c).nonzero()[0]) for c in range(10)]
 with torch.no_grad():
     x_show = test_bin[first_of_each_class]  # (10, 784): one test digit of each class
     x_rec = cpu_model.reconstruct(x_show)  # sigmoid(f(μ(x))), (10, 784)
-    prior_means = cpu_model.sample(64, generator=torch.Generator().manual_seed(0))  # (64, 784)
+    prior_means = cpu_model.generate(64, generator=torch.Generator().manual_seed(0))  # (64, 784)
     prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))  # x ~ p(x|z)
 
 
@@ -615,7 +615,7 @@ assert abs(difference.mean().item()) < 4 * standard_error + 0.05
 num_curve = SETTINGS["curve_points"]
 x_curve = test_bin[:num_curve].to(DEVICE)
 with torch.no_grad():
-    log_w = log_importance_weights(model, x_curve, model.posterior(x_curve), SETTINGS["curve_samples"],
+    log_w = log_importance_weights(model, x_curve, model.approximate_posterior(x_curve), SETTINGS["curve_samples"],
                                    generator=torch.Generator(device=DEVICE).manual_seed(6), chunk_size=64).cpu()
 ks = [2**p for p in range(int(math.log2(SETTINGS["curve_samples"])) + 1)]  # 1, 2, 4, ..., K
 # IWAE_k: split the K weights into K/k groups of k, log-mean-exp within each group, average the rest

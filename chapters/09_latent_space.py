@@ -48,11 +48,11 @@ from vaelib.checkpoint import CheckpointError, load_checkpoint
 from vaelib.data import fixed_binarization, load_mnist_subset, to_unit_interval
 from vaelib.device import seed_everything
 from vaelib.evaluate import evaluate
-from vaelib.latent import encode_means, inverse_cdf_grid, latent_activity, lerp, slerp
-from vaelib.plots import COLORS, use_course_style
+from vaelib.explorers import Interpolation, LatentExplorer, LatentMap, PosteriorUncertainty
+from vaelib.figures import COLORS, use_course_style
+from vaelib.latent import encode_dataset, inverse_cdf_grid, latent_activity, lerp, slerp
 from vaelib.train import train
 from vaelib.vae import VAE, VAEConfig
-from vaelib.widgets import Interpolation, LatentExplorer, LatentMap, PosteriorUncertainty
 
 use_course_style()
 seed_everything(0)
@@ -147,7 +147,7 @@ assert scores["2-D"]["log_likelihood"] > elbo_2d_fresh  # the ELBO is a lower bo
 # posterior mean $\mu_\phi(x)$ of any test image, so the picture starts as its reconstruction.
 
 # %%
-mu_big, logvar_big = encode_means(model_big, test_x)  # (2000, 50) each
+mu_big, logvar_big = encode_dataset(model_big, test_x)  # (2000, 50) each
 activity = latent_activity(mu_big)  # A_j, (50,)
 print(f"active units (A_j > 0.01): {int((activity > 0.01).sum())} of {model_big.latent_dim}; "
       f"the 8 most active: {torch.argsort(activity, descending=True)[:8].tolist()}")
@@ -216,7 +216,7 @@ assert same_images and same_prior  # so the rotated model has the same p(x): the
 # test image:
 
 # %%
-mu_2d, logvar_2d = encode_means(model_2d, test_x)  # (2000, 2) each
+mu_2d, logvar_2d = encode_dataset(model_2d, test_x)  # (2000, 2) each
 variance_formula = mu_2d.var(dim=0, unbiased=False) + logvar_2d.exp().mean(dim=0)  # (2,)
 generator = torch.Generator().manual_seed(2)
 draws = [mu_2d + (0.5 * logvar_2d).exp() * torch.randn(mu_2d.shape, generator=generator)
@@ -506,8 +506,8 @@ interpolation
 #   dimension; **slerp**
 #   $\frac{\sin((1-t)\Omega)}{\sin\Omega}z_0 + \frac{\sin(t\Omega)}{\sin\Omega}z_1$
 #   keeps the norm.
-# * `vaelib.latent`: `encode_means`, `latent_activity`, `most_active_dims`, `lerp`, `slerp`,
-#   `inverse_cdf_grid`, `latent_grid`. `vaelib.widgets`: `LatentExplorer`, `LatentMap`,
+# * `vaelib.latent`: `encode_dataset`, `latent_activity`, `most_active_dims`, `lerp`, `slerp`,
+#   `inverse_cdf_grid`, `latent_grid`. `vaelib.explorers`: `LatentExplorer`, `LatentMap`,
 #   `Interpolation`, `PosteriorUncertainty`, each with `show_static()`.
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -2,18 +2,17 @@
 
     python -m scripts.plot_run runs/burda --out runs/burda/curve.png
 
-Reads the run folder's newest history and, where present, ``nll_curve.json`` (written with
-``--eval-every``) and ``evaluation.json`` (the final ``--eval-samples`` estimate on every test
-image), and draws two panels: the test NLL (nats, lower is better) against minutes of training,
-beside Burda et al. (2015)'s 86.76 for the same one-stochastic-layer model, and the training ELBO
-per epoch.
+Reads the run folder with :func:`vaelib.cli.load_run`: its newest history and, where present, the
+NLL curve (written with ``--eval-every``) and the final evaluation (the ``--eval-samples``
+estimate on every test image), and draws two panels: the test NLL (nats, lower is better)
+against minutes of training, beside Burda et al. (2015)'s 86.76 for the same
+one-stochastic-layer model, and the training ELBO per epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import matplotlib
@@ -22,21 +21,18 @@ matplotlib.use("Agg")  # a file, no window
 import matplotlib.pyplot as plt  # noqa: E402
 
 from scripts.atomic import write_atomic  # noqa: E402
-from vaelib.checkpoint import load_checkpoint  # noqa: E402
-from vaelib.plots import COLORS, use_course_style  # noqa: E402
+from vaelib.cli import load_run  # noqa: E402
+from vaelib.figures import COLORS, use_course_style  # noqa: E402
 
 BURDA_NLL = 86.76  # Burda, Grosse & Salakhutdinov (2015), table 1: VAE, one stochastic layer, k = 1
 
 
 def plot_run(run: Path):
     """The figure for the run folder ``run`` (a checkpoint written by vaelib.train)."""
-    checkpoint = load_checkpoint(run)  # clear errors for a missing or damaged run folder
-    history = checkpoint.history or {}
-    if not history.get("epoch"):
+    loaded = load_run(run)  # clear errors for a missing or damaged run folder
+    history, curve, final = loaded.history, loaded.nll_curve, loaded.evaluation
+    if not history.epoch:
         raise ValueError(f"{run} holds no training history to plot (is it a vaelib.train run?).")
-    curve_file, final_file = run / "nll_curve.json", run / "evaluation.json"
-    curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
-    final = json.loads(final_file.read_text()) if final_file.exists() else None
 
     use_course_style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -52,7 +48,7 @@ def plot_run(run: Path):
                   "compare the curve's shape, and the final point with Burda et al.",
                   transform=left.transAxes, fontsize=7.5, color=COLORS["prior"])
     if final is not None:
-        minutes = history["seconds"][-1] / 60 - sum(p["eval_seconds"] for p in curve) / 60
+        minutes = history.seconds[-1] / 60 - sum(p["eval_seconds"] for p in curve) / 60
         left.plot([minutes], [final["nll"]], "s", color=COLORS["exact"], markersize=8,
                   label=f"final: {final['nll']:.2f} ({final['num_points']:,} images, "
                         f"K = {final['num_samples']})")
@@ -66,16 +62,16 @@ def plot_run(run: Path):
                   transform=left.transAxes, ha="center", va="center")
     left.legend(fontsize=8)
 
-    right.plot(history["epoch"], history["train_elbo"], color=COLORS["elbo"],
+    right.plot(history.epoch, history.train_elbo, color=COLORS["elbo"],
                label="training ELBO (mean over the epoch's batches)")
-    settled = history["train_elbo"][len(history["train_elbo"]) // 20:]  # after the first 5 %
-    low, high = min(settled), max(history["train_elbo"])
+    settled = history.train_elbo[len(history.train_elbo) // 20:]  # after the first 5 %
+    low, high = min(settled), max(history.train_elbo)
     right.set_ylim(low - 0.5 * (high - low) - 0.5, high + 0.1 * (high - low) + 0.5)  # not the start
     right.set(xlabel="epoch", ylabel="nats per image", title="Training ELBO")
     right.legend(fontsize=8)
-    c = checkpoint.config
+    c = loaded.checkpoint.config
     widths = "-".join(str(w) for w in (c.data_dim, *c.hidden_dims, c.latent_dim))
-    fig.suptitle(f"{run.name}: the {widths} VAE, {len(history['epoch'])} epochs")
+    fig.suptitle(f"{run.name}: the {widths} VAE, {len(history)} epochs")
     fig.tight_layout()
     return fig
 

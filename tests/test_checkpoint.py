@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from vaelib import checkpoint
-from vaelib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from vaelib.checkpoint import (
+    CheckpointError,
+    checkpoint_files,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from vaelib.vae import VAE, VAEConfig
 
 CONFIG = VAEConfig(data_dim=10, hidden_dims=(8,), latent_dim=2)
@@ -164,3 +170,15 @@ def test_atomic_write_bytes(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like a file written with open()
+
+
+def test_checkpoint_files_lists_the_current_files(tmp_path):
+    model, optimizer = trained_pieces()
+    assert checkpoint_files(tmp_path / "none", missing_ok=True) == {}
+    with pytest.raises(FileNotFoundError):
+        checkpoint_files(tmp_path / "none")
+    save_checkpoint(tmp_path / "run", model, optimizer=optimizer, epoch=3, history={"epoch": [3]})
+    files = checkpoint_files(tmp_path / "run")
+    assert set(files) == {"model", "optimizer", "history"}
+    assert all(path.exists() and path.parent == tmp_path / "run" for path in files.values())
+    assert files["history"].name == "history-epoch0003.json"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.device import default_device, seed_everything
+from vaelib.device import default_device, derive_seed, seed_everything
 
 
 def test_default_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -48,3 +48,9 @@ def test_seed_everything_makes_python_numpy_and_torch_repeat():
 def test_seed_everything_rejects_bad_seeds(bad):
     with pytest.raises((TypeError, ValueError)):
         seed_everything(bad)
+
+
+def test_derive_seed_gives_every_seed_and_index_its_own_seed():
+    assert derive_seed(0, 5) == 5 and derive_seed(2, 7) == 2 * 1_000_003 + 7
+    seeds = {derive_seed(s, i) for s in range(20) for i in range(1000)}
+    assert len(seeds) == 20 * 1000

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from vaelib.latent import (
-    encode_means,
+    encode_dataset,
     inverse_cdf_grid,
     latent_activity,
     latent_grid,
@@ -27,21 +27,21 @@ def tiny_vae(latent_dim=3, seed=0):
     return VAE(hidden_dims=(8,), latent_dim=latent_dim, data_dim=16)
 
 
-def test_encode_means_matches_one_encoder_call_and_chunks_do_not_matter():
+def test_encode_dataset_matches_one_encoder_call_and_chunks_do_not_matter():
     model = tiny_vae()
     x = torch.bernoulli(torch.full((23, 16), 0.3), generator=torch.Generator().manual_seed(1))
-    mu, logvar = encode_means(model, x, batch_size=5)
+    mu, logvar = encode_dataset(model, x, batch_size=5)
     with torch.no_grad():
         want_mu, want_logvar = model.encode(x)
     torch.testing.assert_close(mu, want_mu)
     torch.testing.assert_close(logvar, want_logvar)
     assert not mu.requires_grad and mu.shape == (23, 3)
     with pytest.raises(ValueError, match="batch_size"):
-        encode_means(model, x, batch_size=0)
+        encode_dataset(model, x, batch_size=0)
     with pytest.raises(ValueError, match="empty"):
-        encode_means(model, x[:0])
+        encode_dataset(model, x[:0])
     with pytest.raises(ValueError, match="shape"):
-        encode_means(model, x[:, :5])
+        encode_dataset(model, x[:, :5])
 
 
 def test_activity_is_the_population_variance_and_ranks_units():

@@ -7,7 +7,7 @@ import pytest
 
 from scripts.plot_run import BURDA_NLL, main, plot_run
 from vaelib.checkpoint import CheckpointError
-from vaelib.train import main as train_main
+from vaelib.cli import main as train_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,16 +1,14 @@
-"""vaelib.train on tiny synthetic data: learning, exact resume, errors, interrupts, CLI, CUDA."""
+"""vaelib.train on tiny synthetic data: learning, exact resume, errors, interrupts, CUDA."""
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from vaelib.checkpoint import load_checkpoint, load_model
-from vaelib.train import History, NonFiniteLossError, TrainConfig, main, train
+from vaelib.checkpoint import load_checkpoint
+from vaelib.data import fixed_binarization
+from vaelib.train import History, NonFiniteLossError, TrainConfig, train, validation_data
 from vaelib.vae import VAE, VAEConfig
 
 D = 16
@@ -98,6 +96,25 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert h_resumed.train_elbo == h_straight.train_elbo and h_resumed.epoch == [1, 2, 3, 4]
     assert load_checkpoint(tmp_path / "b").epoch == 4
+
+
+def test_resume_from_a_loaded_checkpoint_uses_it_as_it_is(tmp_path):
+    x = prototypes()
+    straight = new_model(seed=0)
+    h_straight = train(straight, x, **FAST)
+    train(new_model(seed=0), x, checkpoint_dir=tmp_path, **{**FAST, "epochs": 2})
+    ckpt = load_checkpoint(tmp_path)
+    h_resumed = train(ckpt.model, x, checkpoint_dir=tmp_path, resume=ckpt, **FAST)
+    assert h_resumed.train_elbo == h_straight.train_elbo and h_resumed.epoch == [1, 2, 3, 4]
+
+
+def test_validation_data_is_what_train_scores():
+    x = prototypes(64, seed=1)
+    model = new_model()
+    got = validation_data(model, x, seed=3)
+    assert torch.equal(got, fixed_binarization(x, seed=3))  # Bernoulli: binarized once, seed 3
+    assert torch.equal(validation_data(model, x, binarize=False), x)
+    assert not TrainConfig().binarizes(VAE(CONFIG, likelihood="gaussian"))
 
 
 def test_learning_rate_schedule(tmp_path):
@@ -188,54 +205,6 @@ def test_keyboard_interrupt_in_the_middle_of_an_epoch(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "Interrupted during epoch 3" in out and "(epoch 2)" in out
     assert load_checkpoint(tmp_path).epoch == 2
-
-
-# ---------------------------------------------------------------------------------------- the CLI
-
-def test_cli_help():
-    result = subprocess.run([sys.executable, "-m", "vaelib.train", "--help"], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0
-    for flag in ("--dataset", "--preset", "--epochs", "--batch-size", "--lr", "--device",
-                 "--data-dir", "--out", "--resume"):
-        assert flag in result.stdout
-
-
-def test_cli_tiny_run_and_resume(tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["--dataset", "mnist-subset", "--max-images", "256", "--batch-size", "64",
-            "--device", "cpu", "--out", str(out), "--no-progress", "--latent-dim", "4"]
-    history = main(args + ["--epochs", "1", "--eval-samples", "4"])
-    printed = capsys.readouterr().out
-    assert len(history) == 1 and "Checkpoint written to" in printed
-    summary = json.loads(printed[:printed.index("Checkpoint written")])
-    assert summary["epochs"] == 1 and summary["test"]["num_points"] == 256
-    assert json.loads((out / "evaluation.json").read_text())["num_samples"] == 4
-    history_file = summary["files"]["history"]
-    assert json.loads(Path(history_file).read_text())["epoch"] == [1]
-    assert load_model(out).config == VAEConfig.preset("pytorch-example", latent_dim=4)
-    history = main(args + ["--epochs", "3", "--resume", "--eval-every", "1", "--eval-samples", "2"])
-    assert history.epoch == [1, 2, 3]
-    curve = json.loads((out / "nll_curve.json").read_text())
-    assert [point["epoch"] for point in curve] == [2, 3]
-    assert curve[0]["train_seconds"] < curve[1]["train_seconds"] and curve[0]["nll"] > 0
-
-
-def test_cli_checkpoint_every_and_curve_points(tmp_path, capsys):
-    """A curve point can come before the first checkpoint; it is estimated on the first N images."""
-    out = tmp_path / "fresh" / "run"  # neither folder exists yet
-    main(["--max-images", "256", "--batch-size", "64", "--device", "cpu", "--out", str(out),
-          "--no-progress", "--latent-dim", "4", "--epochs", "3", "--checkpoint-every", "2",
-          "--eval-samples", "3", "--eval-every", "1", "--curve-points", "10"])
-    summary = json.loads(capsys.readouterr().out.split("Checkpoint written")[0])
-    curve = json.loads((out / "nll_curve.json").read_text())
-    assert [point["epoch"] for point in curve] == [1, 2, 3]
-    assert {point["test_points"] for point in curve} == {10}
-    assert summary["test"]["num_points"] == 256  # the final evaluation uses every test image
-    assert sorted(p.name for p in out.glob("history-*.json")) == ["history-epoch0003.json"]
-    assert load_checkpoint(out).epoch == 3
-    with pytest.raises(SystemExit, match="--curve-points must be >= 1"):
-        main(["--out", str(tmp_path / "x"), "--eval-samples", "2", "--curve-points", "0"])
 
 
 # ---------------------------------------------------------------------------------------- CUDA

@@ -74,7 +74,7 @@ def test_shapes():
     N, K = x.shape[0], 5
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (N, d)
-    z = model.posterior(x).rsample(K)
+    z = model.approximate_posterior(x).rsample(K)
     assert z.shape == (K, N, d)
     assert model.decode(z).shape == (K, N, D)
     assert model.log_likelihood(x, z).shape == (K, N)
@@ -83,7 +83,7 @@ def test_shapes():
     assert model.log_prior(z).shape == (K, N)
     assert model.sample_prior(K).shape == (K, d)
     assert model.sample_prior(K, num_points=N).shape == (K, N, d)
-    assert model.sample(4).shape == (4, D) and model.reconstruct(x).shape == (N, D)
+    assert model.generate(4).shape == (4, D) and model.reconstruct(x).shape == (N, D)
     assert model.elbo(x).shape == model.iwae_bound(x, 7).shape == (N,)
     assert model.latent_dim == d and model.data_dim == D
     probs = model.decode_mean(z)
@@ -139,7 +139,7 @@ def test_analytic_kl_elbo_matches_monte_carlo_elbo_of_estimators():
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         analytic = model.elbo(x, num_samples=4000, generator=g)
-        mc = estimators.elbo(model, x, model.posterior(x), 4000, generator=g)
+        mc = estimators.elbo(model, x, model.approximate_posterior(x), 4000, generator=g)
     # Standard error of the difference ~0.013; a wrong KL (sign, factor 2) would move it by >= 0.18.
     torch.testing.assert_close(analytic, mc, rtol=0, atol=0.08)
 
@@ -151,7 +151,7 @@ def test_elbo_below_iwae_below_log_likelihood():
         elbo = model.elbo(x, num_samples=200, generator=g).mean()
         iwae_3 = torch.stack([model.iwae_bound(x, 3, generator=g) for _ in range(50)]).mean()
         iwae_10 = torch.stack([model.iwae_bound(x, 10, generator=g) for _ in range(50)]).mean()
-        q = model.posterior(x)
+        q = model.approximate_posterior(x)
         log_px = estimators.importance_log_marginal(model, x, q, 5000, generator=g).mean()
     # Measured: -8.63 < -8.47 < -8.45 < -8.42, Monte Carlo standard errors <= 0.011 (fixed seed).
     assert elbo + 0.1 < iwae_3 < iwae_10 < log_px, (elbo, iwae_3, iwae_10, log_px)

@@ -1,54 +1,48 @@
 """vaelib: the tested library behind the vae-course chapters.
 
-Flat, one module per idea; nothing runs on import. Public names are re-exported here, so
-``from vaelib import LinearGaussian`` and ``from vaelib.toy import LinearGaussian`` are the same.
-The two functions named like their modules are imported from the module:
-``from vaelib.train import train`` and ``from vaelib.evaluate import evaluate``.
+Flat, one module per idea; nothing runs on import. The maths, the models and the data are
+re-exported here, so ``from vaelib import LinearGaussian`` and ``from vaelib.toy import
+LinearGaussian`` are the same. Imported from their own modules instead: the functions named like
+their modules (``from vaelib.evaluate import evaluate``, ``from vaelib.train import train``), the
+command line, and the figures and explorers, so that ``import vaelib`` and ``python -m
+vaelib.train`` load no ipywidgets, matplotlib or Pillow.
 
 =============  ==========================================================================
 module         holds
 =============  ==========================================================================
-device         default_device, seed_everything
-gaussian       DiagonalGaussian, FullGaussian
+device         default_device, seed_everything, derive_seed (the per-(seed, index) seed)
+checks         check_tensor, check_finite, check_num_samples, check_last_dim
+gaussian       DiagonalGaussian, FullGaussian, standard_normal
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)
 estimators     log_mean_exp, naive/importance estimators of log p(x), ESS, ELBO, IWAE
 gradients      score-function and pathwise estimators of the gradient of E_q[f(z)]
 data           MNIST: bundled subset, verified download and cache, binarization
+likelihoods    p(x|z) by name: Bernoulli, Gaussian (log-prob, mean, output bias, binary data?)
 vae            VAEConfig (presets) and VAE
-train          train(model, ...), TrainConfig, History; CLI ``python -m vaelib.train``
+checkpoint     save_checkpoint, load_checkpoint, load_model, checkpoint_files
 evaluate       evaluate(model, ...): test ELBO, IWAE-K, importance-sampled log-likelihood
-checkpoint     save_checkpoint, load_checkpoint, load_model
-latent         slerp, lerp, inverse_cdf_grid, latent activity
-widgets        FigureExplorer, static_figure, LatentExplorer, LatentMap, Interpolation, ...
-plots          the course's figure style
+train          train(model, ...), TrainConfig, History, validation_data (not re-exported)
+cli            ``python -m vaelib.train``, its run folder and load_run (not re-exported)
+latent         encode_dataset, latent activity, slerp, lerp, inverse_cdf_grid
+figures        the course style (COLORS, use_course_style, reference_line), FigureExplorer,
+               static_figure (not re-exported)
+explorers      LatentExplorer, LatentMap, Interpolation, PosteriorUncertainty (not re-exported)
 exercises      check_<name> self-checks (``from vaelib.exercises import ...``)
 =============  ==========================================================================
 """
 
 from .checkpoint import *  # noqa: F401,F403
+from .checks import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .estimators import *  # noqa: F401,F403
+from .evaluate import Evaluation, chunk_sizes, importance_log_likelihood  # noqa: F401
 from .gaussian import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
-from .plots import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
 from .vae import *  # noqa: F401,F403
-from .widgets import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
-
-# Imported on first use, so that `python -m vaelib.train` does not find vaelib.train already imported.
-_LAZY = {"TrainConfig": "train", "History": "train", "NonFiniteLossError": "train",
-         "Evaluation": "evaluate", "importance_log_likelihood": "evaluate"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'vaelib' has no attribute {name!r}")

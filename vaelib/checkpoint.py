@@ -32,7 +32,7 @@ import torch
 from .vae import VAE, VAEConfig
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model",
-           "atomic_write_bytes"]
+           "checkpoint_files", "atomic_write_bytes"]
 
 FORMAT = "vaelib-checkpoint-1"
 MANIFEST = "config.json"
@@ -273,3 +273,16 @@ def load_checkpoint(directory: str | os.PathLike,
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None) -> VAE:
     """Just the trained model of a checkpoint folder (see :func:`load_checkpoint`)."""
     return load_checkpoint(directory, device).model
+
+
+def checkpoint_files(directory: str | os.PathLike, missing_ok: bool = False) -> dict[str, Path]:
+    """The files the checkpoint in ``directory`` consists of, by kind: ``{"model": path, ...}``.
+
+    Reads only ``config.json``. With ``missing_ok``, a folder with no checkpoint yet (a run
+    stopped before its first save) gives ``{}`` instead of an error.
+    """
+    directory = Path(directory)
+    if missing_ok and not (directory / MANIFEST).exists():
+        return {}
+    files = _read_manifest(directory).get("files", {})
+    return {kind: directory / entry["name"] for kind, entry in files.items()}

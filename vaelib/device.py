@@ -1,4 +1,4 @@
-"""One device helper and one seeding helper for the whole course.
+"""One device helper and the seeding helpers for the whole course.
 
 Tensors follow their inputs (``torch.randn_like``, ``device=x.device``); the only place that picks a
 device is :func:`default_device`.
@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["default_device", "seed_everything"]
+__all__ = ["default_device", "seed_everything", "derive_seed"]
 
 
 def default_device() -> torch.device:
@@ -53,3 +53,13 @@ def seed_everything(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def derive_seed(seed: int, index: int) -> int:
+    """The seed of item ``index`` (an epoch, a data point) of a run seeded with ``seed``.
+
+    ``seed · 1,000,003 + index`` (a prime multiplier): a different seed for every (seed, index)
+    pair with index < 1,000,003, so each item's random numbers do not depend on which other items
+    were drawn before it (a resumed run, or a chunked evaluation, draws the same numbers).
+    """
+    return seed * 1_000_003 + index

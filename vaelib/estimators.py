@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .gaussian import _check_num_samples, _check_tensor
+from .checks import check_num_samples, check_tensor
 
 __all__ = [
     "log_mean_exp",
@@ -47,12 +47,12 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
     Returns:
         ``a`` reduced over ``dim``.
     """
-    _check_tensor("a", a, min_dim=1)
+    check_tensor("a", a, min_dim=1)
     return torch.logsumexp(a, dim=dim, keepdim=keepdim) - math.log(a.shape[dim])
 
 
 def _check_chunk_size(chunk_size: int | None, num_samples: int) -> int:
-    return num_samples if chunk_size is None else _check_num_samples(chunk_size, "chunk_size")
+    return num_samples if chunk_size is None else check_num_samples(chunk_size, "chunk_size")
 
 
 def log_importance_weights(
@@ -77,7 +77,7 @@ def log_importance_weights(
     Returns:
         ``(K, N)`` log-weights, differentiable through the reparameterized samples.
     """
-    num_samples = _check_num_samples(num_samples)
+    num_samples = check_num_samples(num_samples)
     chunk_size = _check_chunk_size(chunk_size, num_samples)
     chunks = []
     for start in range(0, num_samples, chunk_size):
@@ -105,8 +105,8 @@ def naive_mc_log_marginal(
     Returns:
         ``(N,)``; each data point gets its own K prior samples.
     """
-    num_samples = _check_num_samples(num_samples)
-    _check_tensor("x", x, min_dim=2)
+    num_samples = check_num_samples(num_samples)
+    check_tensor("x", x, min_dim=2)
     chunk_size = _check_chunk_size(chunk_size, num_samples)
     chunks = []
     for start in range(0, num_samples, chunk_size):
@@ -149,7 +149,7 @@ def effective_sample_size(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     Returns:
         ``log_w`` reduced over ``dim``, e.g. ``(N,)``.
     """
-    _check_tensor("log_w", log_w, min_dim=1)
+    check_tensor("log_w", log_w, min_dim=1)
     return torch.exp(2 * torch.logsumexp(log_w, dim=dim) - torch.logsumexp(2 * log_w, dim=dim))
 
 

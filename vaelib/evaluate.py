@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import estimators
 from .data import fixed_binarization
+from .device import derive_seed
 from .gaussian import DiagonalGaussian
 
 __all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
@@ -104,7 +105,7 @@ def _noise(first: int, n: int, num_samples: int, latent_dim: int, seed: int,
     generator = torch.Generator(device=device)
     eps = []
     for i in range(first, first + n):
-        generator.manual_seed(seed * 1_000_003 + i)
+        generator.manual_seed(derive_seed(seed, i))
         eps.append(torch.randn(num_samples, latent_dim, generator=generator, device=device))
     return torch.stack(eps, dim=1)
 
@@ -122,7 +123,7 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
         iwae_samples: k <= K, the IWAE bound's sample size.
         seed: for the binarization and the samples.
         binarize: binarize x once with :func:`vaelib.data.fixed_binarization`; None: iff the
-            likelihood is Bernoulli (binary data are left unchanged by it).
+            likelihood needs binary data (Bernoulli; binary data are left unchanged by it).
         memory_budget: bytes to use (default :func:`default_memory_budget`).
         progress: show a progress bar.
 
@@ -131,7 +132,7 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
     """
     x = model.check_data(x)  # (N, D)
     if binarize is None:
-        binarize = model.config.likelihood == "bernoulli"
+        binarize = model.likelihood.binary_data
     if binarize:
         x = fixed_binarization(x, seed=seed)
     if not 1 <= iwae_samples <= num_samples:
@@ -146,7 +147,7 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
         for first in range(0, len(x), n_chunk):
             x_chunk = x[first:first + n_chunk]  # (n, D)
             eps = _noise(first, len(x_chunk), num_samples, model.latent_dim, seed, x.device)
-            q = _PresampledGaussian(model.posterior(x_chunk), eps)  # eps: (K, n, d)
+            q = _PresampledGaussian(model.approximate_posterior(x_chunk), eps)  # eps: (K, n, d)
             log_w = estimators.log_importance_weights(  # (K, n)
                 model, x_chunk, q, num_samples, chunk_size=k_chunk)
             results["log_likelihood"].append(estimators.log_mean_exp(log_w, dim=0).cpu())

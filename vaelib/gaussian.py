@@ -20,6 +20,8 @@ import math
 
 import torch
 
+from .checks import check_finite, check_last_dim, check_num_samples, check_tensor
+
 __all__ = ["DiagonalGaussian", "FullGaussian", "standard_normal"]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -46,60 +48,6 @@ def standard_normal(
 
 
 # ---------------------------------------------------------------------------------------------
-# Input checks shared by the exact-math modules (gaussian, kl, toy, estimators).
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_tensor(name: str, value: object, min_dim: int = 0) -> torch.Tensor:
-    """``value`` must be a floating-point tensor with at least ``min_dim`` dimensions."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor, got {type(value).__name__}; "
-            f"wrap it with torch.as_tensor({name}, dtype=torch.float64)."
-        )
-    if not value.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
-            f"convert it with {name}.to(torch.float64) (or float32 for a neural network)."
-        )
-    if value.dim() < min_dim:
-        raise ValueError(
-            f"{name} must have at least {min_dim} dimension(s), got shape {tuple(value.shape)}."
-        )
-    return value
-
-
-def _check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    """Raise when ``value`` holds NaN or ±inf (this reads the tensor: a host sync on a GPU)."""
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(
-            f"{name} contains NaN or infinite values; check how it was computed "
-            "(e.g. a log of 0, an exp that overflowed, or a diverged training run)."
-        )
-    return value
-
-
-def _check_num_samples(num_samples: object, name: str = "num_samples", minimum: int = 1) -> int:
-    """``num_samples`` must be a Python int (not bool) ``>= minimum``."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
-        raise TypeError(
-            f"{name} must be an int, got {type(num_samples).__name__} ({num_samples!r})."
-        )
-    if num_samples < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {num_samples}.")
-    return num_samples
-
-
-def _check_last_dim(
-    name: str, z: torch.Tensor, size: int, what: str = "latent dimension d"
-) -> None:
-    if z.dim() == 0 or z.shape[-1] != size:
-        raise ValueError(
-            f"{name} must have last dimension {size} (the {what}), got shape {tuple(z.shape)}."
-        )
-
-
-# ---------------------------------------------------------------------------------------------
 # Diagonal Gaussian: the encoder's q(z|x).
 # ---------------------------------------------------------------------------------------------
 
@@ -115,8 +63,8 @@ class DiagonalGaussian:
     """
 
     def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, *, validate: bool = True):
-        _check_tensor("mean", mean, min_dim=1)
-        _check_tensor("logvar", logvar, min_dim=1)
+        check_tensor("mean", mean, min_dim=1)
+        check_tensor("logvar", logvar, min_dim=1)
         if mean.shape != logvar.shape:
             raise ValueError(
                 f"mean and logvar must have the same shape (..., d), got {tuple(mean.shape)} and "
@@ -128,8 +76,8 @@ class DiagonalGaussian:
                 f"{logvar.dtype}/{logvar.device}."
             )
         if validate:
-            _check_finite("mean", mean)
-            _check_finite("logvar", logvar)
+            check_finite("mean", mean)
+            check_finite("logvar", logvar)
         self.mean = mean
         self.logvar = logvar
 
@@ -158,7 +106,7 @@ class DiagonalGaussian:
         """
         shape = self.mean.shape
         if num_samples is not None:
-            shape = (_check_num_samples(num_samples), *shape)
+            shape = (check_num_samples(num_samples), *shape)
         eps = standard_normal(
             shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
         )
@@ -180,8 +128,8 @@ class DiagonalGaussian:
         Returns:
             the log density summed over the last dim, shape ``(K, ...)``.
         """
-        _check_tensor("z", z)
-        _check_last_dim("z", z, self.latent_dim)
+        check_tensor("z", z)
+        check_last_dim("z", z, self.latent_dim)
         # (z - μ)² / σ² written as (z - μ)² · exp(-logvar): no division by a tiny σ².
         sq = (z - self.mean).square() * torch.exp(-self.logvar)
         return -0.5 * (LOG_2PI + self.logvar + sq).sum(dim=-1)
@@ -213,8 +161,8 @@ class FullGaussian:
     """
 
     def __init__(self, mean: torch.Tensor, cov: torch.Tensor, *, validate: bool = True):
-        _check_tensor("mean", mean, min_dim=1)
-        _check_tensor("cov", cov, min_dim=2)
+        check_tensor("mean", mean, min_dim=1)
+        check_tensor("cov", cov, min_dim=2)
         d = mean.shape[-1]
         if cov.shape[-2:] != (d, d):
             raise ValueError(
@@ -222,8 +170,8 @@ class FullGaussian:
                 f"got {tuple(cov.shape)}."
             )
         if validate:
-            _check_finite("mean", mean)
-            _check_finite("cov", cov)
+            check_finite("mean", mean)
+            check_finite("cov", cov)
             if not torch.allclose(cov, cov.mT, rtol=1e-6, atol=1e-10):
                 raise ValueError("cov must be symmetric; symmetrize it with (cov + cov.mT) / 2.")
         scale_tril, info = torch.linalg.cholesky_ex(cov)  # cov = L Lᵀ
@@ -257,7 +205,7 @@ class FullGaussian:
         """Reparameterized samples ``z = mean + L eps``, ``eps ~ N(0, I)``: ``(K, ..., d)``."""
         shape = self.mean.shape
         if num_samples is not None:
-            shape = (_check_num_samples(num_samples), *shape)
+            shape = (check_num_samples(num_samples), *shape)
         eps = standard_normal(
             shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
         )
@@ -293,8 +241,8 @@ class FullGaussian:
         Returns:
             ``(K, ...)``.
         """
-        _check_tensor("z", z)
-        _check_last_dim("z", z, self.latent_dim)
+        check_tensor("z", z)
+        check_last_dim("z", z, self.latent_dim)
         y = self._whiten(z)
         return -0.5 * (self.latent_dim * LOG_2PI + y.square().sum(dim=-1)) - self._half_log_det()
 

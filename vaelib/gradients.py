@@ -39,7 +39,8 @@ from typing import NamedTuple
 
 import torch
 
-from .gaussian import DiagonalGaussian, _check_num_samples, _check_tensor, standard_normal
+from .checks import check_num_samples, check_tensor
+from .gaussian import DiagonalGaussian, standard_normal
 
 __all__ = ["GradientSamples", "score_function_gradient", "pathwise_gradient"]
 
@@ -84,9 +85,9 @@ def _prepare(
             f"f must be a function of z, got {type(f).__name__}; pass e.g. "
             "f=lambda z: z.square().sum(dim=-1)."
         )
-    _check_num_samples(num_samples)
-    _check_tensor("mu", mu, min_dim=1)
-    _check_tensor("logvar", logvar, min_dim=1)
+    check_num_samples(num_samples)
+    check_tensor("mu", mu, min_dim=1)
+    check_tensor("logvar", logvar, min_dim=1)
     # The estimators *return* gradients: they never backpropagate into the caller's graph.
     return DiagonalGaussian(mu.detach(), logvar.detach())
 

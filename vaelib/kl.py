@@ -17,14 +17,15 @@ from typing import NamedTuple
 
 import torch
 
-from .gaussian import DiagonalGaussian, _check_num_samples, _check_tensor
+from .checks import check_num_samples, check_tensor
+from .gaussian import DiagonalGaussian
 
 __all__ = ["gaussian_kl", "gaussian_kl_between", "mc_kl", "MonteCarloEstimate"]
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:
     for name, value in tensors.items():
-        _check_tensor(name, value, min_dim=1)
+        check_tensor(name, value, min_dim=1)
     shapes = {name: tuple(value.shape) for name, value in tensors.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"the arguments must all have the same shape (..., d), got {shapes}.")
@@ -100,7 +101,7 @@ def mc_kl(
         sample standard deviation of ``log q(z_k) - log p(z_k)`` (with Bessel's correction) divided
         by ``sqrt(K)``: the true KL lies within ``estimate ± 3 std_error`` about 99.7% of the time.
     """
-    _check_num_samples(num_samples, minimum=2)
+    check_num_samples(num_samples, minimum=2)
     if (mu_p is None) != (logvar_p is None):
         raise ValueError("give both mu_p and logvar_p, or neither (for the prior N(0, I)).")
     if mu_p is None:

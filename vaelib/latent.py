@@ -1,6 +1,6 @@
 """The geometry of a VAE's latent space (ch. 9): encodings, active units, interpolation, grids.
 
-- :func:`encode_means` gives the parameters of q(z|x) for a whole data set, in chunks, without
+- :func:`encode_dataset` gives the parameters of q(z|x) for a whole data set, in chunks, without
   gradients: ``mu (N, d)``, ``logvar (N, d)``.
 - :func:`latent_activity` is Burda et al.'s (2015) activity of each unit,
   ``A_j = Var_x[E_q[z_j|x]]``, the variance over the data of the posterior mean (ch. 8);
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["encode_means", "latent_activity", "most_active_dims", "lerp", "slerp",
+__all__ = ["encode_dataset", "latent_activity", "most_active_dims", "lerp", "slerp",
            "inverse_cdf_grid", "latent_grid"]
 
 
 @torch.no_grad()
-def encode_means(model, x: torch.Tensor,
-                 batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_dataset(model, x: torch.Tensor,
+                   batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """The parameters of q(z|x) for every row of x: ``(mu (N, d), logvar (N, d))``, no gradients.
 
     Args:

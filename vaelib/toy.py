@@ -22,15 +22,8 @@ import math
 
 import torch
 
-from .gaussian import (
-    LOG_2PI,
-    FullGaussian,
-    _check_finite,
-    _check_last_dim,
-    _check_num_samples,
-    _check_tensor,
-    standard_normal,
-)
+from .checks import check_finite, check_last_dim, check_num_samples, check_tensor
+from .gaussian import LOG_2PI, FullGaussian, standard_normal
 
 __all__ = ["LinearGaussian", "NonlinearToy"]
 
@@ -65,14 +58,14 @@ class _GaussianDecoderModel:
     # -- input checks ---------------------------------------------------------------------------
 
     def _as_z(self, z: torch.Tensor) -> torch.Tensor:
-        _check_tensor("z", z)
-        _check_last_dim("z", z, self.latent_dim)
-        return _check_finite("z", z.to(dtype=self.dtype, device=self.device))
+        check_tensor("z", z)
+        check_last_dim("z", z, self.latent_dim)
+        return check_finite("z", z.to(dtype=self.dtype, device=self.device))
 
     def _as_x(self, x: torch.Tensor) -> torch.Tensor:
-        _check_tensor("x", x)
-        _check_last_dim("x", x, self.data_dim, what="data dimension D")
-        return _check_finite("x", x.to(dtype=self.dtype, device=self.device))
+        check_tensor("x", x)
+        check_last_dim("x", x, self.data_dim, what="data dimension D")
+        return check_finite("x", x.to(dtype=self.dtype, device=self.device))
 
     # -- sampling -------------------------------------------------------------------------------
 
@@ -86,9 +79,9 @@ class _GaussianDecoderModel:
 
         ``(K, N, d)`` gives every data point its own K samples (as :mod:`vaelib.estimators` needs).
         """
-        shape = (_check_num_samples(num_samples), self.latent_dim)
+        shape = (check_num_samples(num_samples), self.latent_dim)
         if num_points is not None:
-            shape = (shape[0], _check_num_samples(num_points, "num_points"), self.latent_dim)
+            shape = (shape[0], check_num_samples(num_points, "num_points"), self.latent_dim)
         return standard_normal(shape, dtype=self.dtype, device=self.device, generator=generator)
 
     def sample(
@@ -172,8 +165,8 @@ class LinearGaussian(_GaussianDecoderModel):
                 f"b must have shape (D,) = ({W.shape[0]},) to match W of shape {tuple(W.shape)}, "
                 f"got {tuple(b.shape)}."
             )
-        self.W = _check_finite("W", W)
-        self.b = _check_finite("b", b)
+        self.W = check_finite("W", W)
+        self.b = check_finite("b", b)
         self.noise_std = _check_positive_float("noise_std", noise_std)
         self.data_dim, self.latent_dim = W.shape
         self.dtype, self.device = dtype, W.device
@@ -189,8 +182,8 @@ class LinearGaussian(_GaussianDecoderModel):
         dtype: torch.dtype = torch.float64,
     ) -> LinearGaussian:
         """A model with ``W_ij ~ N(0, 1)`` and ``b_i ~ N(0, 1)`` drawn from ``generator``."""
-        D = _check_num_samples(data_dim, "data_dim")
-        d = _check_num_samples(latent_dim, "latent_dim")
+        D = check_num_samples(data_dim, "data_dim")
+        d = check_num_samples(latent_dim, "latent_dim")
         W = standard_normal((D, d), dtype=dtype, device="cpu", generator=generator)
         b = standard_normal((D,), dtype=dtype, device="cpu", generator=generator)
         return cls(W, b, noise_std, dtype=dtype)
@@ -289,7 +282,7 @@ class NonlinearToy(_GaussianDecoderModel):
         self.latent_dim, self.data_dim = 1, 2
         self.dtype, self.device = dtype, torch.device("cpu")
         _check_positive_float("grid_limit", grid_limit)
-        _check_num_samples(grid_size, "grid_size", minimum=101)
+        check_num_samples(grid_size, "grid_size", minimum=101)
         self.z_grid = torch.linspace(-grid_limit, grid_limit, grid_size, dtype=dtype)  # (G,)
         self.grid_step = 2 * grid_limit / (grid_size - 1)
 
@@ -345,7 +338,7 @@ class NonlinearToy(_GaussianDecoderModel):
         Returns:
             ``(G, N)``, ``(K, N)`` or ``(N,)``. ``exp`` of it integrates to 1 over z.
         """
-        _check_tensor("z", z)
+        check_tensor("z", z)
         if z.dim() == 1:
             z = z[:, None, None]  # (G, 1, 1): broadcast the grid over the N data points
         return self.log_joint(x, z) - self.log_marginal(x)

@@ -17,15 +17,14 @@ minibatch, random z; ch. 7). What makes it fast without making it hard to read:
 - on CUDA, one whole training step is captured as a CUDA graph and replayed, with TF32 matmuls
   (bfloat16 autocast is optional): a small MLP is otherwise limited by kernel-launch overhead.
 
-The same loop is a command-line tool too: ``python -m vaelib.train --help``.
+The trainer knows nothing of files beyond its checkpoints: the command line
+(``python -m vaelib.train --help``) and its run folder live in :mod:`vaelib.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +32,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from .data import fixed_binarization, load_mnist, load_mnist_subset, to_unit_interval
-from .device import default_device
-from .evaluate import evaluate
-from .vae import PRESETS, VAE, VAEConfig
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .data import fixed_binarization
+from .device import derive_seed
+from .vae import VAE
 
-__all__ = ["TrainConfig", "History", "NonFiniteLossError", "train"]
+__all__ = ["TrainConfig", "History", "NonFiniteLossError", "train", "validation_data"]
 
 
 @dataclass
@@ -52,7 +50,8 @@ class TrainConfig:
     lr_final: float | None = None  # decay lr geometrically to this by the last epoch; None: don't
     adam_eps: float = 1e-8  # Adam's ε (Burda et al. 2015 used 1e-4)
     num_samples: int = 1  # K: z samples per data point in the ELBO estimate
-    binarize: bool | None = None  # x ~ Bernoulli(pixel) afresh every batch; None: iff Bernoulli
+    binarize: bool | None = None  # x ~ Bernoulli(pixel) afresh every batch; None: iff the
+    #                               likelihood needs binary data (Bernoulli)
     seed: int = 0  # epoch e shuffles and samples with a generator seeded from (seed, e)
     val_every: int = 1  # compute the validation ELBO every this many epochs (if val_x is given)
     checkpoint_every: int = 1  # save to checkpoint_dir every this many epochs (and after the last)
@@ -70,6 +69,11 @@ class TrainConfig:
         for name in ("lr", "adam_eps") + (("lr_final",) if self.lr_final is not None else ()):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+
+    def binarizes(self, model: VAE) -> bool:
+        """Whether training binarizes the data: ``binarize``, or by default iff the likelihood
+        needs binary data."""
+        return self.binarize if self.binarize is not None else model.likelihood.binary_data
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of an epoch (1-based): lr · (lr_final/lr)^((epoch-1) / (epochs-1))."""
@@ -220,7 +224,8 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
-def _validate(model, x: torch.Tensor, seed: int, batch_size: int = 1000) -> tuple[float, float]:
+def _validation_terms(model, x: torch.Tensor, seed: int,
+                      batch_size: int = 1000) -> tuple[float, float]:
     """Mean reconstruction term and KL on x (already binarized): one z per point, fixed seed."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     sums = torch.zeros(2, device=x.device)
@@ -231,8 +236,8 @@ def _validate(model, x: torch.Tensor, seed: int, batch_size: int = 1000) -> tupl
     return rec, kl
 
 
-def _check_finite(values: torch.Tensor, epoch: int, lr: float, checkpoint: Path | None,
-                  checkpoint_epoch: int) -> None:
+def _raise_if_loss_not_finite(values: torch.Tensor, epoch: int, lr: float,
+                              checkpoint: Path | None, checkpoint_epoch: int) -> None:
     """Raise :class:`NonFiniteLossError` if a step's loss (``values[:, 0]``) is NaN or infinite."""
     bad = (~torch.isfinite(values[:, 0])).nonzero().flatten()
     if len(bad) == 0:
@@ -257,32 +262,42 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None
                 optimizer.state[p]["step"] = optimizer.state[p]["step"].to(p.device, torch.float32)
 
 
-def _resume(model, optimizer, checkpoint_dir) -> tuple[History, int]:
-    """Load the weights, optimizer state and history saved in ``checkpoint_dir``.
+def _resume(model, optimizer, ckpt: Checkpoint) -> tuple[History, int]:
+    """Load the weights (unless ``model`` is the checkpoint's own), optimizer state and history.
 
     Returns:
         (history, the number of completed epochs).
     """
-    ckpt = load_checkpoint(checkpoint_dir, device=model.device)
     if ckpt.config != model.config:
-        raise ValueError(f"the checkpoint in {checkpoint_dir} is for another model ({ckpt.config}) "
+        raise ValueError(f"the checkpoint in {ckpt.directory} is for another model ({ckpt.config}) "
                          f"than this one ({model.config}); build it with VAE(ckpt.config).")
-    model.load_state_dict(ckpt.model.state_dict())
+    if ckpt.model is not model:
+        model.load_state_dict(ckpt.model.state_dict())
     if ckpt.optimizer_state is not None:
         _load_optimizer_state(optimizer, ckpt.optimizer_state)
     history = History.from_dict(ckpt.history) if ckpt.history else History()
     return history, ckpt.epoch
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch  # a different seed for every (seed, epoch) pair
-
-
 # ---------------------------------------------------------------------------------------- train
+
+def validation_data(model: VAE, val_x: torch.Tensor, config: TrainConfig | None = None,
+                    **overrides) -> torch.Tensor:
+    """The validation set exactly as :func:`train` scores it: ``(M, D)`` on the model's device.
+
+    Checked with ``model.check_data``, then, when the run binarizes (``config.binarizes(model)``),
+    binarized once with ``config.seed`` (:func:`vaelib.data.fixed_binarization`), so every epoch's
+    validation ELBO is about the same binary images. ``config`` and ``**overrides`` as in
+    :func:`train`.
+    """
+    cfg = dataclasses.replace(config if config is not None else TrainConfig(), **overrides)
+    val_x = model.check_data(val_x)
+    return fixed_binarization(val_x, seed=cfg.seed) if cfg.binarizes(model) else val_x
+
 
 def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, *,
           val_x: torch.Tensor | None = None, checkpoint_dir: str | Path | None = None,
-          resume: bool = False, callback=None, **overrides) -> History:
+          resume: bool | Checkpoint = False, callback=None, **overrides) -> History:
     """Train ``model`` in place by maximizing the ELBO on ``train_x``; return the :class:`History`.
 
     Args:
@@ -290,11 +305,14 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
         train_x: ``(N, D)`` data, moved once to the model's device (grey levels in [0, 1] for a
             Bernoulli likelihood: every batch is binarized afresh).
         config: a :class:`TrainConfig`; ``**overrides`` change its fields, e.g. ``epochs=5``.
-        val_x: optional ``(M, D)`` validation data (binarized once, with a fixed seed).
+        val_x: optional ``(M, D)`` validation data (binarized once, with a fixed seed: see
+            :func:`validation_data`).
         checkpoint_dir: save a checkpoint there every ``checkpoint_every`` epochs and at the end.
         resume: continue the run saved in ``checkpoint_dir`` (weights, Adam state, history) up to
             ``config.epochs`` epochs in total, as if it had never stopped (bit for bit on the
-            CPU: every epoch's random numbers come from its own seed).
+            CPU: every epoch's random numbers come from its own seed). A :class:`Checkpoint`
+            already loaded from ``checkpoint_dir`` (e.g. ``model`` is its ``.model``) is used as
+            it is, not read again.
         callback: ``callback(history, model)`` after every epoch (e.g. to draw the curves); it may
             raise KeyboardInterrupt to stop.
 
@@ -309,18 +327,18 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
     cfg = dataclasses.replace(config if config is not None else TrainConfig(), **overrides)
     device = model.device
     train_x = model.check_data(train_x)  # (N, D) on the device; values checked once, here
-    binarize = cfg.binarize if cfg.binarize is not None else model.config.likelihood == "bernoulli"
+    binarize = cfg.binarizes(model)
     if val_x is not None:
-        val_x = model.check_data(val_x)
-        if binarize:
-            val_x = fixed_binarization(val_x, seed=cfg.seed)
+        val_x = validation_data(model, val_x, cfg)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder of the run to continue.")
 
     use_graph = cfg.cuda_graph and device.type == "cuda"
     optimizer = _adam(model, cfg, use_graph)
     if resume:
-        history, start_epoch = _resume(model, optimizer, checkpoint_dir)
+        ckpt = resume if isinstance(resume, Checkpoint) else load_checkpoint(checkpoint_dir,
+                                                                              device=device)
+        history, start_epoch = _resume(model, optimizer, ckpt)
         last_checkpoint = Path(checkpoint_dir)
     else:
         history, start_epoch, last_checkpoint = History(), 0, None
@@ -346,7 +364,7 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
         with _tf32(cfg.tf32 and device.type == "cuda"):
             for epoch in range(start_epoch + 1, cfg.epochs + 1):  # 1-based, as printed
                 _set_lr(optimizer, cfg.lr_at(epoch))
-                seed = _epoch_seed(cfg.seed, epoch)
+                seed = derive_seed(cfg.seed, epoch)  # every epoch its own random numbers
                 if use_graph:
                     torch.cuda.manual_seed(seed)
                 else:
@@ -357,7 +375,7 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
                     run_step(train_x[perm[i * B:(i + 1) * B]])  # (B, D)
                     bar.update()
                 values = log.read()  # (steps, 3): loss, reconstruction, KL; the epoch's one sync
-                _check_finite(values, epoch, cfg.lr_at(epoch), last_checkpoint, last_epoch)
+                _raise_if_loss_not_finite(values, epoch, cfg.lr_at(epoch), last_checkpoint, last_epoch)
 
                 history.epoch.append(epoch)
                 rec, kl = values[:, 1].double().mean().item(), values[:, 2].double().mean().item()
@@ -366,7 +384,7 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
                 history.train_elbo.append(rec - kl)
                 postfix = {"elbo": f"{rec - kl:.2f}", "kl": f"{kl:.2f}"}
                 if val_x is not None and epoch % cfg.val_every == 0:
-                    val_rec, val_kl = _validate(model, val_x, cfg.seed)
+                    val_rec, val_kl = _validation_terms(model, val_x, cfg.seed)
                     history.val_epoch.append(epoch)
                     history.val_reconstruction.append(val_rec)
                     history.val_kl.append(val_kl)
@@ -396,123 +414,7 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
     return history
 
 
-# ---------------------------------------------------------------------------------------- the CLI
+if __name__ == "__main__":  # python -m vaelib.train: the command line lives in vaelib.cli
+    from vaelib.cli import main
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m vaelib.train",
-        description="Train a VAE on MNIST and write a checkpoint folder (config.json, weights, "
-                    "optimizer state, history JSON) to --out.")
-    arg = p.add_argument
-    arg("--dataset", choices=["mnist-subset", "mnist"], default="mnist-subset",
-        help="the bundled 10,000-image subset (offline) or full MNIST (default: %(default)s)")
-    arg("--preset", choices=sorted(PRESETS), default="pytorch-example",
-        help="the architecture (default: %(default)s)")
-    arg("--latent-dim", type=int, default=None, help="override the preset's latent dimension")
-    arg("--epochs", type=int, default=10, help="epochs in total (default: %(default)s)")
-    arg("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    arg("--lr", type=float, default=1e-3, help="Adam's learning rate (default: %(default)s)")
-    arg("--lr-final", type=float, default=None,
-        help="decay the learning rate geometrically to this by the last epoch")
-    arg("--adam-eps", type=float, default=1e-8, help="Adam's epsilon (default: %(default)s)")
-    arg("--seed", type=int, default=0, help="(default: %(default)s)")
-    arg("--device", default=None, help="cpu, cuda, mps, ... (default: the best one present)")
-    arg("--data-dir", default=None,
-        help="the folder of the MNIST IDX files, for --dataset mnist (default: $VAELIB_DATA, or "
-             "the cache folder, downloading into it if needed)")
-    arg("--out", default="run", help="the checkpoint folder to write (default: %(default)s)")
-    arg("--resume", action="store_true", help="continue the run saved in --out")
-    arg("--checkpoint-every", type=int, default=1, metavar="E",
-        help="save the checkpoint every E epochs and after the last (default: %(default)s; on a "
-             "GPU an epoch can take a tenth of a second, so save less often there, e.g. 50)")
-    arg("--validate", action="store_true", help="compute the test-set ELBO after every epoch")
-    arg("--eval-samples", type=int, default=0, metavar="K",
-        help="after training, estimate the test log-likelihood with K importance samples per "
-             "image (Burda et al. use 5000; default: %(default)s, skip)")
-    arg("--eval-every", type=int, default=0, metavar="E",
-        help="also estimate the test NLL (with --eval-samples) every E epochs, into "
-             "nll_curve.json: the curve of NLL against training time")
-    arg("--curve-points", type=int, default=None, metavar="N",
-        help="estimate the curve's NLL on the first N test images only (cheaper on a CPU; "
-             "default: all of them). The final evaluation always uses every test image")
-    arg("--max-images", type=int, default=None, metavar="N",
-        help="use only the first N training and test images (a quick try)")
-    arg("--no-progress", action="store_true", help="no progress bar")
-    arg("--no-cuda-graph", action="store_true", help="CUDA: run every step eagerly")
-    arg("--bf16", action="store_true", help="CUDA: bfloat16 autocast")
-    return p
-
-
-def _nll_curve(args, test_x: torch.Tensor, out: Path):
-    """A train() callback: every ``args.eval_every`` epochs, the test NLL into nll_curve.json."""
-    path = out / "nll_curve.json"
-    curve = json.loads(path.read_text()) if args.resume and path.exists() else []
-    eval_seconds = sum(point["eval_seconds"] for point in curve)  # not training time
-
-    points = test_x[:args.curve_points]  # (n, D): the test images the curve is estimated on
-
-    def callback(history: History, model) -> None:
-        nonlocal eval_seconds
-        if history.epoch[-1] % args.eval_every:
-            return
-        start = time.perf_counter()
-        result = evaluate(model, points, num_samples=args.eval_samples, iwae_samples=1,
-                          seed=args.seed, progress=False).summary()
-        took = time.perf_counter() - start
-        curve.append({"epoch": history.epoch[-1],
-                      "train_seconds": history.seconds[-1] - eval_seconds,
-                      "nll": result["nll"], "test_points": len(points),
-                      "train_elbo": history.train_elbo[-1], "eval_seconds": took})
-        eval_seconds += took
-        out.mkdir(parents=True, exist_ok=True)  # the first checkpoint may not be saved yet
-        atomic_write_bytes(path, json.dumps(curve, indent=1).encode())
-
-    return callback
-
-
-def main(argv: list[str] | None = None) -> History:
-    """The command line, e.g. ``python -m vaelib.train --epochs 10 --out run/``."""
-    args = _parser().parse_args(argv)
-    device = torch.device(args.device) if args.device else default_device()
-    out = Path(args.out)
-    if args.resume:
-        model = load_checkpoint(out, device=device).model
-        print(f"Resuming the run in {out}: {model.config}")
-    else:
-        overrides = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
-        model = VAE(VAEConfig.preset(args.preset, **overrides)).to(device)
-    mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
-    train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)
-    test_x = to_unit_interval(mnist.test_images[:args.max_images]).to(device)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      lr_final=args.lr_final, adam_eps=args.adam_eps, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      cuda_graph=not args.no_cuda_graph, bf16=args.bf16)
-    if args.eval_every and args.eval_samples < 1:
-        raise SystemExit("--eval-every needs --eval-samples K (e.g. 5000)")
-    if args.curve_points is not None and args.curve_points < 1:
-        raise SystemExit(f"--curve-points must be >= 1, got {args.curve_points}")
-    history = train(model, train_x, cfg, val_x=test_x if args.validate else None,
-                    checkpoint_dir=out, resume=args.resume,
-                    callback=_nll_curve(args, test_x, out) if args.eval_every else None)
-
-    summary = {"dataset": args.dataset, "device": str(device), "epochs": len(history),
-               "train_elbo": history.train_elbo[-1] if history else None,
-               "seconds": history.seconds[-1] if history else None}
-    if args.eval_samples > 0 and not history.interrupted:
-        result = evaluate(model, test_x, num_samples=args.eval_samples,
-                          iwae_samples=min(50, args.eval_samples), seed=args.seed,
-                          progress=not args.no_progress).summary()
-        atomic_write_bytes(out / "evaluation.json", json.dumps(result, indent=1).encode())
-        summary["test"] = result
-    manifest = out / "config.json"
-    files = json.loads(manifest.read_text())["files"] if manifest.exists() else {}
-    summary["files"] = {kind: str(out / entry["name"]) for kind, entry in files.items()}
-    print(json.dumps(summary, indent=1))
-    print(f"Checkpoint written to {out}/ (vaelib.checkpoint.load_model({str(out)!r}) loads it); "
-          f"history: {summary['files'].get('history', 'none')}")
-    return history
-
-
-if __name__ == "__main__":
     main()

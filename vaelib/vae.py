@@ -27,20 +27,18 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import estimators
 from .gaussian import LOG_2PI, DiagonalGaussian, standard_normal
 from .kl import gaussian_kl
+from .likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 
 __all__ = ["VAEConfig", "VAE", "PRESETS", "ACTIVATIONS", "LIKELIHOODS"]
 
 #: Nonlinearities by name (applied after every hidden layer).
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus,
                "gelu": nn.GELU}
-#: The likelihoods p(x|z) the decoder can parameterize.
-LIKELIHOODS = ("bernoulli", "gaussian")
 #: How the Gaussian decoder's noise standard deviation s is handled.
 GAUSSIAN_STD_MODES = ("fixed", "shared", "per-pixel")
 
@@ -62,8 +60,8 @@ class VAEConfig:
     hidden_dims: tuple[int, ...] = (400,)  # encoder D -> h1 -> ... -> 2d; the decoder mirrors it
     latent_dim: int = 20  # d: the size of z
     activation: str = "relu"  # after every hidden layer: relu | tanh | elu | softplus | gelu
-    likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (0/1 pixels; decoder gives logits)
-    #                                or "gaussian" (real values; decoder gives the mean)
+    likelihood: str = "bernoulli"  # p(x|z), a name in vaelib.likelihoods.LIKELIHOODS: "bernoulli"
+    #                   (0/1 pixels; decoder gives logits) or "gaussian" (real values; the mean)
     gaussian_std: float = 0.1  # s of a Gaussian p(x|z) = N(f(z), s² I) (the start if learned)
     gaussian_std_mode: str = "fixed"  # "fixed" s | "shared": one learned s | "per-pixel": s_i
     init_output_bias: bool = False  # train() sets the output bias from the data mean (Burda)
@@ -80,9 +78,7 @@ class VAEConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {self.activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose 'bernoulli' (binary "
-                             "data in {0, 1}) or 'gaussian' (real-valued data).")
+        get_likelihood(self.likelihood)  # a clear error for an unknown name
         if self.gaussian_std_mode not in GAUSSIAN_STD_MODES:
             raise ValueError(f"unknown gaussian_std_mode {self.gaussian_std_mode!r}; choose one of "
                              f"{GAUSSIAN_STD_MODES}.")
@@ -148,8 +144,9 @@ class VAE(nn.Module):
         # Encoder: x (N, D) -> (N, 2d), split into μ and logvar. Decoder: z (..., d) -> (..., D).
         self.encoder = _mlp([c.data_dim, *c.hidden_dims, 2 * c.latent_dim], c.activation)
         self.decoder = _mlp([c.latent_dim, *reversed(c.hidden_dims), c.data_dim], c.activation)
+        self.likelihood: Likelihood = get_likelihood(c.likelihood)  # p(x|z): vaelib.likelihoods
         self.output_bias_from_data = False  # set by init_output_bias (train() calls it once)
-        if c.likelihood == "gaussian":  # log s of p(x|z): a constant, or learned (1 or D of them)
+        if self.likelihood.learns_std:  # log s of p(x|z): a constant, or learned (1 or D of them)
             shape = (c.data_dim,) if c.gaussian_std_mode == "per-pixel" else ()
             log_std = torch.full(shape, math.log(c.gaussian_std))
             if c.gaussian_std_mode == "fixed":
@@ -205,9 +202,10 @@ class VAE(nn.Module):
         lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one pass, one sync; NaN propagates
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("x contains NaN or infinite values; clean the data first.")
-        if self.config.likelihood == "bernoulli" and (lo < 0 or hi > 1):
+        if self.likelihood.binary_data and (lo < 0 or hi > 1):
             raise ValueError(
-                "a Bernoulli likelihood needs data in [0, 1] (pixels that are on or off), got "
+                f"a {type(self.likelihood).__name__} likelihood needs data in [0, 1] (pixels "
+                "that are on or off), got "
                 f"values in [{lo:.3g}, {hi:.3g}]. Scale images to [0, 1] and binarize them "
                 "(vaelib.data.binarize), or use likelihood='gaussian' for real-valued data.")
         return x
@@ -219,8 +217,12 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (N, 2d) -> 2 × (N, d)
         return mu, logvar
 
-    def posterior(self, x: torch.Tensor, validate: bool = True) -> DiagonalGaussian:
-        """q(z|x) = N(mu(x), diag exp(logvar(x))), a :class:`DiagonalGaussian` over ``(N, d)``."""
+    def approximate_posterior(self, x: torch.Tensor, validate: bool = True) -> DiagonalGaussian:
+        """q(z|x) = N(mu(x), diag exp(logvar(x))), a :class:`DiagonalGaussian` over ``(N, d)``.
+
+        The encoder's approximation of p(z|x) (the toy models' ``posterior`` is the exact one).
+        ``validate=False`` skips the finiteness checks of :class:`DiagonalGaussian`.
+        """
         return DiagonalGaussian(*self.encode(x), validate=validate)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -229,8 +231,7 @@ class VAE(nn.Module):
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x|z]: ``sigmoid(f(z))`` (pixel probabilities) or ``f(z)``; ``(..., d) -> (..., D)``."""
-        out = self.decode(z)
-        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        return self.likelihood.mean(self.decode(z))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """x_hat = E[x | z = mu(x)], the decoder's mean at the posterior mean: ``(N, D)``."""
@@ -238,8 +239,11 @@ class VAE(nn.Module):
         return self.decode_mean(mu)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """New images: x_hat = E[x|z] at ``z ~ p(z)``, ``(K, D)`` (means, not noisy draws)."""
+    def generate(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """New images: x_hat = E[x|z] at ``z ~ p(z)``, ``(K, D)`` (means, not noisy draws).
+
+        (The toy models' ``sample`` returns noisy joint draws ``(x, z)``; this is not that.)
+        """
         return self.decode_mean(self.sample_prior(num_samples, generator=generator))
 
     @torch.no_grad()
@@ -255,10 +259,7 @@ class VAE(nn.Module):
         if x_mean.shape != (self.data_dim,):
             raise ValueError(
                 f"x_mean must have shape ({self.data_dim},), got {tuple(x_mean.shape)}.")
-        if self.config.likelihood == "bernoulli":
-            p = x_mean.clamp(1e-4, 1 - 1e-4)  # a pixel that is always 0 gets ≈ -9.2, not -inf
-            x_mean = torch.log(p) - torch.log1p(-p)  # logit(p) = log p / (1 - p)
-        self.decoder[-1].bias.copy_(x_mean)
+        self.decoder[-1].bias.copy_(self.likelihood.output_bias(x_mean))
         self.output_bias_from_data = True
 
     # -- the model's densities (the protocol of vaelib.toy) -------------------------------------
@@ -281,22 +282,15 @@ class VAE(nn.Module):
         x ``(N, D)`` and z ``(K, N, d)`` or ``(N, d)`` give ``(K, N)`` or ``(N,)``.
 
         Bernoulli, logits l = f(z):  log p(x|z) = Σ_i [x_i l_i - softplus(l_i)]
-            (as log sigmoid(l) = l - softplus(l) and log(1 - sigmoid(l)) = -softplus(l));
-            each term is minus torch's ``binary_cross_entropy_with_logits``, one fused kernel.
-        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i].
+        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i]
+        (each is a :class:`vaelib.likelihoods.Likelihood`, ``self.likelihood``).
 
         ``validate=False`` skips :meth:`check_data` (no host sync: for training loops).
         """
         if validate:
             x = self.check_data(x)
         out = self.decode(z).float()  # (K, N, D); float32 even under bf16 autocast
-        if self.config.likelihood == "bernoulli":
-            # x_i l_i - softplus(l_i) = -BCE(l_i, x_i), stable for any l
-            bce = F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
-            return -bce.sum(dim=-1)
-        log_std = self.log_std.float().expand(self.data_dim)  # log s_i, (D,)
-        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - f_i(z)) / s_i)², (K, N, D)
-        return -0.5 * (sq + LOG_2PI + 2 * log_std).sum(dim=-1)
+        return self.likelihood.log_prob(x, out, getattr(self, "log_std", None))  # (K, N)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x, z) = log p(z) + log p(x|z)``: shapes as in :meth:`log_likelihood`."""
@@ -316,7 +310,7 @@ class VAE(nn.Module):
         """
         if validate:
             x = self.check_data(x)
-        q = self.posterior(x, validate=validate)
+        q = self.approximate_posterior(x, validate=validate)
         z = q.rsample(num_samples, generator=generator)  # (K, N, d)
         reconstruction = self.log_likelihood(x, z, validate=False).mean(dim=0)  # (N,)
         kl = gaussian_kl(q.mean.float(), q.logvar.float())  # (N,)
@@ -344,4 +338,4 @@ class VAE(nn.Module):
         thousands use :func:`vaelib.evaluate.evaluate`, which chunks.
         """
         x = self.check_data(x)
-        return estimators.iwae_bound(self, x, self.posterior(x), k, generator=generator)
+        return estimators.iwae_bound(self, x, self.approximate_posterior(x), k, generator=generator)

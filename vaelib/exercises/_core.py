@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose", "first_ratio",
-           "TIME_LIMIT_S", "NONFINITE_HINT", "forbidden_calls", "low_precision"]
+__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
+           "first_ratio", "require_callable", "returned_value", "TIME_LIMIT_S", "NONFINITE_HINT",
+           "forbidden_calls", "low_precision"]
 
 #: Seconds the student's function may run, over all its calls in one check, before the check stops
 #: it and prints a hint.
@@ -331,3 +332,22 @@ def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
                     f"that precision, relative tolerance {LOW_PRECISION_RTOL:g}, so this is not rounding.)")
         return f"the largest difference from the right value is {err:.3g}.{note}"
     return f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}."
+
+
+# --------------------------------------------------------------- answers that are functions
+
+def require_callable(answer: Any, signature: str) -> None:
+    """The answer must be the function itself (``signature`` says how it is called)."""
+    if not callable(answer):
+        raise ExerciseFailed(
+            f"pass the function itself, {signature}, not its result (no parentheses after "
+            "its name)."
+        )
+
+
+def returned_value(value: Any) -> Any:
+    """What the student's function returned; a body still ``...``/``pass`` returns None: not
+    attempted yet."""
+    if value is None or value is Ellipsis:
+        raise NotAttempted
+    return value

@@ -12,26 +12,13 @@ from typing import Any
 
 import torch
 
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, forbidden_calls, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
+from ._core import require_callable as _callable
+from ._core import returned_value as _result
 
 __all__ = ["check_pathwise_sample", "check_score_mu", "check_minibatch_elbo_estimate"]
 
 DT = torch.float64
-
-
-def _callable(answer: Any, signature: str) -> None:
-    if not callable(answer):
-        raise ExerciseFailed(
-            f"pass the function itself, {signature}, not its result (no parentheses after "
-            "its name)."
-        )
-
-
-def _result(value: Any) -> Any:
-    """A function whose body is still ``...``/``pass`` returns None: not attempted yet."""
-    if value is None or value is Ellipsis:
-        raise NotAttempted
-    return value
 
 
 def _case(seed: int, shape: tuple[int, ...] = (5, 3)) -> tuple[torch.Tensor, ...]:

@@ -14,25 +14,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import require_callable as _callable
+from ._core import returned_value as _result
 
 __all__ = ["check_negative_elbo", "check_count_active_units", "check_bce_integral"]
 
 DT = torch.float64
-
-
-def _callable(answer: Any, signature: str) -> None:
-    if not callable(answer):
-        raise ExerciseFailed(
-            f"pass the function itself, {signature}, not its result (no parentheses after its name)."
-        )
-
-
-def _result(value: Any) -> Any:
-    """A function whose body is still ``...``/``pass`` returns None: not attempted yet."""
-    if value is None or value is Ellipsis:
-        raise NotAttempted
-    return value
 
 
 # ----------------------------------------------------------------------------- negative_elbo

@@ -15,24 +15,13 @@ import torch
 from scipy import stats
 
 from ..latent import inverse_cdf_grid, lerp, slerp
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import require_callable as _callable
+from ._core import returned_value as _result
 
 __all__ = ["check_slerp", "check_inverse_cdf_grid", "check_prior_mass_within"]
 
 DT = torch.float64
-
-
-def _callable(answer: Any, signature: str) -> None:
-    if not callable(answer):
-        raise ExerciseFailed(f"pass the function itself, {signature}, not its result (no "
-                             "parentheses after its name).")
-
-
-def _result(value: Any) -> Any:
-    """A function whose body is still ``...``/``pass`` returns None: not attempted yet."""
-    if value is None or value is Ellipsis:
-        raise NotAttempted
-    return value
 
 
 def _finite(got: Any, hint: str) -> torch.Tensor:

@@ -1,11 +1,11 @@
-"""vaelib.widgets: the shared FigureExplorer plumbing redraws in place and leaks no figures."""
+"""vaelib.figures: the shared FigureExplorer plumbing redraws in place and leaks no figures."""
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from vaelib.widgets import FigureExplorer, static_figure
+from vaelib.figures import FigureExplorer, static_figure
 
 
 def draw_gaussian(fig, mean, scale):

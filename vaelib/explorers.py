@@ -1,168 +1,48 @@
-"""ipywidgets explorers for the chapters. They call vaelib and contain no math of their own.
+"""The latent-space explorers of chapter 9, all on one base, :class:`LatentView`.
 
-The shared plumbing is :class:`FigureExplorer`: controls (sliders, dropdowns, ...) wired to a draw
-function ``draw(fig, **values)`` that fills a matplotlib figure. The figure is never shown through
-pyplot: it is rendered off-screen (Agg) into PNG bytes and written into one ``ipywidgets.Image``
-that is updated in place, so a move redraws without flicker, without a new figure per move (no leak),
-and without ipympl. ``draw`` may return a short HTML/text string (e.g. the numbers on the plot), shown
-under the figure.
+They call the model (``encode``, ``decode_mean``, ``log_prior``, ``approximate_posterior``) and
+:mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid), and only draw.
+Every one has a static twin, ``show_static()``, for GitHub and nbval.
 
-Every explorer has a static twin for GitHub and nbval: :func:`static_figure` draws the same function
-once with fixed values, through pyplot, as an ordinary inline figure.
-
-Example::
-
-    def draw(fig, mean, scale):
-        ax = fig.subplots()
-        ...
-        return f"ESS = {ess:.1f}"
-
-    static_figure(draw, mean=0.0, scale=1.0)              # the static figure
-    FigureExplorer(draw, mean=FloatSlider(...), scale=FloatSlider(...))  # the live one
+- LatentExplorer: a slider per latent unit (the most active ones when there are many) and the
+  decoded image, updated in place as a PNG made without matplotlib (a decode and a PNG take a
+  few milliseconds); a chooser starts the sliders from a test image's posterior mean.
+- LatentMap: the test set encoded (posterior means, coloured by digit) beside the decoded
+  manifold on the inverse-CDF grid; two sliders pick a point, decoded and marked on both.
+- Interpolation: decoded images along the linear and the spherical path between two encodings,
+  and the norm of z along each.
+- PosteriorUncertainty: q(z|x) as 1σ and 2σ ellipses on the map, and decoded samples from it.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import math
 from typing import Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from PIL import Image as _PILImage  # Pillow: a dependency of matplotlib
+from scipy import stats as _stats
 
-__all__ = ["FigureExplorer", "static_figure", "figure_to_png"]
-
-DrawFn = Callable[..., Any]
-
-
-def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
-    """Render a matplotlib figure to PNG bytes (off-screen)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def static_figure(draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), **values: Any) -> None:
-    """Draw ``draw(fig, **values)`` once as an ordinary inline figure; print what it returns.
-
-    Returns None (a returned figure would be displayed a second time as a cell's last value), and
-    closes the figure once shown, so a chapter calling it many times leaks nothing.
-    """
-    fig = plt.figure(figsize=figsize)
-    readout = draw(fig, **values)
-    if readout:
-        print(_strip_html(str(readout)))
-    plt.show()
-    plt.close(fig)
-
-
-def _strip_html(text: str) -> str:
-    import re
-
-    return re.sub(r"<[^>]+>", "", text)
-
-
-class FigureExplorer(widgets.VBox):
-    """Controls above one figure that is redrawn in place whenever a control moves.
-
-    Args:
-        draw: ``draw(fig, **values) -> str | None``; called with a cleared figure and the current
-            value of every control, keyed by the keyword it was given under.
-        figsize: the figure size in inches.
-        dpi: rendering resolution (lower is faster; 90 keeps a redraw well under 100 ms).
-        **controls: ipywidgets value widgets (``FloatSlider``, ``IntSlider``, ``Dropdown``, ...).
-
-    Attributes:
-        controls: dict name -> widget; set ``explorer.controls["mean"].value = 1.0`` to move one.
-        image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes).
-        readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned.
-        figure: the single off-screen matplotlib figure, reused on every redraw.
-    """
-
-    def __init__(self, draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 90,
-                 **controls: widgets.ValueWidget) -> None:
-        if not controls:
-            raise ValueError("FigureExplorer needs at least one control, e.g. mean=FloatSlider(...).")
-        for name, control in controls.items():
-            if not hasattr(control, "value"):
-                raise TypeError(f"control {name!r} is a {type(control).__name__}, which has no "
-                                "`.value`; pass an ipywidgets value widget such as FloatSlider.")
-        self.draw = draw
-        self.dpi = dpi
-        self.controls = dict(controls)
-        self.figure = Figure(figsize=figsize)  # not registered with pyplot: never auto-shown, no leak
-        FigureCanvasAgg(self.figure)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.readout = widgets.HTML()
-        self.redraws = 0
-        box = widgets.HBox if len(controls) <= 2 else widgets.VBox
-        super().__init__([box(list(controls.values())), self.image, self.readout])
-        for control in controls.values():
-            control.observe(self._on_change, names="value")
-        self.update()
-
-    @property
-    def values(self) -> dict[str, Any]:
-        """The current value of every control, by name."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def _on_change(self, _change: dict) -> None:
-        self.update()
-
-    def update(self) -> None:
-        """Redraw the figure with the controls' current values, in place."""
-        self.figure.clear()
-        readout = self.draw(self.figure, **self.values)
-        self.image.value = figure_to_png(self.figure, dpi=self.dpi)
-        self.readout.value = "" if readout is None else str(readout)
-        self.redraws += 1
-
-    def show_static(self, **overrides: Any) -> None:
-        """The static twin: the same draw function, once, through pyplot (for GitHub and nbval),
-        with the controls' current values unless ``overrides`` names some."""
-        unknown = set(overrides) - set(self.controls)
-        if unknown:
-            raise ValueError(f"unknown control(s) {sorted(unknown)}; this explorer has "
-                             f"{sorted(self.controls)}.")
-        static_figure(self.draw, figsize=tuple(self.figure.get_size_inches()),
-                      **{**self.values, **overrides})
-
-
-# =================================================================================================
-# Latent-space explorers (ch. 9). They call the model (``encode``, ``decode_mean``, ``log_prior``,
-# ``posterior``) and :mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid),
-# and only draw. Every one has a static twin, ``show_static()``, for GitHub and nbval.
-#
-# - LatentExplorer: a slider per latent unit (the most active ones when there are many) and the
-#   decoded image, updated in place as a PNG made without matplotlib (a decode and a PNG take a
-#   few milliseconds); a chooser starts the sliders from a test image's posterior mean.
-# - LatentMap: the test set encoded (posterior means, coloured by digit) beside the decoded
-#   manifold on the inverse-CDF grid; two sliders pick a point, decoded and marked on both.
-# - Interpolation: decoded images along the linear and the spherical path between two encodings,
-#   and the norm of z along each.
-# - PosteriorUncertainty: q(z|x) as 1σ and 2σ ellipses on the map, and decoded samples from it.
-# =================================================================================================
-
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
-from PIL import Image as _PILImage  # noqa: E402 (Pillow: a dependency of matplotlib)
-from scipy import stats as _stats  # noqa: E402
-
-from .gaussian import DiagonalGaussian  # noqa: E402
-from .latent import (  # noqa: E402
-    encode_means,
+from .figures import FigureExplorer, static_figure
+from .gaussian import DiagonalGaussian
+from .latent import (
+    encode_dataset,
     latent_activity,
     latent_grid,
     lerp,
     most_active_dims,
     slerp,
 )
+
+__all__ = ["DIGIT_CMAP", "LatentView", "LatentExplorer", "LatentMap", "Interpolation",
+           "PosteriorUncertainty"]
 
 #: The ten digit colours (matplotlib's tab10), shared by every latent-space figure.
 DIGIT_CMAP = ListedColormap(plt.get_cmap("tab10").colors, name="digits")
@@ -210,16 +90,6 @@ def _check_labels(labels: Any, num_points: int) -> torch.Tensor | None:
     if len(labels) != num_points:
         raise ValueError(f"labels must have one entry per image ({num_points}), got {len(labels)}.")
     return labels.long()
-
-
-def _keep_model_and_data(view: Any, model: Any, x: Any, labels: Any, image_shape: Any) -> None:
-    """Check and keep what each view of encoded images needs: the model, x, labels, μ, logvar."""
-    _check_vae(model)
-    view.model = model
-    view.image_shape = _image_shape(model, image_shape)
-    view.x = _check_data(model, x)
-    view.labels = _check_labels(labels, len(view.x))
-    view.mu, view.logvar = encode_means(model, view.x)  # (N, d) each
 
 
 def _check_index(index: Any, num_points: int, what: str = "index") -> int:
@@ -304,9 +174,35 @@ def _describe(index: int, labels: torch.Tensor | None) -> str:
     return f"#{index}" + ("" if labels is None else f" (a {int(labels[index])})")
 
 
+# ----------------------------------------------------------------------------------- the base
+
+class LatentView:
+    """What every latent-space explorer keeps: the model, the images, their digits and encodings.
+
+    Attributes (set by :meth:`_keep_model_and_data`): ``model``; ``image_shape`` (H, W); ``x``
+    ``(N, D)``; ``labels`` ``(N,)`` or None; ``mu``, ``logvar`` ``(N, d)`` each, the parameters
+    of q(z|x) for every image. A new explorer subclasses it beside its widget class
+    (``class MyView(LatentView, FigureExplorer)``) and calls ``_keep_model_and_data`` first.
+    """
+
+    def _keep_model_and_data(self, model: Any, x: Any, labels: Any, image_shape: Any,
+                             x_required: bool = True) -> None:
+        """Check and keep the model, x, labels and their encodings (x may be None if not
+        ``x_required``: then x, labels, mu and logvar are None)."""
+        _check_vae(model)
+        self.model = model
+        self.image_shape = _image_shape(model, image_shape)
+        self.x = self.labels = self.mu = self.logvar = None
+        if x is None and not x_required:
+            return
+        self.x = _check_data(model, x)
+        self.labels = _check_labels(labels, len(self.x))
+        self.mu, self.logvar = encode_dataset(model, self.x)  # (N, d) each
+
+
 # ----------------------------------------------------------------------------------- LatentExplorer
 
-class LatentExplorer(widgets.HBox):
+class LatentExplorer(LatentView, widgets.HBox):
     """A slider per latent unit and the image the decoder makes of z, updated as a slider moves.
 
     The sliders set z; the image is ``model.decode_mean(z)`` (the decoder's mean, e.g. pixel
@@ -345,21 +241,14 @@ class LatentExplorer(widgets.HBox):
                  dims: Any = None, max_sliders: int = 8, start: int | None = 0,
                  bound: float | None = None, step: float = 0.05, scale: int = 8,
                  image_shape: tuple[int, int] | None = None) -> None:
-        _check_vae(model)
+        self._keep_model_and_data(model, x, labels, image_shape, x_required=False)
         if isinstance(max_sliders, bool) or not isinstance(max_sliders, int) or max_sliders < 1:
             raise ValueError(f"max_sliders must be an integer >= 1, got {max_sliders!r}.")
         if not step > 0:
             raise ValueError(f"step must be > 0, got {step!r}.")
-        self.model = model
-        self.image_shape = _image_shape(model, image_shape)
         self.scale = int(scale)
         d = model.latent_dim
-        self.x = self.mu = self.logvar = self.activity = None
-        if x is not None:
-            self.x = _check_data(model, x)
-            self.mu, self.logvar = encode_means(model, self.x)  # (N, d) each
-            self.activity = latent_activity(self.mu)  # (d,)
-        self.labels = _check_labels(labels, len(self.x)) if self.x is not None else None
+        self.activity = latent_activity(self.mu) if self.mu is not None else None  # (d,)
         if dims is not None:
             dims = [int(j) for j in dims]
             if not dims or len(set(dims)) != len(dims) or not all(0 <= j < d for j in dims):
@@ -531,12 +420,10 @@ class LatentExplorer(widgets.HBox):
         static_figure(self.draw_traversal, figsize=figsize, values=values)
 
 
-__all__ += ["DIGIT_CMAP", "LatentExplorer"]
-
 
 # ----------------------------------------------------------------------------------- LatentMap
 
-class LatentMap(FigureExplorer):
+class LatentMap(LatentView, FigureExplorer):
     """The 2-D latent space: where the test images are encoded, and what the decoder makes of it.
 
     Left, the posterior means μ(x) of ``x``, coloured by digit (the *means* of q(z|x), not
@@ -569,7 +456,7 @@ class LatentMap(FigureExplorer):
                  start: tuple[float, float] = (0.0, 0.0),
                  figsize: tuple[float, float] = (12.5, 4.4),
                  dpi: int = 80, image_shape: tuple[int, int] | None = None) -> None:
-        _keep_model_and_data(self, model, x, labels, image_shape)
+        self._keep_model_and_data(model, x, labels, image_shape)
         self.dims = _two_dims(model, dims)
         if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
             raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}.")
@@ -641,12 +528,10 @@ class LatentMap(FigureExplorer):
                 f"holding prior mass 1/{n * n}")
 
 
-__all__ += ["LatentMap"]
-
 
 # ----------------------------------------------------------------------------------- Interpolation
 
-class Interpolation(FigureExplorer):
+class Interpolation(LatentView, FigureExplorer):
     """Decoded images along a path between the codes (posterior means) of two test images.
 
     ``linear``: ``z_t = (1 - t) μ_a + t μ_b`` (:func:`vaelib.latent.lerp`); ``spherical``: along the
@@ -669,7 +554,7 @@ class Interpolation(FigureExplorer):
                  end: int = 1, steps: int = 9, method: str = "both",
                  figsize: tuple[float, float] = (12.0, 5.2), dpi: int = 80,
                  image_shape: tuple[int, int] | None = None) -> None:
-        _keep_model_and_data(self, model, x, labels, image_shape)
+        self._keep_model_and_data(model, x, labels, image_shape)
         norms = self.mu.norm(dim=-1).float().cpu().numpy()  # ‖μ(x)‖ of every image
         self.norm_band = tuple(np.percentile(norms, [5, 95]))
         start = _check_index(start, len(self.x), "start")
@@ -732,12 +617,10 @@ class Interpolation(FigureExplorer):
                 f" (endpoints {float(z0.norm()):.2f} and {float(z1.norm()):.2f})")
 
 
-__all__ += ["Interpolation"]
-
 
 # ------------------------------------------------------------------------ PosteriorUncertainty
 
-class PosteriorUncertainty(FigureExplorer):
+class PosteriorUncertainty(LatentView, FigureExplorer):
     """q(z|x) is a distribution, not a point: its 1σ and 2σ ellipses, and decoded samples from it.
 
     Left, the codes of all of ``x`` (faint) and the ellipses ``{z : Σ_k ((z_k - μ_k) / σ_k)² =
@@ -763,7 +646,7 @@ class PosteriorUncertainty(FigureExplorer):
                  dims: Any = None, num_samples: int = 8, seed: int = 0,
                  figsize: tuple[float, float] = (12.5, 4.4), dpi: int = 80,
                  image_shape: tuple[int, int] | None = None) -> None:
-        _keep_model_and_data(self, model, x, labels, image_shape)
+        self._keep_model_and_data(model, x, labels, image_shape)
         self.dims = _two_dims(model, dims)
         if indices is None:
             if self.labels is not None:
@@ -842,5 +725,3 @@ class PosteriorUncertainty(FigureExplorer):
                 f"{float(mean[j]):+.2f}), σ = ({float(std[i]):.3f}, {float(std[j]):.3f}) in "
                 f"z[{i}], z[{j}]: at least {ratio:.0f}× narrower than the prior N(0, 1)")
 
-
-__all__ += ["PosteriorUncertainty"]

@@ -1,4 +1,4 @@
-"""vaelib.widgets' latent-space explorers, on a tiny untrained VAE: the controls set the numbers the
+"""vaelib.explorers, on a tiny untrained VAE: the controls set the numbers the
 widgets show (the decoded image is the decoder's output for the slider values, a chosen image's
 code is its posterior mean, an interpolation starts and ends at the endpoints' decodings), figures
 and images are updated in place, and nothing leaks."""
@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from vaelib.data import fixed_binarization, load_mnist_subset, to_unit_interval
-from vaelib.latent import encode_means, lerp, most_active_dims, slerp
+from vaelib.latent import encode_dataset, lerp, most_active_dims, slerp
 from vaelib.vae import VAE
-from vaelib.widgets import Interpolation, LatentExplorer, LatentMap, PosteriorUncertainty
+from vaelib.explorers import Interpolation, LatentExplorer, LatentMap, PosteriorUncertainty
 
 N = 60
 
@@ -58,7 +58,7 @@ def test_explorer_gives_sliders_to_the_most_active_units(data):
     x, labels = data
     model = tiny_vae(12)
     explorer = LatentExplorer(model, x, labels)
-    mu, _ = encode_means(model, x)
+    mu, _ = encode_dataset(model, x)
     assert explorer.dims == most_active_dims(mu, 8).tolist()
     assert len(explorer.sliders) == 8
     assert [s.description for s in explorer.sliders] == [f"z[{j}]" for j in explorer.dims]
@@ -70,7 +70,7 @@ def test_explorer_starts_from_the_chosen_images_posterior_mean(data):
     x, labels = data
     model = tiny_vae(12)
     explorer = LatentExplorer(model, x, labels, start=3)
-    mu, _ = encode_means(model, x)
+    mu, _ = encode_dataset(model, x)
     assert explorer.chooser.value == 3
     torch.testing.assert_close(explorer.z, mu[3], rtol=0, atol=0)
     np.testing.assert_allclose([s.value for s in explorer.sliders], mu[3, explorer.dims].numpy(),
@@ -247,7 +247,7 @@ def test_interpolation_endpoints_are_the_endpoints_decodings(data):
     x, labels = data
     model = tiny_vae(6)
     interp = Interpolation(model, x, labels, start=2, end=9, steps=7)
-    mu, _ = encode_means(model, x)
+    mu, _ = encode_dataset(model, x)
     assert set(interp.paths) == {"linear", "spherical"}
     with torch.no_grad():
         for method, path in interp.paths.items():
@@ -270,7 +270,7 @@ def test_interpolation_controls_change_the_path(data):
     interp.controls["method"].value = "spherical"
     assert set(interp.paths) == {"spherical"}
     interp.controls["end"].value = 4
-    mu, _ = encode_means(model, x)
+    mu, _ = encode_dataset(model, x)
     torch.testing.assert_close(interp.paths["spherical"][-1], mu[4])
 
 
@@ -311,7 +311,7 @@ def test_posterior_uncertainty_draws_from_the_chosen_posterior(data):
     assert pu.indices == first_of_each
     index = pu.indices[2]
     pu.controls["image"].value = index
-    q = model.posterior(x[index:index + 1])
+    q = model.approximate_posterior(x[index:index + 1])
     torch.testing.assert_close(pu.posterior.mean, q.mean.detach())
     torch.testing.assert_close(pu.posterior.logvar, q.logvar.detach())
     want = q.sample(5, generator=torch.Generator().manual_seed(0))[:, 0]

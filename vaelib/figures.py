@@ -1,0 +1,173 @@
+"""The course's figures: one style, and one draw function shown static or live.
+
+:func:`use_course_style`, :data:`COLORS` (one colour per role) and :func:`reference_line` (the
+exact value, dashed) give every chapter the same look. :class:`FigureExplorer` is the plumbing
+of every live figure: controls (sliders, dropdowns, ...) wired to a draw function
+``draw(fig, **values)`` that fills a matplotlib figure. The figure is never shown through pyplot:
+it is rendered off-screen (Agg) into PNG bytes and written into one ``ipywidgets.Image`` that is
+updated in place, so a move redraws without flicker, without a new figure per move (no leak), and
+without ipympl. ``draw`` may return a short HTML/text string (e.g. the numbers on the plot), shown
+under the figure.
+
+Every explorer has a static twin for GitHub and nbval: :func:`static_figure` draws the same function
+once with fixed values, through pyplot, as an ordinary inline figure.
+
+Example::
+
+    def draw(fig, mean, scale):
+        ax = fig.subplots()
+        ...
+        return f"ESS = {ess:.1f}"
+
+    static_figure(draw, mean=0.0, scale=1.0)              # the static figure
+    FigureExplorer(draw, mean=FloatSlider(...), scale=FloatSlider(...))  # the live one
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["COLORS", "use_course_style", "reference_line", "FigureExplorer", "static_figure",
+           "figure_to_png"]
+
+# ---------------------------------------------------------------------------------------- the style
+
+#: One colour per role, used consistently across chapters.
+COLORS = {
+    "exact": "black",       # the truth: exact log p(x), exact posterior
+    "naive": "#d62728",     # naive Monte Carlo from the prior
+    "importance": "#1f77b4",  # importance sampling / IWAE
+    "elbo": "#2ca02c",      # the ELBO
+    "posterior": "#9467bd",  # p(z|x)
+    "proposal": "#ff7f0e",  # q(z|x)
+    "prior": "#7f7f7f",     # p(z)
+}
+
+
+def use_course_style() -> None:
+    """A clean, readable default style for every chapter's figures (call once, first cell)."""
+    mpl.rcParams.update({
+        "figure.figsize": (7.0, 4.0),
+        "figure.dpi": 100,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.titlesize": 12,
+        "axes.labelsize": 11,
+        "legend.frameon": False,
+        "font.size": 10,
+    })
+
+
+def reference_line(ax: Axes, value: float, label: str = "exact", horizontal: bool = True) -> None:
+    """Draw the exact value as a dashed black line, so every estimate is judged against the truth."""
+    draw = ax.axhline if horizontal else ax.axvline
+    draw(value, color=COLORS["exact"], linestyle="--", linewidth=1.2, label=label)
+
+
+# ---------------------------------------------------------------------------------------- the plumbing
+
+DrawFn = Callable[..., Any]
+
+
+def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
+    """Render a matplotlib figure to PNG bytes (off-screen)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def static_figure(draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), **values: Any) -> None:
+    """Draw ``draw(fig, **values)`` once as an ordinary inline figure; print what it returns.
+
+    Returns None (a returned figure would be displayed a second time as a cell's last value), and
+    closes the figure once shown, so a chapter calling it many times leaks nothing.
+    """
+    fig = plt.figure(figsize=figsize)
+    readout = draw(fig, **values)
+    if readout:
+        print(_strip_html(str(readout)))
+    plt.show()
+    plt.close(fig)
+
+
+def _strip_html(text: str) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", "", text)
+
+
+class FigureExplorer(widgets.VBox):
+    """Controls above one figure that is redrawn in place whenever a control moves.
+
+    Args:
+        draw: ``draw(fig, **values) -> str | None``; called with a cleared figure and the current
+            value of every control, keyed by the keyword it was given under.
+        figsize: the figure size in inches.
+        dpi: rendering resolution (lower is faster; 90 keeps a redraw well under 100 ms).
+        **controls: ipywidgets value widgets (``FloatSlider``, ``IntSlider``, ``Dropdown``, ...).
+
+    Attributes:
+        controls: dict name -> widget; set ``explorer.controls["mean"].value = 1.0`` to move one.
+        image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes).
+        readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned.
+        figure: the single off-screen matplotlib figure, reused on every redraw.
+    """
+
+    def __init__(self, draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 90,
+                 **controls: widgets.ValueWidget) -> None:
+        if not controls:
+            raise ValueError("FigureExplorer needs at least one control, e.g. mean=FloatSlider(...).")
+        for name, control in controls.items():
+            if not hasattr(control, "value"):
+                raise TypeError(f"control {name!r} is a {type(control).__name__}, which has no "
+                                "`.value`; pass an ipywidgets value widget such as FloatSlider.")
+        self.draw = draw
+        self.dpi = dpi
+        self.controls = dict(controls)
+        self.figure = Figure(figsize=figsize)  # not registered with pyplot: never auto-shown, no leak
+        FigureCanvasAgg(self.figure)
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.readout = widgets.HTML()
+        self.redraws = 0
+        box = widgets.HBox if len(controls) <= 2 else widgets.VBox
+        super().__init__([box(list(controls.values())), self.image, self.readout])
+        for control in controls.values():
+            control.observe(self._on_change, names="value")
+        self.update()
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The current value of every control, by name."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    def _on_change(self, _change: dict) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Redraw the figure with the controls' current values, in place."""
+        self.figure.clear()
+        readout = self.draw(self.figure, **self.values)
+        self.image.value = figure_to_png(self.figure, dpi=self.dpi)
+        self.readout.value = "" if readout is None else str(readout)
+        self.redraws += 1
+
+    def show_static(self, **overrides: Any) -> None:
+        """The static twin: the same draw function, once, through pyplot (for GitHub and nbval),
+        with the controls' current values unless ``overrides`` names some."""
+        unknown = set(overrides) - set(self.controls)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; this explorer has "
+                             f"{sorted(self.controls)}.")
+        static_figure(self.draw, figsize=tuple(self.figure.get_size_inches()),
+                      **{**self.values, **overrides})

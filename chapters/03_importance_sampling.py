@@ -186,7 +186,7 @@ proposals = {  # name -> (μ_q, σ_q)
 }
 # one colour per proposal (COLORS from vaelib.figures, plus teal for the good q)
 PROPOSAL_COLORS = {"prior": COLORS["prior"], "poor q": COLORS["proposal"],
-                   "good q": "#17becf", "exact posterior": COLORS["posterior"]}
+                   "good q": "#56B4E9", "exact posterior": COLORS["posterior"]}
 
 
 def gaussian_proposal(mean, std, num_points=1):
@@ -631,7 +631,7 @@ plt.show()
 
 # %%
 widths_demo = {"wide (1.2σ⋆)": 1.2, "narrow (0.75σ⋆)": 0.75, "too narrow (0.5σ⋆)": 0.5}  # σ_q/σ⋆
-WIDTH_COLORS = {"wide (1.2σ⋆)": "#17becf", "narrow (0.75σ⋆)": COLORS["proposal"], "too narrow (0.5σ⋆)": "#8c1c13"}
+WIDTH_COLORS = {"wide (1.2σ⋆)": "#56B4E9", "narrow (0.75σ⋆)": COLORS["proposal"], "too narrow (0.5σ⋆)": "#8c1c13"}
 
 
 def truncated_rho(std_q, half_width):

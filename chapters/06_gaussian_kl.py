@@ -369,7 +369,7 @@ fig, (ax_err, ax_mc) = plt.subplots(1, 2, figsize=(12, 4.2))
 for values, color, label, marker in [
     (naive_kl, COLORS["naive"], "quadrature in z (naive)", "x"),
     (quad_kl, "#8c564b", "quadrature in t = (z − μ)/σ", "o"),
-    (torch_kl, "#17becf", "torch.distributions", "."),
+    (torch_kl, "#56B4E9", "torch.distributions", "."),
 ]:
     rel = ((values - exact_kl).abs() / exact_kl).clamp(min=floor)
     ax_err.scatter(case_std, rel, s=14, marker=marker, color=color, label=label, alpha=0.7)

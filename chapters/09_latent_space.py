@@ -278,15 +278,15 @@ assert abs(span - (1 - 1 / n) ** 2) < 0.005  # MC standard error ≈ 0.0008
 fig, (ax_points, ax_mass) = plt.subplots(1, 2, figsize=(12, 3.6))
 zz = np.linspace(-3.5, 3.5, 400)
 ax_points.plot(zz, stats.norm.pdf(zz), color=COLORS["prior"], label="prior N(0, 1)")
-ax_points.plot(grid, np.full(n, 0.03), "|", markersize=16, color="#1f77b4",
+ax_points.plot(grid, np.full(n, 0.03), "|", markersize=16, color=COLORS["importance"],
                label="z = Φ⁻¹((i + ½)/n)")
-ax_points.plot(even, np.full(n, -0.03), "|", markersize=16, color="#d62728",
+ax_points.plot(even, np.full(n, -0.03), "|", markersize=16, color=COLORS["naive"],
                label="evenly spaced on [-3, 3]")
 ax_points.set(xlabel="z", ylabel="density", title=f"Where the n = {n} points of each axis go")
 ax_points.legend(loc="upper right", fontsize=8)
-ax_mass.bar(np.arange(n) - 0.2, np.diff(stats.norm.cdf(edges)), width=0.4, color="#1f77b4",
+ax_mass.bar(np.arange(n) - 0.2, np.diff(stats.norm.cdf(edges)), width=0.4, color=COLORS["importance"],
             label="inverse-CDF grid")
-ax_mass.bar(np.arange(n) + 0.2, even_mass, width=0.4, color="#d62728", label="even grid")
+ax_mass.bar(np.arange(n) + 0.2, even_mass, width=0.4, color=COLORS["naive"], label="even grid")
 ax_mass.axhline(1 / n, color=COLORS["exact"], linestyle="--", linewidth=1.2, label="1/n")
 ax_mass.set(xlabel="point i", ylabel="prior mass it stands for", yscale="log",
             title="Each point's share of the prior")
@@ -427,11 +427,12 @@ for ax, d in zip(axes, (2, 50)):
              "great-circle midpoints": slerp(pairs[0], pairs[1], 0.5)[0].norm(dim=1)}
     assert abs(norms["prior draws"].square().mean().item() / d - 1) < 0.03  # E‖z‖² = d
     assert abs(norms["straight-line midpoints"].square().mean().item() / (d / 2) - 1) < 0.03
-    colors = [COLORS["prior"], "#d62728", "#1f77b4"]
+    colors = [COLORS["prior"], COLORS["naive"], COLORS["importance"]]
+    hatches = [None, "//", "\\\\"]  # a second cue beside the colour
     r = np.linspace(0, 1.15 * stats.chi.ppf(0.9999, d), 300)
-    for (label, values), color in zip(norms.items(), colors):  # (slerp's rare far swings: cut)
+    for (label, values), color, hatch in zip(norms.items(), colors, hatches):  # (slerp's far swings: cut)
         ax.hist(values.numpy(), bins=np.linspace(0, r[-1], 80), density=True, alpha=0.45,
-                color=color, label=label)
+                color=color, hatch=hatch, label=label)
     ax.plot(r, stats.chi.pdf(r, d), color=COLORS["exact"], linestyle="--", label="exact χ_d")
     ax.plot(r, np.sqrt(2) * stats.chi.pdf(np.sqrt(2) * r, d), color=COLORS["exact"],
             linestyle=":", label="exact χ_d / √2")

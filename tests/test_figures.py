@@ -57,3 +57,24 @@ def test_bad_controls_are_clear_errors():
         FigureExplorer(draw_gaussian)
     with pytest.raises(TypeError, match="value widget"):
         FigureExplorer(draw_gaussian, mean=widgets.Button())
+
+
+def test_the_explorers_image_carries_a_description_of_the_figure():
+    from vaelib.figures import describe_figure
+
+    def draw(fig, mean):
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.set(title=f"density at mean {mean:.1f}", xlabel="z")
+        ax2.set(xlabel="K", ylabel="estimate")
+        fig.suptitle("Two views")
+        return None
+
+    explorer = FigureExplorer(draw, mean=widgets.FloatSlider(value=0.0, min=-2, max=2))
+    assert explorer.image.tooltip == "Figure: Two views; density at mean 0.0; estimate against K"
+    explorer.controls["mean"].value = 1.5
+    assert "density at mean 1.5" in explorer.image.tooltip  # follows the redraw
+    fig = plt.figure()
+    try:
+        assert describe_figure(fig) == "Figure"
+    finally:
+        plt.close(fig)

@@ -63,7 +63,7 @@ def _widget_states(nb: nbformat.NotebookNode) -> dict[str, dict]:
 
 def _html_text(value: str) -> str:
     """The plain text of a small HTML label (tqdm's labels are text with entities, maybe tags)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", value or ""))
+    return html.unescape(re.sub(r"<[^>]+>", "", value or "")).replace("\u2007", " ")  # tqdm's figure spaces
 
 
 def progress_text(model_id: str, states: dict[str, dict]) -> str | None:

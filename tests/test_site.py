@@ -1,5 +1,7 @@
 """The readable site and the slides are built from the executed chapters."""
 
+import base64
+import json
 import re
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import nbformat
 import pytest
 from nbconvert import SlidesExporter
 
-from scripts.build_site import build_site
+from scripts.build_site import build_site, figure_descriptions, progress_text, without_widgets
 from scripts.executed import executed_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +49,6 @@ def test_every_chapter_has_slides_and_exports(chapter):
 
 
 # --- navigation, notation, downloads, figure descriptions, progress bars (synthetic chapters) -----
-
-import base64
-import json
-
-from scripts.build_site import figure_descriptions, progress_text, without_widgets
 
 _PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()  # any bytes will do
 _PNG2 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64, 128))).decode()

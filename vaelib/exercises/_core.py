@@ -152,7 +152,8 @@ def _student_line(err: BaseException) -> str:
         if path.startswith(_LIBRARY_DIRS) or "site-packages" in path or "dist-packages" in path:
             continue
         code = (frame.line or "").strip()
-        return f" (in your code, line {frame.lineno}: `{code}`)" if code else f" (in your code, line {frame.lineno})"
+        where = f" (in your code, line {frame.lineno}"
+        return f"{where}: `{code}`)" if code else f"{where})"
     return ""
 
 

@@ -1,7 +1,9 @@
 # vae-course: every target uses one virtual environment, .venv, made on first use.
-#   make lab     set up (first time) and start JupyterLab on chapters/ (prints the URL)
+#   make lab     set up (first time) and start JupyterLab on the course, opened at chapters/ (prints the URL)
+#   make student-lab  write the student edition, then start JupyterLab opened at student/
 #   make test    set up (first time) and run every test: unit tests, pairing, every chapter (nbval)
 #   make bench   print the benchmarks' figures (JSON)
+#   make bench-load  chapter times alone and with 1 and 2 competing busy processes, peak memory (JSON)
 #   make student write the student edition, student/NN_name.ipynb (solutions replaced by stubs)
 #   make slides  export every chapter to reveal.js slides in slides/ (present live: RISE in Lab)
 #   make site    execute every chapter and write the readable HTML course to site/index.html
@@ -20,8 +22,10 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 # Extra arguments for the training and evaluation benchmarks
 BENCH_ARGS ?=
+# Extra arguments for the load benchmark, e.g. make bench-load BENCH_LOAD_ARGS="--chapters 01 08"
+BENCH_LOAD_ARGS ?=
 
-.PHONY: help venv lab test bench sync student slides site clean
+.PHONY: help venv lab student-lab test bench bench-load sync student slides site clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -38,8 +42,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The whole repository is served (chapters/, student/, ...); the file browser opens at chapters/.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/chapters \
+	  $(ALLOW_ROOT) $(LAB_ARGS)
+
+student-lab: student
+	$(BIN)/jupyter lab --no-browser --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/student \
+	  $(ALLOW_ROOT) $(LAB_ARGS)
 
 # One execution of each chapter (nbval) is kept in build/executed/ (conftest.py); the site and slides
 # tests reuse it. The student edition is built into build/student/ and executed too.
@@ -52,6 +62,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py --repeats 3 $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_evaluate.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_chapters.py
+
+# Run it on an otherwise idle machine: it loads the machine itself and compares with the quiet run.
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/bench_load.py $(BENCH_LOAD_ARGS)
 
 sync: $(STAMP)
 	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done

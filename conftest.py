@@ -1,6 +1,7 @@
-"""Keep what nbval computed: each notebook it executes is written, with its outputs, to
-``build/executed/<folder>/<name>.ipynb`` once every cell has passed. The course site (``make site``)
-and its test are built from these, so ``make test`` executes each chapter once, not once per product.
+"""Give nbval a wait for output that a loaded machine can meet (below), and keep what it computed:
+each notebook it executes is written, with its outputs, to ``build/executed/<folder>/<name>.ipynb``
+once every cell has passed. The course site (``make site``) and its test are built from these, so
+``make test`` executes each chapter once, not once per product.
 
 nbval drops the kernel's widget messages, so the widgets' last states (a progress bar's final text,
 which the site shows) are recorded here from those messages and saved with the notebook, in the
@@ -17,6 +18,13 @@ from scripts.atomic import write_notebook_atomic
 
 ROOT = Path(__file__).resolve().parent
 EXECUTED = ROOT / "build" / "executed"
+
+# nbval waits at most 5 s (hard-coded, IPyNbCell.output_timeout) for each output message after a
+# cell has finished. On a loaded machine (a busy CI runner, a shared JupyterHub node) the kernel can
+# be descheduled for longer than that while it still has messages to send, and the cell failed
+# with "Timeout of 5 seconds exceeded waiting for output" although it had run correctly. A cell
+# that truly hangs is still caught by --nbval-cell-timeout.
+NBVAL_OUTPUT_TIMEOUT = 120  # seconds
 
 _notebooks: dict[Path, dict] = {}  # notebook path -> {"nb": NotebookNode, "ok": bool, "count": int}
 _widgets: dict[Path, dict[str, dict]] = {}  # notebook path -> {model id: the widget's last state}
@@ -63,6 +71,12 @@ _record_widget_messages()
 
 def _is_nbval_cell(item: pytest.Item) -> bool:
     return type(item).__name__ == "IPyNbCell" and hasattr(item, "test_outputs")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _is_nbval_cell(item):
+            item.output_timeout = NBVAL_OUTPUT_TIMEOUT
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-dir", default=None,
                    help="full MNIST from this folder (default: the bundled subset)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default: torch's choice, one per core)")
+                   help="torch.set_num_threads (default: vaelib's rule, README 'Shared machines')")
     p.add_argument("--repeats", type=int, default=3,
                    help="alternate the two this many times; the best time counts")
     args = p.parse_args(argv)

@@ -33,6 +33,21 @@
 # 4. measure how its error and the samples it needs grow with the latent dimension $d$, fit the
 #    exponential rate, and explain it.
 
+# %% slideshow={"slide_type": "skip"} tags=["colab-setup"]
+# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib`
+# importable in this kernel (Colab has torch and vaelib's other needs) and work in its chapters/.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and not os.path.isdir("../vaelib"):
+    course = os.path.abspath("vae-course")
+    if not os.path.isdir(course):
+        url = os.environ.get("VAE_COURSE_REPO", "https://github.com/vae-course/vae-course")
+        subprocess.run(["git", "clone", "--depth", "1", "--quiet", url, course], check=True)
+    sys.path.insert(0, course)
+    os.chdir(os.path.join(course, "chapters"))
+
 # %%
 # %matplotlib inline
 import math

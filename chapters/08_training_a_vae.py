@@ -31,6 +31,21 @@
 #
 # The model is saved to `runs/ch08_vae` (next to this notebook) for chapter 9.
 
+# %% slideshow={"slide_type": "skip"} tags=["colab-setup"]
+# On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib`
+# importable in this kernel (Colab has torch and vaelib's other needs) and work in its chapters/.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and not os.path.isdir("../vaelib"):
+    course = os.path.abspath("vae-course")
+    if not os.path.isdir(course):
+        url = os.environ.get("VAE_COURSE_REPO", "https://github.com/vae-course/vae-course")
+        subprocess.run(["git", "clone", "--depth", "1", "--quiet", url, course], check=True)
+    sys.path.insert(0, course)
+    os.chdir(os.path.join(course, "chapters"))
+
 # %%
 # %matplotlib inline
 import math

@@ -1,10 +1,12 @@
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from vaelib.device import default_device, derive_seed, seed_everything
+from vaelib.device import (MAX_THREADS, default_device, derive_seed, fit_threads, seed_everything,
+                           threads_for, usable_cpus)
 
 
 def test_default_device_is_cuda_then_mps_then_cpu(monkeypatch):
@@ -54,3 +56,100 @@ def test_derive_seed_gives_every_seed_and_index_its_own_seed():
     assert derive_seed(0, 5) == 5 and derive_seed(2, 7) == 2 * 1_000_003 + 7
     seeds = {derive_seed(s, i) for s in range(20) for i in range(1000)}
     assert len(seeds) == 20 * 1000
+
+
+# --- threads that fit the machine ------------------------------------------------------------------
+
+@pytest.fixture
+def affinity(monkeypatch):
+    """Pretend this process may run on ``n`` CPUs (what ``taskset`` or a container would allow)."""
+    def set_cpus(n):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(n)))
+    return set_cpus
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def cgroup_v2(root, text):
+    (root / "cpu.max").write_text(text)
+    return root
+
+
+def cgroup_v1(root, quota, period="100000"):
+    (root / "cpu").mkdir()
+    (root / "cpu" / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (root / "cpu" / "cpu.cfs_period_us").write_text(f"{period}\n")
+    return root
+
+
+def test_usable_cpus_is_the_affinity_without_a_quota(tmp_path, affinity):
+    affinity(6)
+    assert usable_cpus(tmp_path) == 6  # an empty cgroup folder: no quota
+    assert usable_cpus(cgroup_v2(tmp_path, "max 100000\n")) == 6
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1), ("1600000 100000", 6)])
+def test_usable_cpus_follows_the_cgroup_v2_quota(tmp_path, affinity, text, expected):
+    affinity(6)
+    assert usable_cpus(cgroup_v2(tmp_path, text + "\n")) == expected
+
+
+@pytest.mark.parametrize("quota, expected", [("-1", 8), ("300000", 3), ("25000", 1)])
+def test_usable_cpus_follows_the_cgroup_v1_quota(tmp_path, affinity, quota, expected):
+    affinity(8)
+    assert usable_cpus(cgroup_v1(tmp_path, quota)) == expected
+
+
+def test_usable_cpus_ignores_an_unreadable_quota(tmp_path, affinity):
+    affinity(4)
+    assert usable_cpus(cgroup_v2(tmp_path, "garbage 100000")) == 4
+
+
+def test_threads_for_is_half_the_cpus_between_one_and_the_cap():
+    assert [threads_for(n) for n in (1, 2, 3, 4, 6)] == [1, 1, 1, 2, 3]
+    assert threads_for(64) == MAX_THREADS
+
+
+def test_fit_threads_sets_torch_from_the_quota(tmp_path, affinity, keep_threads):
+    affinity(16)
+    assert fit_threads({}, cgroup_v2(tmp_path, "200000 100000")) == 1  # a 2-CPU JupyterHub pod
+    assert torch.get_num_threads() == 1
+    assert fit_threads({}, tmp_path / "none") == MAX_THREADS
+    assert torch.get_num_threads() == MAX_THREADS
+
+
+def test_environment_overrides_the_rule(tmp_path, affinity, keep_threads):
+    affinity(2)
+    assert fit_threads({"OMP_NUM_THREADS": "2"}, tmp_path) == 2
+    assert torch.get_num_threads() == 2
+    assert fit_threads({"OMP_NUM_THREADS": "3,1"}, tmp_path) == 3
+    assert fit_threads({"OMP_NUM_THREADS": "2", "VAELIB_THREADS": "1"}, tmp_path) == 1
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_bad_thread_counts_are_refused_by_name(tmp_path, keep_threads, bad):
+    with pytest.raises(ValueError, match="VAELIB_THREADS"):
+        fit_threads({"VAELIB_THREADS": bad}, tmp_path)
+
+
+def test_importing_vaelib_fits_the_threads(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "VAELIB_THREADS")}
+    code = ("import torch, vaelib.device as d; "
+            "print(torch.get_num_threads(), d.threads_for(d.usable_cpus()))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == out[1]
+    env["VAELIB_THREADS"] = "3"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "3"

@@ -10,7 +10,7 @@ vaelib.train`` load no ipywidgets, matplotlib or Pillow.
 =============  ==========================================================================
 module         holds
 =============  ==========================================================================
-device         default_device, seed_everything, derive_seed (the per-(seed, index) seed)
+device         default_device, seed_everything, derive_seed, fit_threads (torch threads)
 checks         check_tensor, check_finite, check_num_samples, check_last_dim
 gaussian       DiagonalGaussian, FullGaussian, standard_normal
 kl             gaussian_kl, gaussian_kl_between, mc_kl

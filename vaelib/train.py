@@ -356,8 +356,10 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
         _training_step(model, optimizer, x, cfg, binarize, generator, log)
 
     run_step = _CudaGraphStep(step, (B, train_x.shape[1]), device) if use_graph else step
+    # Redraw at most twice a second: each redraw in Jupyter is a widget message, and thousands of
+    # them slow a loaded machine and outrun nbval's wait for output.
     bar = tqdm(total=(cfg.epochs - start_epoch) * steps, unit="batch", desc="training",
-               disable=not cfg.progress, dynamic_ncols=True)
+               disable=not cfg.progress, dynamic_ncols=True, mininterval=0.5)
     start_time = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
     epoch = start_epoch
     try:

@@ -2,6 +2,10 @@
 each notebook it executes is written, with its outputs, to ``build/executed/<folder>/<name>.ipynb``
 once every cell has passed. The course site (``make site``) and its test are built from these, so
 ``make test`` executes each chapter once, not once per product.
+
+nbval drops the kernel's widget messages, so the widgets' last states (a progress bar's final text,
+which the site shows) are recorded here from those messages and saved with the notebook, in the
+standard ``metadata.widgets`` form that nbclient also writes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,46 @@ EXECUTED = ROOT / "build" / "executed"
 NBVAL_OUTPUT_TIMEOUT = 120  # seconds
 
 _notebooks: dict[Path, dict] = {}  # notebook path -> {"nb": NotebookNode, "ok": bool, "count": int}
+_widgets: dict[Path, dict[str, dict]] = {}  # notebook path -> {model id: the widget's last state}
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+
+
+def _remember_widget(path: Path, msg: dict) -> None:
+    """Fold a ``comm_open``/``comm_msg`` of a Jupyter widget into the widget's recorded state."""
+    if msg.get("msg_type") not in ("comm_open", "comm_msg"):
+        return
+    content = msg.get("content", {})
+    data = content.get("data", {})
+    if msg["msg_type"] == "comm_open" and content.get("target_name") != "jupyter.widget":
+        return
+    if msg["msg_type"] == "comm_msg" and data.get("method") not in ("update", "echo_update"):
+        return
+    states = _widgets.setdefault(path, {})
+    comm_id = content.get("comm_id")
+    if msg["msg_type"] == "comm_msg" and comm_id not in states:
+        return
+    states.setdefault(comm_id, {}).update(data.get("state", {}))
+
+
+def _record_widget_messages() -> None:
+    try:
+        from nbval.plugin import IPyNbFile
+    except ImportError:  # nbval absent: no notebooks are run
+        return
+    if getattr(IPyNbFile.get_kernel_message, "_records_widgets", False):
+        return
+    original = IPyNbFile.get_kernel_message
+
+    def get_kernel_message(self, *args, **kwargs):
+        msg = original(self, *args, **kwargs)
+        _remember_widget(Path(str(self.fspath)).resolve(), msg)
+        return msg
+
+    get_kernel_message._records_widgets = True
+    IPyNbFile.get_kernel_message = get_kernel_message
+
+
+_record_widget_messages()
 
 
 def _is_nbval_cell(item: pytest.Item) -> bool:
@@ -69,4 +113,13 @@ def _write(path: Path, record: dict) -> None:
     if not record["ok"]:
         target.unlink(missing_ok=True)  # never leave a stale success behind
         return
+    states = _widgets.pop(path, {})
+    if states:
+        record["nb"].metadata["widgets"] = {WIDGET_STATE_MIME: {
+            "version_major": 2, "version_minor": 0,
+            "state": {model_id: {"model_name": state.get("_model_name"),
+                                 "model_module": state.get("_model_module"),
+                                 "model_module_version": state.get("_model_module_version"),
+                                 "state": state}
+                      for model_id, state in states.items()}}}
     write_notebook_atomic(target, record["nb"])

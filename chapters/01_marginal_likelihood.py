@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 1 — The marginal likelihood
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # A variational autoencoder is a **latent-variable model**: a random code $z$ is drawn from a simple
 # distribution and a decoder turns it into data $x$. Such a model assigns each data point the
 # probability
@@ -493,6 +495,11 @@ plt.show()
 # \ell(\theta) = \sum_{n=1}^N \log p_\theta(x_n).
 # $$
 #
+# (With a prior $p(\theta)$ on the parameters one can instead maximize $\ell(\theta) + \log p(\theta)$,
+# the **MAP** (maximum a posteriori) estimate; weight decay is the case of a Gaussian prior. The extra
+# term does not involve $z$, so everything this course says about $p_\theta(x)$ applies unchanged; we
+# use maximum likelihood throughout.)
+#
 # Why this goal: by the law of large numbers
 # $\tfrac1N \ell(\theta) \to \mathbb E_{p_{\text{data}}}[\log p_\theta(x)]
 #  = -H(p_{\text{data}}) - \mathrm{KL}(p_{\text{data}} \,\Vert\, p_\theta)$,
@@ -714,6 +721,12 @@ assert all((error.abs() > 0.1).all() for error in mistakes.values())
 # - Training maximizes $\ell(\theta) = \sum_n \log p_\theta(x_n)$, which minimizes
 #   $\mathrm{KL}(p_{\text{data}} \Vert p_\theta)$. The linear model's maximum is known in closed form;
 #   for a VAE we will need estimators (chapters 2–3) and bounds (chapters 4–5).
+#
+# **Further reading.** Kingma & Welling (2014), *Auto-encoding variational Bayes*; Rezende, Mohamed &
+# Wierstra (2014), *Stochastic backpropagation and approximate inference in deep generative models*;
+# Doersch (2016), *Tutorial on variational autoencoders* (arXiv:1606.05908); Kingma & Welling (2019),
+# *An introduction to variational autoencoders*. The symbols of the whole course are listed in the
+# [notation page](../docs/notation.md).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
@@ -735,7 +748,7 @@ def my_linear_log_marginal(x, W, b, noise_std):
 # %%
 from vaelib.exercises import check_linear_log_marginal
 
-check_linear_log_marginal(my_linear_log_marginal)
+check_linear_log_marginal(my_linear_log_marginal);
 
 # %% [markdown]
 # **Exercise 2 — the toy's marginal by quadrature.** Write `my_toy_log_marginal(model, x)` that
@@ -757,7 +770,7 @@ def my_toy_log_marginal(model, x):
 # %%
 from vaelib.exercises import check_toy_log_marginal
 
-check_toy_log_marginal(my_toy_log_marginal)
+check_toy_log_marginal(my_toy_log_marginal);
 
 # %% [markdown]
 # **Exercise 3 — the maximum-likelihood noise.** For a linear-Gaussian model with $D = 2$ and $d = 1$
@@ -776,4 +789,4 @@ def ml_noise_std(x):
 # %%
 from vaelib.exercises import check_ml_noise_std
 
-check_ml_noise_std(ml_noise_std)
+check_ml_noise_std(ml_noise_std);

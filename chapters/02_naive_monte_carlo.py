@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 2 — Naive Monte Carlo
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapter 1 wrote the marginal likelihood as an expectation over the prior,
 #
 # $$p(x) = \int p(x \mid z)\, p(z)\, dz = \mathbb E_{z \sim p(z)}\big[p(x \mid z)\big],$$
@@ -183,8 +185,10 @@ assert torch.allclose(my_log_mean_exp(small), small.exp().mean(dim=0).log(), ato
 print("log_mean_exp([1e4, 1e4 - 1]) =", log_mean_exp(a[:, 0], dim=0).item())
 
 # %% [markdown]
-# The estimate is finite, and it is also *good* here: this model has $d = 1$, so the prior samples
-# cover the posterior well. How good it should be follows from section 1: the error of $\hat p_K$
+# The estimate is finite, and it is also *good* here, although the posterior is much narrower than
+# the prior: with $d = 1$ a small but steady fraction of the prior samples still lands where the
+# posterior has its mass, and $K$ in the thousands collects enough of them. (In $d$ dimensions that
+# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1: the error of $\hat p_K$
 # relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section 3 computes $\rho(x)$
 # exactly (the helper `relative_variance` below). `vaelib.estimators.naive_mc_log_marginal` is the
 # same estimator: given the same random numbers it returns exactly our value.
@@ -682,7 +686,7 @@ def stable_log_mean_exp(a, dim=0):
 # %%
 from vaelib.exercises import check_log_mean_exp
 
-check_log_mean_exp(stable_log_mean_exp)
+check_log_mean_exp(stable_log_mean_exp);
 
 # %% [markdown]
 # **Exercise 2 — the naive estimator.** Write `my_naive_log_marginal(model, x, num_samples,
@@ -701,7 +705,7 @@ def my_naive_log_marginal(model, x, num_samples, generator=None):
 # %%
 from vaelib.exercises import check_naive_log_marginal
 
-check_naive_log_marginal(my_naive_log_marginal)
+check_naive_log_marginal(my_naive_log_marginal);
 
 # %% [markdown]
 # **Exercise 3 — how many samples?** Write `samples_needed(model, x, rel_error)` that returns how
@@ -723,4 +727,4 @@ def samples_needed(model, x, rel_error, num_draws=1_000_000):
 # %%
 from vaelib.exercises import check_samples_needed
 
-check_samples_needed(samples_needed)
+check_samples_needed(samples_needed);

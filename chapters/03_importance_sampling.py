@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 3 — Importance sampling: look where the posterior is
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapter 2 estimated the marginal likelihood $p(x) = \int p(x\mid z)\,p(z)\,dz$ by averaging
 # $p(x\mid z)$ over samples from the prior, and saw it fail: almost every prior sample explains $x$
 # badly, so a handful of lucky samples carry the whole estimate. The fix is to **sample where the
@@ -23,7 +25,7 @@
 #    importance-sampling estimator built on it;
 # 2. that the estimator is **unbiased for $p(x)$** but **biased low for $\log p(x)$** (a preview of
 #    Jensen's inequality and the ELBO, chapter 4);
-# 3. its variance: proportional to $1/K$, and to a number $\rho - 1$ that depends on how well
+# 3. its variance: proportional to $1/K$, and to a number $\kappa - 1$ that depends on how well
 #    $q$ matches $p(z\mid x)$ (zero when $q$ *is* the posterior), in closed form for Gaussians;
 # 4. the **effective sample size**, a diagnostic we can compute from the weights alone;
 # 5. the danger of a proposal **narrower than the posterior**: the variance of the weights is
@@ -199,7 +201,7 @@ proposals = {  # name -> (μ_q, σ_q)
 }
 # one colour per proposal (COLORS from vaelib.figures, plus teal for the good q)
 PROPOSAL_COLORS = {"prior": COLORS["prior"], "poor q": COLORS["proposal"],
-                   "good q": "#17becf", "exact posterior": COLORS["posterior"]}
+                   "good q": "#56B4E9", "exact posterior": COLORS["posterior"]}
 
 
 def gaussian_proposal(mean, std, num_points=1):
@@ -270,12 +272,13 @@ assert abs(one_sample.item() - log_px) < 1e-12
 # $$
 #
 # How much? Write $\hat p_K = p(x)\,(1 + \varepsilon)$ with $\mathbb{E}[\varepsilon] = 0$ and
-# $\operatorname{Var}[\varepsilon] = \operatorname{Var}[\hat p_K]/p(x)^2 = (\rho - 1)/K$ (derived in
+# $\operatorname{Var}[\varepsilon] = \operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$, where
+# $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ is the second moment of $w/p(x)$ (computed below, derived in
 # section 5). A second-order Taylor expansion $\log(1 + \varepsilon) \approx \varepsilon -
 # \varepsilon^2/2$ (the *delta method*, good once $K$ is large enough that $\varepsilon$ is small) gives
 #
 # $$
-# \mathbb{E}\big[\log \hat p_K(x)\big] \approx \log p(x) - \frac{\rho - 1}{2K}.
+# \mathbb{E}\big[\log \hat p_K(x)\big] \approx \log p(x) - \frac{\kappa - 1}{2K}.
 # $$
 #
 # The bias shrinks like $1/K$, and it is the same phenomenon that makes the ELBO a lower bound
@@ -307,13 +310,14 @@ def running_log_ratio(log_w):
 log_ratio = {name: running_log_ratio(lw)[k_index] for name, lw in log_w_rel.items()}  # (len(Ks), R)
 
 # %% [markdown]
-# We need $\rho = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions (the second moment of $w/p(x)$;
-# chapter 2's $\rho(x)$ is this chapter's $\rho - 1$). Section 5 derives it in closed
+# We need $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions (the second moment of $w/p(x)$;
+# chapter 2's relative variance $\rho(x)$ is this chapter's $\kappa - 1$; we write $\kappa$ for the
+# second moment because it appears more simply in the formulas below). Section 5 derives it in closed
 # form; for now we compute it independently, as a 1-D integral by quadrature (`scipy.integrate.quad`),
 # using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
 #
 # $$
-# \rho = \frac{\mathbb{E}_q[w^2]}{p(x)^2} = \int q(z\mid x)\,\frac{p(z\mid x)^2}{q(z\mid x)^2}\,dz
+# \kappa = \frac{\mathbb{E}_q[w^2]}{p(x)^2} = \int q(z\mid x)\,\frac{p(z\mid x)^2}{q(z\mid x)^2}\,dz
 # = \int \frac{p(z\mid x)^2}{q(z\mid x)}\,dz .
 # $$
 
@@ -329,8 +333,8 @@ def rho_by_quadrature(mean, std):
 
 rho_quad = {name: rho_by_quadrature(mean, std) for name, (mean, std) in proposals.items()}
 for name, value in rho_quad.items():
-    print(f"{name:>16}: rho - 1 = {value - 1:.4f}")
-assert abs(rho_quad["exact posterior"] - 1) < 1e-9  # q = p(z|x): ρ = 1, zero variance
+    print(f"{name:>16}: κ - 1 = {value - 1:.4f}")
+assert abs(rho_quad["exact posterior"] - 1) < 1e-9  # q = p(z|x): κ = 1, zero variance
 
 # %%
 R = num_repeats
@@ -384,7 +388,7 @@ for name in ["prior", "poor q", "good q"]:
     shown = bias - err > 0  # only where the bias is resolved from the noise
     ax.errorbar(Ks[shown], bias[shown], yerr=err[shown], fmt="o", color=PROPOSAL_COLORS[name], label=name)
     ax.plot(Ks, (rho_quad[name] - 1) / (2 * Ks), "--", color=PROPOSAL_COLORS[name], lw=1)
-ax.plot([], [], "k--", lw=1, label=r"delta method $(\rho-1)/2K$")
+ax.plot([], [], "k--", lw=1, label=r"delta method $(\kappa-1)/2K$")
 ax.set(xscale="log", yscale="log", xlabel="number of samples $K$", ylabel=r"$\log p(x) - \mathbb{E}[\log \hat p_K]$",
        title="The bias of the log shrinks like 1/K")
 ax.legend(fontsize=8)
@@ -408,14 +412,14 @@ plt.show()
 # \operatorname{Var}\big[\hat p_K(x)\big] = \frac{\operatorname{Var}_q[w]}{K}
 # = \frac{\mathbb{E}_q[w^2] - p(x)^2}{K}
 # \qquad\Longrightarrow\qquad
-# \frac{\operatorname{Var}\big[\hat p_K(x)\big]}{p(x)^2} = \frac{\rho - 1}{K},
-# \qquad \rho = \int \frac{p(z\mid x)^2}{q(z\mid x)}\,dz \;\ge\; 1 .
+# \frac{\operatorname{Var}\big[\hat p_K(x)\big]}{p(x)^2} = \frac{\kappa - 1}{K},
+# \qquad \kappa = \int \frac{p(z\mid x)^2}{q(z\mid x)}\,dz \;\ge\; 1 .
 # $$
 #
-# $\rho \ge 1$ because a variance is non-negative, with equality only when $w$ is constant, i.e.
-# $q = p(z\mid x)$. The relative standard error is $\sqrt{(\rho - 1)/K}$: ten times more accuracy
+# $\kappa \ge 1$ because a variance is non-negative, with equality only when $w$ is constant, i.e.
+# $q = p(z\mid x)$. The relative standard error is $\sqrt{(\kappa - 1)/K}$: ten times more accuracy
 # costs a hundred times more samples, *whatever* the proposal — the proposal only sets the constant
-# $\rho - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by $\log(\rho-1)$.
+# $\kappa - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by $\log(\kappa-1)$.
 
 # %%
 relative_variance = {name: ratio[name].var(dim=1) for name in proposals}  # Var[p̂_K]/p(x)², (len(Ks),)
@@ -428,7 +432,7 @@ for name in ["prior", "poor q", "good q"]:
     assert ((agreement[large] > 0.75) & (agreement[large] < 1.25)).all(), (name, agreement)
     slope = np.polyfit(np.log(sample_counts[2:]), np.log(relative_variance[name][2:].numpy()), 1)[0]
     assert abs(slope + 1) < 0.05, (name, slope)  # the 1/K law: slope -1 on log-log axes (K >= 10)
-    print(f"{name:>16}: rho - 1 = {rho_quad[name] - 1:.4f}; measured/predicted variance "
+    print(f"{name:>16}: κ - 1 = {rho_quad[name] - 1:.4f}; measured/predicted variance "
           f"{agreement.min():.2f} ... {agreement.max():.2f}; log-log slope {slope:.3f}")
 assert relative_variance["exact posterior"].max() < 1e-24  # zero variance, up to rounding
 print(f" exact posterior: largest variance over K = {relative_variance['exact posterior'].max():.1e} (rounding)")
@@ -436,9 +440,9 @@ print(f" exact posterior: largest variance over K = {relative_variance['exact po
 fig, ax = plt.subplots(figsize=(7.5, 4.5))
 for name in ["prior", "poor q", "good q"]:
     ax.plot(Ks, relative_variance[name].numpy(), "o", color=PROPOSAL_COLORS[name], ms=7,
-            label=fr"{name} ($\rho - 1 = {rho_quad[name] - 1:.3g}$)")
+            label=fr"{name} ($\kappa - 1 = {rho_quad[name] - 1:.3g}$)")
     ax.plot(Ks, (rho_quad[name] - 1) / Ks, "--", color=PROPOSAL_COLORS[name], lw=1.2)
-ax.plot([], [], "k--", lw=1.2, label=r"exact: $(\rho-1)/K$")
+ax.plot([], [], "k--", lw=1.2, label=r"exact: $(\kappa-1)/K$")
 ax.plot([], [], " ", label="exact posterior: variance 0 (off the log axis)")
 ax.set(xscale="log", yscale="log", xlabel="number of samples $K$",
        ylabel=r"$\mathrm{Var}[\hat p_K(x)] \,/\, p(x)^2$",
@@ -447,13 +451,13 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ### Against the proposal: $\rho$ in closed form for Gaussians
+# ### Against the proposal: $\kappa$ in closed form for Gaussians
 #
 # Let $p(z\mid x) = \mathcal N(\mu_\star, \sigma_\star^2)$ and $q = \mathcal N(\mu_q, \sigma_q^2)$.
 # Writing out the two densities,
 #
 # $$
-# \rho = \int \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
+# \kappa = \int \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
 # = \frac{\sqrt{2\pi}\,\sigma_q}{2\pi\sigma_\star^2}
 #   \int \exp\!\Big(-\frac12\Big[\underbrace{\tfrac{2}{\sigma_\star^2}}_{\alpha}(z - \mu_\star)^2
 #   - \underbrace{\tfrac{1}{\sigma_q^2}}_{\beta}(z - \mu_q)^2\Big]\Big)\,dz .
@@ -463,27 +467,27 @@ plt.show()
 # $\lambda = \alpha - \beta = \dfrac{2\sigma_q^2 - \sigma_\star^2}{\sigma_\star^2\,\sigma_q^2}$.
 #
 # - If $\lambda \le 0$, i.e. $\sigma_q^2 \le \sigma_\star^2/2$, the integrand does not decay in the
-#   tails (it grows, or stays flat), so **$\rho = \infty$: the weights have infinite variance**.
+#   tails (it grows, or stays flat), so **$\kappa = \infty$: the weights have infinite variance**.
 # - If $\lambda > 0$, complete the square: $\alpha(z-\mu_\star)^2 - \beta(z-\mu_q)^2 =
 #   \lambda(z - c)^2 - \frac{\alpha\beta}{\lambda}(\mu_q - \mu_\star)^2$ for some $c$, with
 #   $\frac{\alpha\beta}{\lambda} = \frac{2}{2\sigma_q^2 - \sigma_\star^2}$, and use
 #   $\int e^{-\lambda (z-c)^2/2}\,dz = \sqrt{2\pi/\lambda}$:
 #
 # $$
-# \rho(\mu_q, \sigma_q) =
+# \kappa(\mu_q, \sigma_q) =
 # \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}}
 # \;\exp\!\Big(\frac{(\mu_q - \mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}\Big)
 # \quad\text{for } \sigma_q^2 > \tfrac12\sigma_\star^2,
-# \qquad \rho = \infty \text{ otherwise.}
+# \qquad \kappa = \infty \text{ otherwise.}
 # $$
 #
-# Checks by eye: $\mu_q = \mu_\star, \sigma_q = \sigma_\star$ gives $\rho = 1$ (zero variance);
-# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\rho = e$. Below we check the
+# Checks by eye: $\mu_q = \mu_\star, \sigma_q = \sigma_\star$ gives $\kappa = 1$ (zero variance);
+# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\kappa = e$. Below we check the
 # formula against quadrature for our proposals and for random ones.
 
 # %%
 def relative_second_moment(mean_q, std_q, mean_post=mu_post, std_post=sigma_post):
-    """ρ = E_q[w²]/p(x)² for q = N(mean_q, std_q²) and p(z|x) = N(mean_post, std_post²); inf if 2σ_q² ≤ σ⋆²."""
+    """κ = E_q[w²]/p(x)² for q = N(mean_q, std_q²) and p(z|x) = N(mean_post, std_post²); inf if 2σ_q² ≤ σ⋆²."""
     mean_q = torch.as_tensor(mean_q, dtype=torch.float64)
     std_q = torch.as_tensor(std_q, dtype=torch.float64)
     gap = 2 * std_q**2 - std_post**2  # 2σ_q² - σ⋆², must be > 0
@@ -496,32 +500,32 @@ for name, (mean, std) in proposals.items():
     assert math.isclose(relative_second_moment(mean, std).item(), rho_quad[name], rel_tol=1e-8), name
 assert math.isclose(relative_second_moment(*proposals["poor q"]).item(), math.e, rel_tol=1e-12)
 rng = np.random.default_rng(0)
-for _ in range(20):  # random proposals with finite ρ, within 2σ⋆ of the posterior mean
+for _ in range(20):  # random proposals with finite κ, within 2σ⋆ of the posterior mean
     mean = mu_post + sigma_post * rng.uniform(-2, 2)
     std = sigma_post * rng.uniform(0.8, 3.0)
     assert math.isclose(relative_second_moment(mean, std).item(), rho_by_quadrature(mean, std), rel_tol=1e-7)
 assert relative_second_moment(mu_post, 0.7 * sigma_post).item() == math.inf  # 0.49 σ⋆² ≤ σ⋆²/2
 assert math.isclose(relative_second_moment(mu_post, 2 * sigma_post).item(), 4 / math.sqrt(7), rel_tol=1e-12)
-print("closed-form ρ agrees with quadrature to 1e-7 (relative) on 24 proposals")
+print("closed-form κ agrees with quadrature to 1e-7 (relative) on 24 proposals")
 
 # %% [markdown]
-# The map below draws $\log_{10}(\rho - 1)$ over proposals, in units of the posterior: the offset
+# The map below draws $\log_{10}(\kappa - 1)$ over proposals, in units of the posterior: the offset
 # $(\mu_q - \mu_\star)/\sigma_\star$ and the width $\sigma_q/\sigma_\star$. The hatched band is
 # $\sigma_q < \sigma_\star/\sqrt2$, where the variance is infinite. The landscape is lopsided: a
-# centred proposal twice too wide has $\rho = 4/\sqrt7 \approx 1.51$ (relative variance per sample
-# $\rho - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has infinite variance.
+# centred proposal twice too wide has $\kappa = 4/\sqrt7 \approx 1.51$ (relative variance per sample
+# $\kappa - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has infinite variance.
 
 # %%
 offsets = np.linspace(-5, 5, 301)  # (μ_q - μ⋆) / σ⋆
 widths = np.geomspace(0.3, 4.0, 301)  # σ_q / σ⋆
 O, S = np.meshgrid(offsets, widths)
 rho_map = relative_second_moment(mu_post + sigma_post * O, sigma_post * S).numpy()
-log_excess = np.log10(np.clip(rho_map - 1, 1e-4, None))  # log10(ρ - 1), ρ - 1 ≥ 1e-4 for display
+log_excess = np.log10(np.clip(rho_map - 1, 1e-4, None))  # log10(κ - 1), κ - 1 ≥ 1e-4 for display
 log_excess[~np.isfinite(rho_map)] = np.nan  # infinite variance: drawn hatched instead
 
 fig, ax = plt.subplots(figsize=(8, 4.8))
 mesh = ax.pcolormesh(O, S, np.clip(log_excess, -3, 6), cmap="viridis", shading="auto")
-fig.colorbar(mesh, ax=ax, label=r"$\log_{10}(\rho - 1)$  (relative variance of one weight)")
+fig.colorbar(mesh, ax=ax, label=r"$\log_{10}(\kappa - 1)$  (relative variance of one weight)")
 contours = ax.contour(O, S, log_excess, levels=[-1, 0, 1, 2, 4], colors="white", linewidths=0.8,
                       linestyles="solid")
 ax.clabel(contours, fmt=lambda v: f"$10^{{{v:.0f}}}$", fontsize=8)
@@ -543,7 +547,7 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Effective sample size
 #
-# The variance formula needs $\rho$, which needs the posterior. In practice we only have the $K$
+# The variance formula needs $\kappa$, which needs the posterior. In practice we only have the $K$
 # weights we drew. How many samples are they worth?
 #
 # Kish's argument: normalize the weights, $\bar w_k = w_k / \sum_j w_j$, and consider a weighted average
@@ -565,9 +569,9 @@ plt.show()
 #   carries everything).
 # - For large $K$, dividing numerator and denominator by $K^2$ and $K$:
 #   $\dfrac{\mathrm{ESS}}{K} = \dfrac{(\frac1K\sum w_k)^2}{\frac1K\sum w_k^2}
-#   \to \dfrac{\mathbb{E}_q[w]^2}{\mathbb{E}_q[w^2]} = \dfrac{1}{\rho}$
-#   — the ESS **estimates $\rho$ from the samples**, and with it the variance of $\hat p_K$,
-#   $(\rho - 1)/K \approx 1/\mathrm{ESS} - 1/K$.
+#   \to \dfrac{\mathbb{E}_q[w]^2}{\mathbb{E}_q[w^2]} = \dfrac{1}{\kappa}$
+#   — the ESS **estimates $\kappa$ from the samples**, and with it the variance of $\hat p_K$,
+#   $(\kappa - 1)/K \approx 1/\mathrm{ESS} - 1/K$.
 #
 # First the definition (normalized weights, by `softmax` of the log-weights, which is stable),
 # checked against `vaelib.estimators.effective_sample_size` (the log-space form) to $10^{-10}$:
@@ -586,13 +590,13 @@ for name in proposals:
     assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)  # scale-free
 assert ((ess["prior"] >= 1) & (ess["prior"] <= max_samples)).all()
 assert torch.allclose(ess["exact posterior"], torch.tensor(float(max_samples), dtype=torch.float64), rtol=1e-9)
-print(f"{'proposal':>16}  median ESS/K over {R} runs   1/rho (large-K limit)")
+print(f"{'proposal':>16}  median ESS/K over {R} runs   1/κ (large-K limit)")
 for name in proposals:
     fraction = ess[name] / max_samples
     limit = 1 / rho_quad[name]
     print(f"{name:>16}  {fraction.median():.4f} (5-95%: {fraction.quantile(0.05):.3f}-{fraction.quantile(0.95):.3f})"
           f"          {limit:.4f}")
-    # ESS/K → 1/ρ: within 10% at K = 1000 (skewed weights approach the limit from above, slowly)
+    # ESS/K → 1/κ: within 10% at K = 1000 (skewed weights approach the limit from above, slowly)
     assert abs(fraction.median().item() - limit) < 0.1 * limit, name
 
 # %%
@@ -604,7 +608,7 @@ for i, name in enumerate(names):
     ax.bar(i, mid, color=PROPOSAL_COLORS[name], alpha=0.8, width=0.6)
     ax.errorbar(i, mid, yerr=[[mid - low], [high - mid]], color="black", capsize=6, lw=1)
     ax.hlines(1 / rho_quad[name], i - 0.38, i + 0.38, color=COLORS["exact"], ls="--", lw=1.5,
-              label=r"large-$K$ limit $1/\rho$" if i == 0 else None)
+              label=r"large-$K$ limit $1/\kappa$" if i == 0 else None)
 ax.set_xticks(range(len(names)), names)
 ax.set(ylabel="ESS / K", ylim=(0, 1.08), title=f"Effective sample size per proposal (K = {max_samples}; bars: median, 5-95% of runs)")
 ax.legend(loc="upper left")
@@ -630,7 +634,7 @@ plt.show()
 #   weight is **bounded**, $w \le p(x)\,\sigma_q/\sigma_\star$.
 # - $\sigma_q < \sigma_\star$ (lighter tails): the weight **grows without bound** in the tails. Samples
 #   from $q$ rarely go there — but when one does, its weight is huge. Whether the variance survives
-#   is the section-5 condition: the integrand of $\rho$,
+#   is the section-5 condition: the integrand of $\kappa$,
 #   $p(z\mid x)^2/q \propto \exp\!\big(-\tfrac{(z-\mu_\star)^2}{2}\big(\tfrac{2}{\sigma_\star^2} -
 #   \tfrac{1}{\sigma_q^2}\big)\big)$, decays only if $\sigma_q^2 > \sigma_\star^2/2$.
 #
@@ -638,30 +642,30 @@ plt.show()
 # **narrow** $\sigma_q = 0.75\,\sigma_\star$ ($\sigma_q^2 = 0.56\,\sigma_\star^2$: finite but
 # unbounded), and **too narrow** $\sigma_q = 0.5\,\sigma_\star$
 # ($\sigma_q^2 = \sigma_\star^2/4 \le \sigma_\star^2/2$: infinite variance). First the integral
-# itself, truncated to $|z - \mu_\star| \le L$: it converges as $L$ grows, or it does not.
+# itself, truncated to $|z - \mu_\star| \le T$: it converges as $T$ grows, or it does not.
 
 # %%
 widths_demo = {"wide (1.2σ⋆)": 1.2, "narrow (0.75σ⋆)": 0.75, "too narrow (0.5σ⋆)": 0.5}  # σ_q/σ⋆
-WIDTH_COLORS = {"wide (1.2σ⋆)": "#17becf", "narrow (0.75σ⋆)": COLORS["proposal"], "too narrow (0.5σ⋆)": "#8c1c13"}
+WIDTH_COLORS = {"wide (1.2σ⋆)": "#56B4E9", "narrow (0.75σ⋆)": COLORS["proposal"], "too narrow (0.5σ⋆)": "#8c1c13"}
 
 
 def truncated_rho(std_q, half_width):
-    """∫_{|z-μ⋆| ≤ L} p(z|x)² / q(z|x) dz for a centred q, by quadrature."""
+    """∫_{|z-μ⋆| ≤ T} p(z|x)² / q(z|x) dz for a centred q, by quadrature."""
     def integrand(z):
         return math.exp(2 * stats.norm.logpdf(z, mu_post, sigma_post) - stats.norm.logpdf(z, mu_post, std_q))
     return integrate.quad(integrand, mu_post - half_width, mu_post + half_width, limit=200, epsrel=1e-10)[0]
 
 
-half_widths = np.linspace(0.25, 12, 48) * sigma_post  # L, from 0.25 to 12 posterior stds
+half_widths = np.linspace(0.25, 12, 48) * sigma_post  # T, from 0.25 to 12 posterior stds
 truncated = {label: np.array([truncated_rho(t * sigma_post, L) for L in half_widths])
              for label, t in widths_demo.items()}
 for label, t in widths_demo.items():
     closed = relative_second_moment(mu_post, t * sigma_post).item()
     if math.isfinite(closed):  # the truncated integral converges to the closed form ...
         assert math.isclose(truncated[label][-1], closed, rel_tol=1e-5), label
-    else:  # ... or keeps growing: by e^{(L/σ⋆)²}-fold at σ_q = σ⋆/2
+    else:  # ... or keeps growing: by e^{(T/σ⋆)²}-fold at σ_q = σ⋆/2
         assert truncated[label][-1] > 1e50 and (np.diff(truncated[label]) > 0).all()
-    print(f"{label:>20}: rho - 1 = {closed - 1:.4f}; truncated integral at L = 12σ⋆: {truncated[label][-1]:.4g}")
+    print(f"{label:>20}: κ - 1 = {closed - 1:.4f}; truncated integral at T = 12σ⋆: {truncated[label][-1]:.4g}")
 
 # %% [markdown]
 # Now the estimator itself, for $K$ up to a million samples: the running estimate
@@ -697,7 +701,7 @@ for label, t in widths_demo.items():
     log_w_formula = math.log(t) + 0.5 * (z_grid[..., 0] - mu_post) ** 2 * (1 / (t * sigma_post) ** 2 - 1 / sigma2_post)
     assert torch.allclose(log_w_model, log_w_formula, rtol=0, atol=1e-9), label
 
-# wide: weights bounded by σ_q/σ⋆, the sample variance settles on ρ - 1, ESS/K on 1/ρ
+# wide: weights bounded by σ_q/σ⋆, the sample variance settles on κ - 1, ESS/K on 1/κ
 rho_wide = relative_second_moment(mu_post, 1.2 * sigma_post).item()
 assert runs["wide (1.2σ⋆)"][0].exp().max() <= 1.2 + 1e-12
 mean, var, ess_fraction = moments["wide (1.2σ⋆)"][0]
@@ -736,9 +740,9 @@ for label in widths_demo:
     closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
     if math.isfinite(closed):
         ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"closed-form $\rho$")
-ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $L/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq L} p(z\mid x)^2/q\,dz$",
-       title=r"$\rho = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
+ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
+ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
+       title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
 ax.legend(fontsize=8)
 
 ax = axes[1, 0]
@@ -760,7 +764,7 @@ for label in widths_demo:
     closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
     if math.isfinite(closed):
         ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"exact $\rho - 1$ (where finite)")
+ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
 ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
        ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
 ax.legend(fontsize=8)
@@ -771,9 +775,9 @@ plt.show()
 # Read the four panels together:
 #
 # - **Wide** ($\sigma_q = 1.2\,\sigma_\star$): weights never exceed $1.2\,p(x)$; the running estimate
-#   settles on the truth and the sample variance on $\rho - 1$ — an error bar computed from the
+#   settles on the truth and the sample variance on $\kappa - 1$ — an error bar computed from the
 #   samples can be trusted.
-# - **Narrow** ($0.75\,\sigma_\star$): the variance is finite ($\rho - 1 \approx 0.59$), but the
+# - **Narrow** ($0.75\,\sigma_\star$): the variance is finite ($\kappa - 1 \approx 0.59$), but the
 #   weights are unbounded and the sample variance approaches its limit slowly and by jumps.
 # - **Too narrow** ($0.5\,\sigma_\star$): the estimate is still unbiased and converges (the mean of
 #   $w$ is finite for any $\sigma_q$), but by jumps, and the sample variance **never settles**: every
@@ -794,11 +798,11 @@ plt.show()
 # factor $c$. Change variables to $u = L^{-1}(z - \mu_\star)$ with $\Sigma_\star = L L^\top$: the
 # ratio $p(z\mid x)/q(z\mid x)$ does not change (the Jacobians cancel), and both densities become
 # products over the $d$ coordinates of $u$, with $\sigma_\star = 1$ and $\sigma_q^2 = c$. So
-# $\rho$ multiplies across coordinates:
+# $\kappa$ multiplies across coordinates:
 #
 # $$
-# \rho_d = \Big(\frac{c}{\sqrt{2c - 1}}\Big)^{d},
-# \qquad \frac{\mathrm{ESS}}{K} \to \rho_d^{-1} \text{ — exponentially small in } d .
+# \kappa_d = \Big(\frac{c}{\sqrt{2c - 1}}\Big)^{d},
+# \qquad \frac{\mathrm{ESS}}{K} \to \kappa_d^{-1} \text{ — exponentially small in } d .
 # $$
 #
 # With $c = 2$ ($\sigma_q \approx 1.41\,\sigma_\star$ in every direction), one dimension keeps 87% of
@@ -822,7 +826,7 @@ predicted_by_dim = [rho_1 ** (-d) for d in latent_dims]
 for d, measured, predicted in zip(latent_dims, ess_by_dim, predicted_by_dim):
     print(f"d = {d:>2}: ESS/K = {measured:.5f}   predicted 1/rho_d = {predicted:.5f}")
     # The ESS's own noise grows with d too (its relative s.d. is about 3% at d = 10 and 13% at d = 20
-    # here), and once ρ_d is comparable to K the sample has not met the weights that matter.
+    # here), and once κ_d is comparable to K the sample has not met the weights that matter.
     if d <= 10:
         assert abs(measured / predicted - 1) < 0.15, d
     elif d == 20:
@@ -831,7 +835,7 @@ for d, measured, predicted in zip(latent_dims, ess_by_dim, predicted_by_dim):
 fig, ax = plt.subplots(figsize=(7, 3.8))
 dims_fine = np.arange(1, 51)
 ax.plot(dims_fine, rho_1 ** (-dims_fine.astype(float)), "--", color=COLORS["exact"], lw=1.2,
-        label=r"$1/\rho_d = (\sqrt{2c-1}/c)^d$")
+        label=r"$1/\kappa_d = (\sqrt{2c-1}/c)^d$")
 ax.plot(latent_dims, ess_by_dim, "o", color=COLORS["importance"], ms=8, label=f"measured, K = {dim_samples}")
 ax.set(yscale="log", xlabel="latent dimension $d$", ylabel="ESS / K",
        title=r"Proposal $\mathcal{N}(\mu_\star, 2\Sigma_\star)$: ESS decays exponentially with $d$")
@@ -839,7 +843,7 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# At $d = 50$, $\rho_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured ESS
+# At $d = 50$, $\kappa_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured ESS
 # *over*states its limit: the sample has not yet met the rare large weights that dominate
 # $\mathbb{E}_q[w^2]$ — section 7's lesson again, in many dimensions.
 #
@@ -853,7 +857,7 @@ plt.show()
 # Move the proposal's mean $\mu_q$ and standard deviation $\sigma_q$, and the number of samples $K$.
 # Left: the target posterior, $q$, the prior, and the normalized weight $\bar w_k$ of every sample
 # (dots, right axis). Right: the running estimate $\log \hat p_k$ against $k$ with the exact
-# $\log p(x)$, and (where the variance is finite) the band $\pm 2\sqrt{(\rho-1)/k}$, the
+# $\log p(x)$, and (where the variance is finite) the band $\pm 2\sqrt{(\kappa-1)/k}$, the
 # delta-method standard deviation of $\log \hat p_k$. Things to try: put $q$ on the posterior (the
 # weights all equal $1/K$, ESS $= K$); make it narrow (one weight takes over, the estimate jumps
 # below and above the truth); make it wide (slower but steady); move it off-centre.
@@ -893,10 +897,10 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
     if math.isfinite(rho):
         band = 2 * np.sqrt((rho - 1) / k)
         ax_k.fill_between(k, log_px - band, log_px + band, color=COLORS["exact"], alpha=0.08,
-                          label=r"$\pm 2\sqrt{(\rho-1)/k}$")
-        variance_text = fr"$\rho - 1 = {rho - 1:.3g}$"
+                          label=r"$\pm 2\sqrt{(\kappa-1)/k}$")
+        variance_text = fr"$\kappa - 1 = {rho - 1:.3g}$"
     else:
-        variance_text = r"$\rho = \infty$: $\sigma_q^2 \leq \sigma_\star^2/2$"
+        variance_text = r"$\kappa = \infty$: $\sigma_q^2 \leq \sigma_\star^2/2$"
     spread = np.abs(running[min(9, num_samples - 1):] - log_px).max()  # ignore the first few k
     half_height = max(0.5, 1.2 * spread)  # the exact value and the whole path stay in view
     ax_k.set(xscale="log", xlim=(1, num_samples), ylim=(log_px - half_height, log_px + half_height),
@@ -904,7 +908,7 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
              title=f"Estimate, ESS = {ess_value:.1f} of K = {num_samples}; " + variance_text)
     ax_k.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    limit_text = f"large-K limit 1/ρ = {1 / rho:.3g}" if math.isfinite(rho) else "ρ = ∞, so ESS/K → 0 as K grows"
+    limit_text = f"large-K limit 1/κ = {1 / rho:.3g}" if math.isfinite(rho) else "κ = ∞, so ESS/K → 0 as K grows"
     return (f"<b>log p̂_K = {estimate:.4f}</b>, exact log p(x) = {log_px:.4f} (error {estimate - log_px:+.4f}); "
             f"ESS = {ess_value:.1f} of K = {num_samples} (ESS/K = {ess_value / num_samples:.3f}; {limit_text})")
 
@@ -936,7 +940,7 @@ explorer
 # >   whose expectation is a lower bound. Average the weights, then take
 # >   the log — in log space, `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
 # > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log* estimates
-# >   keeps the bias $\approx (\rho-1)/2K$; pooling all their weights into one log-mean-exp shrinks it.
+# >   keeps the bias $\approx (\kappa-1)/2K$; pooling all their weights into one log-mean-exp shrinks it.
 # > - **Dropping a normalizing constant.** For $p(x)$ every constant matters: $q$'s
 # >   $-\tfrac12\log 2\pi\sigma_q^2$, the likelihood's $-\tfrac D2 \log 2\pi s^2$. (For the ESS or a
 # >   self-normalized average they cancel — which is why the mistake goes unnoticed there.)
@@ -954,18 +958,18 @@ explorer
 # - $p(x) = \mathbb{E}_{q(z\mid x)}[w]$ with $w = p(x, z)/q(z\mid x) = p(x)\,p(z\mid x)/q(z\mid x)$,
 #   for any $q$ positive where $p(x, z)$ is. The prior is the special case of chapter 2.
 # - $\hat p_K = \frac1K\sum_k w_k$ is unbiased for $p(x)$; $\log\hat p_K$ is biased low, by about
-#   $(\rho - 1)/2K$ (Jensen — the idea behind the ELBO and the IWAE bound).
-# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\rho - 1)/K$ with $\rho = \int p(z\mid x)^2/q\,dz \ge 1$,
+#   $(\kappa - 1)/2K$ (Jensen — the idea behind the ELBO and the IWAE bound).
+# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$ with $\kappa = \int p(z\mid x)^2/q\,dz \ge 1$,
 #   measured on a log–log plot as slope $-1$. For Gaussians,
-#   $\rho = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}}
-#   \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$; $\rho = 1$ (zero variance) exactly at
+#   $\kappa = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}}
+#   \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$; $\kappa = 1$ (zero variance) exactly at
 #   $q = p(z\mid x)$.
 # - $\mathrm{ESS} = (\sum w_k)^2/\sum w_k^2 \in [1, K]$, scale-free, computed from log-weights;
-#   $\mathrm{ESS}/K \to 1/\rho$.
+#   $\mathrm{ESS}/K \to 1/\kappa$.
 # - A proposal lighter-tailed than the posterior has unbounded weights, and infinite variance when
 #   $\sigma_q^2 \le \sigma_\star^2/2$: the running estimate jumps and the sample variance never settles.
 #   Err on the wide side.
-# - In $d$ dimensions $\rho$ multiplies across directions: the proposal must match the posterior
+# - In $d$ dimensions $\kappa$ multiplies across directions: the proposal must match the posterior
 #   everywhere at once. That is what the VAE's encoder is trained to do.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -1000,7 +1004,7 @@ def posterior_mean_estimate(model, x, proposal, num_samples, generator=None):
 # %%
 from vaelib.exercises import check_self_normalized_posterior_mean
 
-check_self_normalized_posterior_mean(posterior_mean_estimate)
+check_self_normalized_posterior_mean(posterior_mean_estimate);
 
 # %% [markdown]
 # Self-normalized estimates are *not* unbiased (a ratio of two averages), but they are consistent,
@@ -1009,17 +1013,17 @@ check_self_normalized_posterior_mean(posterior_mean_estimate)
 # ### Exercise 2 · When the mean is off, how wide should $q$ be?
 #
 # Your proposal's mean is off by $\Delta = \mu_q - \mu_\star$, and you may only choose its variance
-# $v = \sigma_q^2$. Using the closed form of $\rho$ from section 5, find the $v$ that minimizes the
-# variance of the weights. (Hint: minimize $\log\rho = \log v - \tfrac12\log(2v - \sigma_\star^2)
+# $v = \sigma_q^2$. Using the closed form of $\kappa$ from section 5, find the $v$ that minimizes the
+# variance of the weights. (Hint: minimize $\log\kappa = \log v - \tfrac12\log(2v - \sigma_\star^2)
 # + \Delta^2/(2v - \sigma_\star^2)$; setting the derivative to zero gives a quadratic in $v$. Only one
-# root lies where $\rho$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning
+# root lies where $\kappa$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning
 # that $v$.
 
 # %% tags=["solution"]
 def best_proposal_variance(posterior_var, offset):
-    """The proposal variance v = σ_q² that minimizes ρ when q's mean is off by `offset` = μ_q - μ⋆."""
-    # d log ρ / dv = 1/v - 1/(2v - σ⋆²) - 2Δ²/(2v - σ⋆²)² = 0  ⟺  2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0;
-    # the larger root is the minimum (the smaller one lies below σ⋆²/2, where ρ = ∞)
+    """The proposal variance v = σ_q² that minimizes κ when q's mean is off by `offset` = μ_q - μ⋆."""
+    # d log κ / dv = 1/v - 1/(2v - σ⋆²) - 2Δ²/(2v - σ⋆²)² = 0  ⟺  2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0;
+    # the larger root is the minimum (the smaller one lies below σ⋆²/2, where κ = ∞)
     linear = 3 * posterior_var + 2 * offset**2
     return (linear + math.sqrt(linear**2 - 8 * posterior_var**2)) / 4
 
@@ -1027,7 +1031,7 @@ def best_proposal_variance(posterior_var, offset):
 # %%
 from vaelib.exercises import check_best_proposal_variance
 
-check_best_proposal_variance(best_proposal_variance)
+check_best_proposal_variance(best_proposal_variance);
 
 # %% [markdown]
 # With $\Delta = 0$ the answer is $\sigma_\star^2$; with any offset it is *larger*. When unsure of
@@ -1052,7 +1056,7 @@ def smallest_proposal_std(posterior_std, k):
 # %%
 from vaelib.exercises import check_smallest_proposal_std
 
-check_smallest_proposal_std(smallest_proposal_std)
+check_smallest_proposal_std(smallest_proposal_std);
 
 # %% [markdown]
 # For $k = 4$ the threshold is $\sigma_\star\sqrt{3/4} \approx 0.87\,\sigma_\star$: the "narrow"

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 4 — Jensen's inequality and the evidence lower bound (ELBO)
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapter 3 gave us an **unbiased** estimate of the marginal likelihood: draw $z_1, \dots, z_K$
 # from a proposal $q(z\mid x)$ and average the importance weights,
 #
@@ -108,22 +110,22 @@ assert (distance >= -1e-15).all()
 assert abs(w_grid[distance.argmin()] - mu_w) < 1e-3  # ... and touches it only at w = mu_w
 
 # %% [markdown]
-# **Measured.** Let $\log w \sim \mathcal N(m, s^2)$ (a *log-normal* weight: a good model of importance
+# **Measured.** Let $\log w \sim \mathcal N(a, \tau^2)$ (a *log-normal* weight: a good model of importance
 # weights in many dimensions, where $\log w$ is a sum of many small terms). Then
 # $\mathbb E[\log w] = m$, while the Gaussian moment generating function
-# $\mathbb E[e^{t\,\log w}] = e^{tm + t^2s^2/2}$ at $t = 1$ gives $\mathbb E[w] = e^{m + s^2/2}$, so
+# $\mathbb E[e^{t\,\log w}] = e^{ta + t^2\tau^2/2}$ at $t = 1$ gives $\mathbb E[w] = e^{a + \tau^2/2}$, so
 #
-# $$\log \mathbb E[w] - \mathbb E[\log w] = \frac{s^2}{2}.$$
+# $$\log \mathbb E[w] - \mathbb E[\log w] = \frac{\tau^2}{2}.$$
 #
-# The Jensen gap grows with the *spread* of $\log w$; it is zero only for $s = 0$. We estimate both
+# The Jensen gap grows with the *spread* of $\log w$; it is zero only for $\tau = 0$. We estimate both
 # sides from $10^6$ samples (the log of a mean of weights is computed with the stable
 # `log_mean_exp` of chapter 2), each with its standard error.
 
 # %%
-m, s = 0.0, 1.0
+a, tau = 0.0, 1.0  # log w ~ N(a, τ²): a and τ name only this example
 num_samples = 1_000_000
 eps = torch.randn(num_samples, generator=generator, dtype=torch.float64)
-log_w_lognormal = m + s * eps  # log w ~ N(m, s²)
+log_w_lognormal = a + tau * eps  # log w ~ N(a, τ²)
 
 mean_of_log = log_w_lognormal.mean()  # E[log w] ≈ (1/K) Σ log w_k
 log_of_mean = log_mean_exp(log_w_lognormal, dim=0)  # log E[w] ≈ log (1/K) Σ w_k
@@ -131,11 +133,11 @@ se_mean_of_log = log_w_lognormal.std() / math.sqrt(num_samples)
 relative_w = torch.exp(log_w_lognormal - log_of_mean)  # w / mean(w)
 se_log_of_mean = relative_w.std() / math.sqrt(num_samples)  # delta method: sd(w) / (E[w] √K)
 
-print(f"E[log w]: {mean_of_log:.4f} ± {se_mean_of_log:.4f}   (exact m = {m})")
-print(f"log E[w]: {log_of_mean:.4f} ± {se_log_of_mean:.4f}   (exact m + s²/2 = {m + s**2 / 2})")
-print(f"Jensen gap: {log_of_mean - mean_of_log:.4f}   (exact s²/2 = {s**2 / 2})")
-assert abs(mean_of_log - m) < 4 * se_mean_of_log
-assert abs(log_of_mean - (m + s**2 / 2)) < 4 * se_log_of_mean
+print(f"E[log w]: {mean_of_log:.4f} ± {se_mean_of_log:.4f}   (exact a = {a})")
+print(f"log E[w]: {log_of_mean:.4f} ± {se_log_of_mean:.4f}   (exact a + τ²/2 = {a + tau**2 / 2})")
+print(f"Jensen gap: {log_of_mean - mean_of_log:.4f}   (exact τ²/2 = {tau**2 / 2})")
+assert abs(mean_of_log - a) < 4 * se_mean_of_log
+assert abs(log_of_mean - (a + tau**2 / 2)) < 4 * se_log_of_mean
 assert log_of_mean > mean_of_log  # the direction: log of the mean >= mean of the log
 
 # %% [markdown]
@@ -143,7 +145,7 @@ assert log_of_mean > mean_of_log  # the direction: log of the mean >= mean of th
 # $(\mathbb E[w], \mathbb E[\log w])$ is the midpoint of the chord; the curve above it is at
 # $\log\mathbb E[w]$. Right: the same picture for the log-normal weight: the cloud of points
 # $(w_k, \log w_k)$ sits on the curve, its centre of mass $(\bar w, \overline{\log w})$ sits below
-# it, by $s^2/2$.
+# it, by $\tau^2/2$.
 
 # %%
 fig, (ax_chord, ax_cloud) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -172,9 +174,9 @@ ax_cloud.plot(bar_w, math.log(bar_w), "o", color=COLORS["importance"], ms=8, lab
 ax_cloud.plot(bar_w, bar_log, "s", color=COLORS["elbo"], ms=8, label="mean of log w")
 ax_cloud.annotate("", xy=(bar_w, math.log(bar_w)), xytext=(bar_w, bar_log),
                   arrowprops=dict(arrowstyle="<->", color="black"))
-ax_cloud.text(bar_w + 0.15, (bar_log + math.log(bar_w)) / 2, f"gap ≈ s²/2 = {s**2 / 2:.2f}",
+ax_cloud.text(bar_w + 0.15, (bar_log + math.log(bar_w)) / 2, f"gap ≈ τ²/2 = {tau**2 / 2:.2f}",
               va="center")
-ax_cloud.set(title=f"log w ~ N({m:g}, {s:g}²): the centre of mass lies below", xlabel="w",
+ax_cloud.set(title=f"log w ~ N({a:g}, {tau:g}²): the centre of mass lies below", xlabel="w",
              ylabel="log w", xlim=(0, 8), ylim=(-3, 2.3))
 ax_cloud.legend(loc="lower right")
 plt.tight_layout()
@@ -261,9 +263,9 @@ assert torch.allclose(elbo_vaelib, elbo_form1, rtol=0, atol=1e-12)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### The ELBO in closed form on the linear-Gaussian model
 #
-# For $p(x\mid z) = \mathcal N(x; Wz + b, s^2 I_D)$ and any Gaussian $q = \mathcal N(m, S)$ every term
+# For $p(x\mid z) = \mathcal N(x; Wz + b, s^2 I_D)$ and any Gaussian $q = \mathcal N(m, V)$ every term
 # of the ELBO is an integral we can do by hand. Write $z = m + e$ with $\mathbb E[e] = 0$,
-# $\operatorname{Cov}[e] = S$, and $r = x - b - Wm$ (the residual at q's mean):
+# $\operatorname{Cov}[e] = V$, and $r = x - b - Wm$ (the residual at q's mean):
 #
 # $$
 # \|x - b - Wz\|^2 = \|r - We\|^2 = \|r\|^2 - 2\,r^\top W e + e^\top W^\top W e .
@@ -271,26 +273,26 @@ assert torch.allclose(elbo_vaelib, elbo_form1, rtol=0, atol=1e-12)
 #
 # The middle term has mean zero; the last one is a scalar, so it equals its trace:
 # $\mathbb E[e^\top W^\top W e] = \mathbb E[\operatorname{tr}(W^\top W\, e e^\top)] =
-# \operatorname{tr}(W^\top W S)$. Hence
+# \operatorname{tr}(W^\top W V)$. Hence
 #
 # $$
 # \boxed{\;\mathbb E_q[\log p(x\mid z)] = -\frac D2 \log(2\pi s^2)
-#   - \frac{\|x - b - Wm\|^2 + \operatorname{tr}(W^\top W S)}{2 s^2}\;}
+#   - \frac{\|x - b - Wm\|^2 + \operatorname{tr}(W^\top W V)}{2 s^2}\;}
 # $$
 #
 # The **trace term** is the price of q's spread: a wider q decodes to points further from $x$ on
-# average. For a diagonal $S = \operatorname{diag}\sigma^2$ it is $\sum_j \sigma_j^2\,\|W_{:,j}\|^2$. With
-# $\mathrm{KL}(\mathcal N(m, S)\,\|\,\mathcal N(0, I)) = \tfrac12\big(\operatorname{tr}S + \|m\|^2 - d
-# - \log\det S\big)$,
+# average. For a diagonal $V = \operatorname{diag}\sigma^2$ it is $\sum_j \sigma_j^2\,\|W_{:,j}\|^2$. With
+# $\mathrm{KL}(\mathcal N(m, V)\,\|\,\mathcal N(0, I)) = \tfrac12\big(\operatorname{tr}V + \|m\|^2 - d
+# - \log\det V\big)$,
 #
 # $$
-# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, S)\,\|\,\mathcal N(0, I)\big)
+# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, V)\,\|\,\mathcal N(0, I)\big)
 # \quad\text{(form 2, exactly).}
 # $$
 #
 # Form 1 in closed form uses the other pieces: $\mathbb E_q[\log p(z)] = -\tfrac d2\log 2\pi -
-# \tfrac12(\|m\|^2 + \operatorname{tr} S)$ and $-\mathbb E_q[\log q] = H[q] = \tfrac12\log\det(2\pi e
-# S)$, the entropy of q. Form 1 $=\mathbb E_q[\log p(x\mid z)] + \mathbb E_q[\log p(z)] + H[q]$.
+# \tfrac12(\|m\|^2 + \operatorname{tr} V)$ and $-\mathbb E_q[\log q] = H[q] = \tfrac12\log\det(2\pi e
+# V)$, the entropy of q. Form 1 $=\mathbb E_q[\log p(x\mid z)] + \mathbb E_q[\log p(z)] + H[q]$.
 
 # %%
 def expected_log_likelihood(model, x, mean, cov):
@@ -299,13 +301,13 @@ def expected_log_likelihood(model, x, mean, cov):
     x (N, D), mean (N, d), cov (d, d) or (N, d, d) -> (N,)."""
     W, b, s2 = model.W, model.b, model.noise_std**2
     residual = x - b - mean @ W.T  # r = x - b - W m, (N, D)
-    trace = (W.T @ W * cov).sum(dim=(-2, -1))  # tr(Wᵀ W S) = Σ_ij (WᵀW)_ij S_ij (S symmetric)
+    trace = (W.T @ W * cov).sum(dim=(-2, -1))  # tr(Wᵀ W V) = Σ_ij (WᵀW)_ij V_ij (V symmetric)
     log_norm = -0.5 * model.data_dim * math.log(2 * math.pi * s2)  # -D/2 log(2π s²)
     return log_norm - (residual.square().sum(-1) + trace) / (2 * s2)
 
 
 def kl_to_prior(mean, cov):
-    """KL(N(mean, cov) ‖ N(0, I)) = ½ (tr S + |m|² - d - log det S).
+    """KL(N(mean, cov) ‖ N(0, I)) = ½ (tr V + |m|² - d - log det V).
 
     mean (N, d), cov (d, d) or (N, d, d) -> (N,)."""
     trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1)
@@ -326,20 +328,20 @@ def closed_form_elbo(model, x, mean, cov):
 #    closed form within 4 standard errors.
 
 # %%
-S = torch.diag_embed(logvar.exp())  # diag(σ²), (N, d, d)
-elbo_exact = closed_form_elbo(model, x, mu, S)
+cov_q = torch.diag_embed(logvar.exp())  # V = diag(σ²), (N, d, d)
+elbo_exact = closed_form_elbo(model, x, mu, cov_q)
 
 d = model.latent_dim
-# E_q[log p(z)] = -d/2 log 2π - ½ (|m|² + tr S)
+# E_q[log p(z)] = -d/2 log 2π - ½ (|m|² + tr V)
 expected_log_prior = -0.5 * d * math.log(2 * math.pi) - 0.5 * (mu.square() + logvar.exp()).sum(-1)
-elbo_exact_form1 = expected_log_likelihood(model, x, mu, S) + expected_log_prior + q.entropy()
-elbo_exact_form2 = expected_log_likelihood(model, x, mu, S) - gaussian_kl(mu, logvar)
+elbo_exact_form1 = expected_log_likelihood(model, x, mu, cov_q) + expected_log_prior + q.entropy()
+elbo_exact_form2 = expected_log_likelihood(model, x, mu, cov_q) - gaussian_kl(mu, logvar)
 
 print(f"closed form: form 1 = {elbo_exact_form1.item():.10f}, "
       f"form 2 = {elbo_exact_form2.item():.10f}")
 print(f"Monte Carlo: form 1 = {elbo_form1.item():.4f} ± {se_form1.item():.4f}, "
       f"form 2 = {elbo_form2.item():.4f} ± {se_form2.item():.4f}")
-assert torch.allclose(kl_to_prior(mu, S), gaussian_kl(mu, logvar), rtol=0, atol=1e-12)
+assert torch.allclose(kl_to_prior(mu, cov_q), gaussian_kl(mu, logvar), rtol=0, atol=1e-12)
 assert torch.allclose(elbo_exact_form1, elbo_exact_form2, rtol=0, atol=1e-12)
 assert torch.allclose(elbo_exact, elbo_exact_form2, rtol=0, atol=1e-12)
 assert abs(elbo_form1 - elbo_exact).item() < 4 * se_form1.item()
@@ -448,10 +450,10 @@ assert elbo_form1 + 4 * se_form1 < log_px  # ... while their average is clearly 
 # So $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$, and
 # $\mathrm{IWAE}_K \to \log p(x)$ as $K\to\infty$ when the weights are bounded (the law of large
 # numbers makes $\hat p_K \to p(x)$). **How fast:** write $\hat p_K = p(x)(1+\varepsilon)$ with
-# $\mathbb E[\varepsilon] = 0$, $\operatorname{Var}[\varepsilon] = V/K$, $V = \operatorname{Var}_q[w]/p(x)^2$;
+# $\mathbb E[\varepsilon] = 0$, $\operatorname{Var}[\varepsilon] = \rho/K$, $\rho = \operatorname{Var}_q[w]/p(x)^2$ (chapter 2's relative variance of one weight);
 # then $\log(1+\varepsilon) \approx \varepsilon - \varepsilon^2/2$ gives
 #
-# $$\log p(x) - \mathrm{IWAE}_K \approx \frac{V}{2K} \qquad (K \text{ large}).$$
+# $$\log p(x) - \mathrm{IWAE}_K \approx \frac{\rho}{2K} \qquad (K \text{ large}).$$
 
 # %%
 # The subset identity behind the monotonicity proof, on K + 1 = 6 numbers:
@@ -484,7 +486,7 @@ print(f"IWAE_{K_iwae} (one draw): inline {iwae_inline.item():.4f}, vaelib {iwae_
 # cut it into disjoint groups of $K$: $2^{20}/K$ independent draws of $\log\hat p_K$ (via
 # `log_mean_exp` over each group), whose mean estimates $\mathrm{IWAE}_K$, with a standard error, for
 # $K = 1, 2, 4, \dots, 1024$. (Every K reuses the same pool, so neighbouring K's are compared on
-# common random numbers.) The same pool estimates $V$.
+# common random numbers.) The same pool estimates $\rho$.
 
 # %%
 pool = log_importance_weights(model, x, q, 2**20, generator=generator, chunk_size=2**17)
@@ -498,15 +500,15 @@ for K_i in K_values:
 iwae_mean, iwae_se = np.array(iwae_mean), np.array(iwae_se)
 gap = log_px.item() - iwae_mean  # log p(x) - IWAE_K
 
-V = torch.exp(pool - log_px).var().item()  # Var_q[w] / p(x)²
+rho = torch.exp(pool - log_px).var().item()  # ρ = Var_q[w] / p(x)²
 for K_i, value, se in zip(K_values, iwae_mean, iwae_se):
     print(f"K = {K_i:5d}: IWAE_K = {value:.4f} ± {se:.4f}   gap = {log_px.item() - value:.4f}   "
-          f"V/(2K) = {V / (2 * K_i):.4f}")
+          f"ρ/(2K) = {rho / (2 * K_i):.4f}")
 
 # %% [markdown]
 # The asserts: $\mathrm{IWAE}_1$ is the closed-form ELBO; each doubling of K never lowers the bound
 # and no estimate exceeds $\log p(x)$ (beyond 3 standard errors); at $K = 1024$ the bound is within
-# 0.005 nats of $\log p(x)$; for $K = 16 \dots 128$ the measured $K\cdot$gap matches $V/2$ within 20%;
+# 0.005 nats of $\log p(x)$; for $K = 16 \dots 128$ the measured $K\cdot$gap matches $\rho/2$ within 20%;
 # and `iwae_bound` called directly agrees with the pool's estimate (4 standard errors).
 
 # %%
@@ -515,8 +517,8 @@ assert np.all(np.diff(iwae_mean) > -3 * np.hypot(iwae_se[1:], iwae_se[:-1]))
 assert np.all(iwae_mean < log_px.item() + 3 * iwae_se)
 assert abs(gap[-1]) < 0.005
 asymptotic = [K_i * g for K_i, g in zip(K_values, gap) if 16 <= K_i <= 128]
-print(f"K·gap for K = 16..128: {np.round(asymptotic, 3)}, V/2 = {V / 2:.3f}")
-assert abs(np.mean(asymptotic) / (V / 2) - 1) < 0.2
+print(f"K·gap for K = 16..128: {np.round(asymptotic, 3)}, ρ/2 = {rho / 2:.3f}")
+assert abs(np.mean(asymptotic) / (rho / 2) - 1) < 0.2
 
 # The library's iwae_bound, called directly on 2,000 copies of x, agrees with the pool's estimate.
 copies = 2_000
@@ -553,7 +555,7 @@ resolved = np.array(K_values) <= 128  # beyond, the gap is below the Monte Carlo
 K_res = np.array(K_values)[resolved]
 ax_gap.errorbar(K_res, gap[resolved], yerr=2 * iwae_se[resolved], fmt="o",
                 color=COLORS["importance"], capsize=3, label="log p(x) − IWAE_K  (± 2 se)")
-ax_gap.plot(K_res, V / (2 * K_res), ":", color=COLORS["exact"], label="V / (2K)  (large-K theory)")
+ax_gap.plot(K_res, rho / (2 * K_res), ":", color=COLORS["exact"], label="ρ / (2K)  (large-K theory)")
 ax_gap.axhline(log_px.item() - elbo_exact.item(), color=COLORS["elbo"], lw=1, alpha=0.6,
                label="ELBO's gap")
 ax_gap.set(xscale="log", yscale="log", xlabel="number of samples K", ylabel="gap (nats)",
@@ -678,15 +680,15 @@ assert torch.exp(torch.tensor(-104.0)) == 0  # float32: e^-104 underflows to exa
 # ## Summary
 #
 # - **Jensen:** $\log\mathbb E[w] \ge \mathbb E[\log w]$, with equality only for a constant $w$; for a
-#   log-normal weight the gap is exactly $s^2/2$ (measured: 0.50).
+#   log-normal weight the gap is exactly $\tau^2/2$ (measured: 0.50).
 # - **ELBO** $=\mathbb E_q[\log p(x,z) - \log q(z\mid x)] = \mathbb E_q[\log p(x\mid z)] -
 #   \mathrm{KL}(q(z\mid x)\,\|\,p(z))$: the two forms agree by Monte Carlo and, on the linear-Gaussian
 #   model, exactly in closed form, where $\mathbb E_q[\log p(x\mid z)]$ carries the trace term
-#   $\operatorname{tr}(W^\top W S)/(2s^2)$.
+#   $\operatorname{tr}(W^\top W V)/(2s^2)$.
 # - **Lower bound:** $\mathrm{ELBO}(q) \le \log p(x)$ for every q, tight exactly at the posterior —
 #   in expectation; single samples can exceed $\log p(x)$.
 # - **IWAE:** $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$;
-#   the gap shrinks like $V/(2K)$, with $V$ the relative variance of the weights.
+#   the gap shrinks like $\rho/(2K)$, with $\rho$ the relative variance of the weights.
 # - **Library:** `vaelib.estimators.elbo`, `iwae_bound`, `log_importance_weights`, `log_mean_exp`,
 #   and `vaelib.kl.gaussian_kl` for the analytic KL.
 #
@@ -708,7 +710,7 @@ def elbo_from_log_weights(log_w):
 
 
 # %%
-check_elbo_from_log_weights(elbo_from_log_weights)
+check_elbo_from_log_weights(elbo_from_log_weights);
 
 # %% [markdown]
 # ### Exercise 2 — the IWAE bound from log-weights
@@ -724,14 +726,16 @@ def iwae_from_log_weights(log_w):
 
 
 # %%
-check_iwae_from_log_weights(iwae_from_log_weights)
+check_iwae_from_log_weights(iwae_from_log_weights);
 
 # %% [markdown]
 # ### Exercise 3 — which one can never be smaller?
 # For each pair, answer `"A"` or `"B"` (the one that is never smaller than the other, for every model,
 # $x$ and $q$), or `"either"` (when either can be larger, depending on the model, $x$, $q$ or the
 # random draw). Expectations are over $z \sim q(z\mid x)$; $\mathrm{IWAE}_K$ is the expectation of
-# $\log\hat p_K$.
+# $\log\hat p_K$. Give the answers as a dict from question number to answer,
+# `{1: "A", 2: "either", ...}`, with all six questions (a list of the six answers in question
+# order, `["A", "either", ...]`, is accepted too).
 #
 # | # | A | B |
 # | --- | --- | --- |
@@ -746,4 +750,4 @@ check_iwae_from_log_weights(iwae_from_log_weights)
 answers = {1: "B", 2: "B", 3: "A", 4: "either", 5: "A", 6: "either"}
 
 # %%
-check_which_is_larger(answers)
+check_which_is_larger(answers);

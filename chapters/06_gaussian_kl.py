@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 6 — The Gaussian KL, derived and checked
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # The ELBO of chapter 4 has two parts,
 #
 # $$\mathrm{ELBO}(x) = \mathbb E_{q(z\mid x)}\big[\log p_\theta(x \mid z)\big]
@@ -141,8 +143,8 @@ assert abs(q.log_prob(z).item() - scipy_q.logpdf(z.numpy())) < 1e-12
 # (This is minus the entropy of $q$: a narrow $q$ has a large $\mathbb E_q[\log q]$.)
 #
 # We check it by quadrature. To integrate against $q$ we substitute $z = \mu + \sigma t$, so that
-# $q(z)\,dz = \varphi(t)\,dt$ with $\varphi$ the standard normal density:
-# $\ \mathbb E_q[f(z)] = \int \varphi(t)\, f(\mu + \sigma t)\, dt$. The integrand then has the same
+# $q(z)\,dz = \mathcal N(t; 0, 1)\,dt$, the standard normal density:
+# $\ \mathbb E_q[f(z)] = \int \mathcal N(t; 0, 1)\, f(\mu + \sigma t)\, dt$. The integrand then has the same
 # width whatever $\sigma$ is (section 4 shows what goes wrong without this substitution).
 
 # %%
@@ -249,7 +251,8 @@ assert abs(quadrature_kl - gaussian_kl(mu, logvar).item()) < 1e-9
 # - **It is never negative.** $\log x \le x - 1$ for every $x > 0$ (the log is concave and $x - 1$
 #   is its tangent at $x = 1$), so $\sigma^2 - 1 - \log\sigma^2 \ge 0$, with equality only at
 #   $\sigma^2 = 1$. The KL is zero exactly when $q$ is the prior ($\mu = 0$, $\sigma^2 = 1$).
-# - **In the encoder's own coordinate** $v = \log\sigma^2$ the spread cost is $\frac12(e^v - 1 - v)$:
+# - **In the encoder's own coordinate** $v = \log\sigma^2$ (the encoder's `logvar`; in this chapter
+#   only, $v$ names the log-variance, where chapter 5's $v_j$ were variances) the spread cost is $\frac12(e^v - 1 - v)$:
 #   it grows **exponentially** when $q$ is wider than the prior ($v > 0$) but only **linearly**,
 #   like $-v/2 = \log(1/\sigma)$, when $q$ is narrower. Making a code precise is cheap; making it
 #   vague is expensive. The dotted lines below are these linear asymptotes.
@@ -381,7 +384,7 @@ fig, (ax_err, ax_mc) = plt.subplots(1, 2, figsize=(12, 4.2))
 for values, color, label, marker in [
     (naive_kl, COLORS["naive"], "quadrature in z (naive)", "x"),
     (quad_kl, "#8c564b", "quadrature in t = (z − μ)/σ", "o"),
-    (torch_kl, "#17becf", "torch.distributions", "."),
+    (torch_kl, "#56B4E9", "torch.distributions", "."),
 ]:
     rel = ((values - exact_kl).abs() / exact_kl).clamp(min=floor)
     ax_err.scatter(case_std, rel, s=14, marker=marker, color=color, label=label, alpha=0.7)
@@ -405,10 +408,10 @@ ax_mc.legend(loc="upper left", fontsize=8)
 plt.show()
 
 # %% [markdown]
-# The closed form agrees with quadrature to better than $10^{-13}$ and with PyTorch to rounding,
+# The closed form agrees with quadrature to a relative $10^{-11}$ (asserted) and with PyTorch to rounding,
 # for every $\sigma$ from $4.5\cdot10^{-5}$ to 148 and $|\mu|$ up to 50 (KL up to
 # $1.2\cdot10^4$ nats), and the Monte Carlo errors scatter like a standard normal, as they must if
-# the estimator is unbiased and the closed form is the truth. The naive quadrature (red crosses) is
+# the estimator is unbiased and the closed form is the truth. The naive quadrature (crosses) is
 # wrong for every small $\sigma$: a reminder to check a reference before trusting it.
 #
 # Monte Carlo in code, straight from the definition, for the $d$-dimensional example of section 1:
@@ -640,14 +643,14 @@ sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad              
 v_after_step = v_param.detach() - step_size * v_param.grad                        # v − η ∂KL/∂v
 sigma_after_v_step = torch.exp(0.5 * v_after_step)
 fig, (ax_grad, ax_step) = plt.subplots(1, 2, figsize=(12, 4.2))
-ax_grad.plot(sigma_axis, sigma_param.grad.abs(), color=COLORS["naive"], lw=2,
+ax_grad.plot(sigma_axis, sigma_param.grad.abs(), color=COLORS["naive"], lw=2, ls="--",
              label=r"$|\partial \mathrm{KL}/\partial\sigma| = |\sigma - 1/\sigma|$")
 ax_grad.plot(sigma_axis, v_param.grad.abs(), color=COLORS["elbo"], lw=2,
              label=r"$|\partial \mathrm{KL}/\partial \log\sigma^2| = \frac{1}{2}|\sigma^2 - 1|$")
 ax_grad.set(xscale="log", yscale="log", ylim=(1e-3, 1e5), xlabel=r"$\sigma$",
             ylabel="gradient magnitude", title="Gradient of the KL in two parameterizations")
 ax_grad.legend(loc="upper center")
-ax_step.plot(sigma_axis, sigma_after_sigma_step, color=COLORS["naive"], lw=2,
+ax_step.plot(sigma_axis, sigma_after_sigma_step, color=COLORS["naive"], lw=2, ls="--",
              label=r"a step in $\sigma$")
 ax_step.plot(sigma_axis, sigma_after_v_step, color=COLORS["elbo"], lw=2,
              label=r"a step in $\log\sigma^2$")
@@ -726,7 +729,7 @@ assert encoder_logvar.grad[0, 1] != 0 and (encoder_logvar.grad[0, [0, 2, 3]] == 
 
 # %% [markdown]
 # The whole trade-off in one picture: the per-coordinate KL ($\mu = 0$) computed in float32 from
-# $\log\sigma^2$ (green) and from $\sigma$ via $\sigma^2$ (red), over $v = \log\sigma^2$ from
+# $\log\sigma^2$ (thin solid line) and from $\sigma$ via $\sigma^2$ (thick dashed line), over $v = \log\sigma^2$ from
 # $-140$ to $100$. A curve stops where its value becomes infinite.
 
 # %%
@@ -743,7 +746,7 @@ def finite_or_nan(values):
 
 fig, ax = plt.subplots(figsize=(11, 4.2))
 ax.axvspan(-30, 20, color=COLORS["elbo"], alpha=0.08, label="a usual clamp: [−30, 20]")
-ax.plot(v_float32, finite_or_nan(kl_via_std), color=COLORS["naive"], lw=3, alpha=0.6,
+ax.plot(v_float32, finite_or_nan(kl_via_std), color=COLORS["naive"], lw=3, alpha=0.6, ls="--",
         label=r"from $\sigma$: $\frac{1}{2}(\sigma^2 - 1 - \log\sigma^2)$")
 ax.plot(v_float32, finite_or_nan(kl_via_logvar), color=COLORS["elbo"], lw=1.5,
         label=r"from $v$: $\frac{1}{2}(e^v - 1 - v)$ (vaelib)")
@@ -891,7 +894,7 @@ assert mistakes["the −KL of the appendix"] < 0
 #   $\mathbb E_q[\log p] = -\frac12\sum(\log 2\pi + \sigma^2 + \mu^2)$, and the second moment
 #   $\mathbb E[z^2] = \sigma^2 + \mu^2$. It is $\ge 0$, and $0$ only at the prior.
 # - Checked on 400 random cases with $\log\sigma^2 \in [-20, 10]$ and $|\mu| \le 50$: quadrature
-#   agrees to better than $10^{-13}$ relative error, `torch.distributions` to rounding, and Monte
+#   agrees to a relative $10^{-11}$ (asserted), `torch.distributions` to rounding, and Monte
 #   Carlo's 99% intervals cover the truth about 99% of the time. Quadrature needs the right variable
 #   to see a narrow $q$.
 # - Between two diagonal Gaussians:

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 7 — The reparameterization trick: gradients of expectations
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # A VAE is trained by gradient ascent on the ELBO of its $n$ training points,
 #
 # $$
@@ -73,7 +75,9 @@ seed_everything(0)
 torch.set_default_dtype(torch.float64)  # exact math: float64 throughout this chapter
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
-EST_COLORS = {"score": "#d62728", "score + baseline": "#ff7f0e", "pathwise": "#1f77b4"}
+EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
+EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}  # a second cue beside the colour
+EST_LINES = {"score": "--", "score + baseline": ":", "pathwise": "-"}
 
 
 def generator(seed):
@@ -298,7 +302,7 @@ panels = ((axes[0], "mu", exact_mu[0], r"$\partial/\partial\mu_1$"),
 for ax, attr, want, label in panels:
     for name, est in (("score", score), ("pathwise", path)):
         k, mean, band = (t[show] for t in running_mean_band(getattr(est, attr)[:, 0]))
-        ax.plot(k, mean, color=EST_COLORS[name], label=name)
+        ax.plot(k, mean, color=EST_COLORS[name], ls=EST_LINES[name], label=name)
         ax.fill_between(k, mean - band, mean + band, color=EST_COLORS[name], alpha=0.2)
     reference_line(ax, float(want), label=f"exact = {float(want):.2f}")
     ax.set(xscale="log", xlabel="number of samples K", ylabel=f"estimate of {label} E[f]",
@@ -321,9 +325,14 @@ plt.show()
 #   Gaussian moments $\mathbb E\varepsilon^2 = 1$, $\mathbb E\varepsilon^4 = 3$,
 #   $\mathbb E\varepsilon^6 = 15$ (odd moments vanish),
 #
+# expand $z_1^n = (\mu + \sigma\varepsilon_1)^n$ by the binomial theorem and keep the even powers of
+# $\varepsilon_1$: $\mathbb E[z_1^n\varepsilon_1^2] = \sum_k \binom nk \mu^{n-k}\sigma^k\,
+# \mathbb E[\varepsilon_1^{k+2}]$, so
+#
 # $$
-# \mathbb E[z_1^2\varepsilon_1^2] = \mu^2 + 3\sigma^2, \qquad
-# \mathbb E[z_1^4\varepsilon_1^2] = \mu^4 + 18\mu^2\sigma^2 + 15\sigma^4,
+# \mathbb E[z_1^2\varepsilon_1^2] = \mu^2\cdot 1 + \sigma^2\cdot 3, \qquad
+# \mathbb E[z_1^4\varepsilon_1^2] = \mu^4\cdot 1 + 6\mu^2\sigma^2\cdot 3 + \sigma^4\cdot 15
+# = \mu^4 + 18\mu^2\sigma^2 + 15\sigma^4,
 # $$
 # $$
 # \mathbb E R = (d-1)(\mu^2+\sigma^2), \qquad
@@ -352,6 +361,19 @@ def score_variance(mu, sigma, d, baseline=0.0):
     e_z4_eps2 = mu**4 + 18 * mu**2 * sigma**2 + 15 * sigma**4  # E[z_1⁴ ε_1²]
     e_f2_eps2 = e_z4_eps2 + 2 * mean_r * (mu**2 + 3 * sigma**2) + second_r  # E[f² ε_1²]
     return (e_f2_eps2 - 2 * baseline * e_f_eps2 + baseline**2) / sigma**2 - 4 * mu**2
+
+
+# The two moments, checked exactly: Gauss–Hermite quadrature with 10 nodes integrates polynomials up
+# to degree 19 against N(0, 1) without error, so it reproduces E[z²ε²] and E[z⁴ε²] to rounding.
+nodes, weights = np.polynomial.hermite_e.hermegauss(10)  # ∫ h(ε) e^{-ε²/2} dε ≈ Σ w_g h(ε_g)
+weights = weights / math.sqrt(2 * math.pi)  # now Σ w_g h(ε_g) = E[h(ε)] for ε ~ N(0, 1)
+for mu_check, sigma_check in [(1.0, 1.0), (-0.7, 0.3), (2.5, 1.8)]:
+    z_nodes = mu_check + sigma_check * nodes
+    assert math.isclose((weights * z_nodes**2 * nodes**2).sum(), mu_check**2 + 3 * sigma_check**2,
+                        rel_tol=1e-12)
+    assert math.isclose((weights * z_nodes**4 * nodes**2).sum(),
+                        mu_check**4 + 18 * mu_check**2 * sigma_check**2 + 15 * sigma_check**4,
+                        rel_tol=1e-12)
 
 
 def variance_and_se(samples):
@@ -400,7 +422,7 @@ assert ratio_128 > 1e4 and exact_var["score + baseline"][-1] / 4 > 100
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 for name, points in measured.items():
     v, se = np.array(points).T
-    axes[0].errorbar(dims, v, yerr=2 * se, fmt="o", color=EST_COLORS[name],
+    axes[0].errorbar(dims, v, yerr=2 * se, fmt=EST_MARKERS[name], color=EST_COLORS[name],
                      label=f"{name} (measured)")
     axes[0].plot(dims, exact_var[name], "--", color=EST_COLORS[name], linewidth=1)
 axes[0].plot([], [], "k--", linewidth=1, label="closed form")
@@ -413,7 +435,7 @@ for name, points in over_K.items():
     v = np.array([p[0].item() for p in points])
     se = np.array([p[1].item() for p in points])
     one = score_variance(MU, SIGMA, d_fixed) if name == "score" else 4 * SIGMA**2
-    axes[1].errorbar(Ks, v, yerr=2 * se, fmt="o", color=EST_COLORS[name],
+    axes[1].errorbar(Ks, v, yerr=2 * se, fmt=EST_MARKERS[name], color=EST_COLORS[name],
                      label=f"{name} (measured)")
     axes[1].plot(Ks, [one / k for k in Ks], "--", color=EST_COLORS[name], linewidth=1,
                  label=f"{name}: Var₁ / K")
@@ -460,7 +482,7 @@ def draw_spread(fig, num_samples, latent_dim, baseline):
     ax = fig.subplots()
     for name, values in estimates.items():
         ax.hist(values.clip(bins[0], bins[-1]), bins=bins, color=EST_COLORS[name], alpha=0.6,
-                label=f"{name}: sd = {values.std():.3g}")
+                hatch=None if name == "pathwise" else "//", label=f"{name}: sd = {values.std():.3g}")
     reference_line(ax, 2.0, label=r"exact $2\mu_1 = 2$", horizontal=False)
     ax.set(xlabel=r"K-sample estimate of $\partial/\partial\mu_1$ E[Σ z²]", ylabel="runs (of 400)",
            title=f"Spread of the two estimators: K = {num_samples}, d = {latent_dim}")
@@ -484,9 +506,18 @@ FigureExplorer(draw_spread,
 #
 # **(a) Inverse CDF.** If $u \sim \mathcal U(0, 1)$ and $F_\phi$ is a continuous, strictly
 # increasing CDF, then $z = F_\phi^{-1}(u)$ has CDF $F_\phi$:
-# $P(z \le t) = P(u \le F_\phi(t)) = F_\phi(t)$. Differentiating $F_\phi(z) = u$ at fixed $u$
-# gives the gradient of the sample (implicit differentiation):
-# $\frac{\partial z}{\partial \phi} = -\frac{\partial F_\phi(z)/\partial\phi}{q_\phi(z)}$.
+# $P(z \le t) = P(u \le F_\phi(t)) = F_\phi(t)$. The gradient of the sample follows from
+# differentiating the identity $F_\phi(z_\phi(u)) = u$ in $\phi$ at fixed $u$ (chain rule; the
+# right side does not move), with $\partial F_\phi(z)/\partial z = q_\phi(z)$:
+#
+# $$
+# 0 = \frac{\partial F_\phi}{\partial\phi}(z) + q_\phi(z)\,\frac{\partial z}{\partial\phi}
+# \quad\Longrightarrow\quad
+# \frac{\partial z}{\partial \phi} = -\frac{\partial F_\phi(z)/\partial\phi}{q_\phi(z)} .
+# $$
+#
+# This is the **implicit reparameterization gradient**: it needs $F_\phi$ and $q_\phi$ at the
+# sample, never $F_\phi^{-1}$.
 #
 # * Exponential with rate $\lambda$: $F(z) = 1 - e^{-\lambda z}$, so $z = -\log(1-u)/\lambda$ and
 #   $\partial z/\partial\lambda = -z/\lambda$. Check: $\mathbb E[z^2] = 2/\lambda^2$, so
@@ -503,10 +534,11 @@ FigureExplorer(draw_spread,
 # * Laplace: $\varepsilon \sim \text{Laplace}(0, 1)$, $z = \mu + s\varepsilon$;
 #   $\mathbb E[z^2] = \mu^2 + 2s^2$, so $\nabla_\mu = 2\mu$, $\nabla_s = 4s$.
 #
-# Families with neither form (Gamma, Beta, Dirichlet) use *implicit* reparameterization
-# gradients (Figurnov et al., 2018): the same $-\partial_\phi F / q$ formula, with
-# $\partial_\phi F$ computed from an accurate approximation of the CDF;
-# `torch.distributions.Gamma.rsample` implements it. Discrete distributions have no
+# Families whose inverse CDF has no usable closed form (Gamma, Beta) use the same implicit formula
+# $-\partial_\phi F / q$ with $\partial_\phi F$ computed from an accurate approximation of the CDF
+# (Figurnov, Mohamed & Mnih, 2018); `torch.distributions.Gamma.rsample` implements it. How to
+# compute $\partial_\phi F$ for the Gamma CDF, and the multivariate version for the Dirichlet, are
+# beyond this course: see that paper, sections 3–4. Discrete distributions have no
 # reparameterization at all (no continuous path from $\phi$ to $z$): there one uses the score
 # function or a continuous relaxation (Gumbel-softmax).
 
@@ -582,16 +614,65 @@ for ax, (samples, dist, title) in zip(axes, targets):
 plt.tight_layout()
 plt.show()
 
+# %% [markdown]
+# **The general rule, and why $q$'s density must be tractable.** Both recipes are instances of one
+# change of variables. Let $\varepsilon \sim p_\varepsilon$ and $z = g_\phi(\varepsilon)$ with
+# $g_\phi$ invertible and differentiable. In one dimension, for increasing $g_\phi$,
+# $P(z \le t) = P(\varepsilon \le g_\phi^{-1}(t))$; differentiating in $t$ gives
+# $q_\phi(t) = p_\varepsilon(g_\phi^{-1}(t))\,\frac{d}{dt}g_\phi^{-1}(t)$ (for decreasing $g_\phi$ the
+# inequality flips and the derivative is negative: take its absolute value). In $d$ dimensions the
+# substitution $\varepsilon = g_\phi^{-1}(z)$ in $\int p_\varepsilon(\varepsilon)\,d\varepsilon$
+# brings in the Jacobian determinant:
+#
+# $$
+# q_\phi(z) = p_\varepsilon\big(g_\phi^{-1}(z)\big)\,
+# \Big|\det \frac{\partial g_\phi^{-1}(z)}{\partial z}\Big| .
+# $$
+#
+# Location-scale: $g^{-1}(z) = (z - \mu)/s$ and $|\det| = s^{-d}$. Inverse CDF: $p_\varepsilon = 1$ on
+# $(0, 1)$ and $g^{-1} = F_\phi$, so $q_\phi = F_\phi'$. A reparameterization for a VAE needs more
+# than samples: the ELBO $\mathbb E_q[\log p_\theta(x, z) - \log q_\phi(z\mid x)]$ contains
+# $\log q_\phi$ itself, evaluated (and differentiated) at each sample. A $g_\phi$ whose inverse or
+# Jacobian determinant we cannot compute (a generic neural network of $\varepsilon$, say) still
+# gives samples and pathwise gradients of $\mathbb E_q[\log p_\theta(x, z)]$, but not
+# $\log q_\phi(z)$: the entropy term of the ELBO, and with it the ELBO, can no longer be estimated,
+# and dropping the term lets $q$ collapse onto the mode of $p_\theta(x, z)$. That is why the two
+# practical designs are the location–scale and inverse-CDF families (and, beyond this course,
+# normalizing flows: invertible $g_\phi$ built so that the determinant is cheap; Rezende & Mohamed,
+# 2015). Checked below for a nonlinear, increasing $g$: $z = \exp(\mu + \sigma\varepsilon)$, whose
+# change-of-variables density must be SciPy's log-normal.
+
+# %%
+mu_ln, sigma_ln = 0.3, 0.6
+g_inverse = lambda z: (np.log(z) - mu_ln) / sigma_ln  # noqa: E731  ε = g⁻¹(z)
+g_inverse_slope = lambda z: 1 / (sigma_ln * z)  # noqa: E731  d g⁻¹/dz > 0
+z_grid_ln = np.linspace(0.01, 12, 500)
+q_change_of_variables = stats.norm.pdf(g_inverse(z_grid_ln)) * np.abs(g_inverse_slope(z_grid_ln))
+q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)  # an independent reference
+assert np.allclose(q_change_of_variables, q_scipy, rtol=1e-12, atol=0)
+z_ln = np.exp(mu_ln + sigma_ln * torch.randn(n_draws, generator=generator(22), dtype=torch.float64).numpy())
+ks_ln = stats.kstest(z_ln, stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).cdf)
+assert ks_ln.pvalue > 1e-3  # the samples g(ε) follow that density
+# and the entropy term the ELBO needs, -E_q[log q(z)], from the samples' log q = log p_ε(ε) - log|g'(ε)|:
+log_q_at_samples = stats.norm.logpdf(g_inverse(z_ln)) + np.log(g_inverse_slope(z_ln))
+entropy_mc, entropy_se = -log_q_at_samples.mean(), log_q_at_samples.std() / math.sqrt(n_draws)
+entropy_exact = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).entropy()
+assert abs(entropy_mc - entropy_exact) < 4 * entropy_se
+print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_variables - q_scipy).max():.1e}; "
+      f"KS p = {ks_ln.pvalue:.2f}; entropy {entropy_mc:.4f} ± {entropy_se:.4f} (exact {entropy_exact:.4f})")
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The doubly stochastic estimator of the ELBO gradient
 #
 # Back to the VAE objective $\mathcal L(\theta,\phi) = \sum_{i=1}^n \ell_i(\theta,\phi)$ with
-# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$. Its
+# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$, the ELBO of
+# point $i$ (here $\ell_i$ is not chapter 1's log-likelihood $\ell(\theta)$). Its
 # exact gradient costs a pass over all $n$ points *and* an integral for each. Two independent
 # sources of randomness replace both:
 #
 # 1. a **minibatch** $B$: $m$ of the $n$ indices, uniformly at random without replacement;
-# 2. **$V$ reparameterized samples** per point: $z_{iv} = \mu_\phi(x_i) + \sigma_\phi(x_i)\odot\varepsilon_{iv}$,
+# 2. **$V$ reparameterized samples** per point (in this section $V$ counts samples; it is not a
+#    covariance): $z_{iv} = \mu_\phi(x_i) + \sigma_\phi(x_i)\odot\varepsilon_{iv}$,
 #    $\varepsilon_{iv} \sim \mathcal N(0, I)$.
 #
 # $$
@@ -815,6 +896,8 @@ for step in range(num_steps + 1):
     schedule.step()
 
 elbo_hist, log_px_hist = np.array(history["elbo"]), np.array(history["log_px"])
+print(f"at step 0: log p(x) {log_px_hist[0]:.2f}, ELBO {elbo_hist[0]:.2f} (per point)")
+assert abs(log_px_hist[0] - (-15.5)) < 0.05 and abs(elbo_hist[0] - (-15.6)) < 0.05  # the text below
 gap, ml_gap = log_px_hist[-1] - elbo_hist[-1], ll_ml - log_px_hist[-1]
 print(f"final ELBO {elbo_hist[-1]:.5f}, log p(x) {log_px_hist[-1]:.5f}, "
       f"maximum {ll_ml:.5f} (per point)")
@@ -850,7 +933,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Left: the two curves start far below (about $-15.6$ nats per point, off the plot), rise together, and end on
+# Left: the two curves start far below ($\log p_\theta(x) \approx -15.5$ and the ELBO $\approx -15.6$ nats per point, printed above, off the plot), rise together, and end on
 # the dashed maximum-likelihood line; the ELBO is always below $\log p_\theta(x)$. Right: the
 # variational gap and the distance to the maximum likelihood both fall by orders of magnitude; the
 # wiggles are the minibatch and sampling noise of $\hat g$, damped as the learning rate decays.
@@ -907,7 +990,7 @@ plt.show()
 
 # %% tags=["solution"]
 def pathwise_sample(mu, logvar, eps):
-    """z = μ + σ ⊙ ε with σ = exp(½ log σ²): (N, d) -> (N, d)."""
+    """The pathwise sample z from mu, logvar and the given noise eps, all (N, d) -> z (N, d)."""
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -923,7 +1006,7 @@ check_pathwise_sample(pathwise_sample);
 
 # %% tags=["solution"]
 def score_mu(z, mu, logvar):
-    """∇_μ log q(z) = (z - μ) / σ²: (N, d) -> (N, d)."""
+    """The gradient of log q(z) with respect to mu, for z, mu, logvar of shape (N, d) -> (N, d)."""
     return (z - mu) * torch.exp(-logvar)
 
 
@@ -940,7 +1023,7 @@ check_score_mu(score_mu);
 
 # %% tags=["solution"]
 def minibatch_elbo_estimate(log_w, num_data):
-    """(n/m) Σ_{i∈B} (1/V) Σ_v log w_iv: (V, m) -> scalar."""
+    """The unbiased estimate of the full-data ELBO from log_w (V, m) and num_data n -> one number."""
     num_samples, batch_size = log_w.shape
     return num_data / batch_size * log_w.mean(dim=0).sum()
 

@@ -12,6 +12,8 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 10 — Tighter bounds and their price: training with the importance-weighted bound
 #
+# *Symbols: see the course's [notation page](../docs/notation.md).*
+#
 # Chapter 4 derived the importance-weighted bound
 #
 # $$
@@ -78,7 +80,7 @@ use_course_style()
 seed_everything(0)
 torch.set_default_dtype(torch.float64)  # exact math for the toy models (the VAE sets float32)
 
-EST_COLORS = {"plain": "#d62728", "DReG": "#1f77b4", "decoder": "#2ca02c"}
+EST_COLORS = {"plain": COLORS["naive"], "DReG": COLORS["importance"], "decoder": COLORS["elbo"]}
 
 
 def generator(seed):

@@ -171,19 +171,33 @@ def test_resume_refuses_fewer_epochs_than_completed(tmp_path, capsys):
 
 
 def test_a_new_flag_is_saved_and_restored_without_more_code(tmp_path, capsys, monkeypatch):
-    # Another option (e.g. --objective) only needs to be added to parser(): resume restores it.
+    # Another option only needs to be added to parser(): resume restores it (--objective was
+    # added this way; a made-up --example-option stands for the next one).
     real = parser
 
-    def with_objective():
+    def with_option():
         p = real()
-        p.add_argument("--objective", default="elbo")
+        p.add_argument("--example-option", default="a")
         return p
 
-    monkeypatch.setattr("vaelib.cli.parser", with_objective)
+    monkeypatch.setattr("vaelib.cli.parser", with_option)
     out = tmp_path / "rs"
-    main(issue_run(out) + ["--epochs", "1", "--objective", "iwae"])
+    main(issue_run(out) + ["--epochs", "1", "--example-option", "b"])
     main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"])
-    assert load_checkpoint(out).run_config["flags"]["objective"] == "iwae"
+    assert load_checkpoint(out).run_config["flags"]["example_option"] == "b"
+    with pytest.raises(SystemExit, match="--example-option a differs from the run's saved"):
+        main(["--resume", "--epochs", "3", "--out", str(out), "--example-option", "a"])
+
+
+def test_resume_keeps_the_objective_and_refuses_another(tmp_path, capsys):
+    out = tmp_path / "iw"
+    main(issue_run(out) + ["--epochs", "1", "--objective", "iwae", "--k", "2",
+                           "--encoder-gradient", "dreg"])
+    main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"])
+    ckpt = load_checkpoint(out)
+    assert ckpt.epoch == 2
+    assert (ckpt.train_config["objective"], ckpt.train_config["num_samples"],
+            ckpt.train_config["encoder_gradient"]) == ("iwae", 2, "dreg")
     with pytest.raises(SystemExit, match="--objective elbo differs from the run's saved"):
         main(["--resume", "--epochs", "3", "--out", str(out), "--objective", "elbo"])
 

@@ -92,7 +92,6 @@ def toy_log_marginal(model, x, *, use_step=True, use_prior=True, average=False, 
 
 def test_toy_right_answers_pass(capsys):
     assert verdict(check_toy_log_marginal, toy_log_marginal, capsys)[0]
-    assert verdict(check_toy_log_marginal, lambda model, x: model.log_marginal(x), capsys)[0]
 
 
 @pytest.mark.parametrize("wrong, hint", [
@@ -156,3 +155,37 @@ def test_checks_are_exported_from_the_package():
 
     for name in ("check_linear_log_marginal", "check_toy_log_marginal", "check_ml_noise_std"):
         assert getattr(exercises, name) is globals()[name]
+
+
+# --- answers the exercises forbid --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("forbidden, hint", [
+    # exercise 1: "from the formula, without vaelib or SciPy"
+    (lambda x, W, b, s: __import__("vaelib.toy", fromlist=["LinearGaussian"]).LinearGaussian(W, b, s).log_marginal(x),
+     "LinearGaussian.log_marginal"),
+    (lambda x, W, b, s: torch.as_tensor(__import__("scipy.stats", fromlist=["multivariate_normal"]).multivariate_normal(
+        b.numpy(), (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy()).logpdf(x.numpy())).reshape(-1),
+     "logpdf"),
+    (lambda x, W, b, s: torch.as_tensor(__import__("scipy.stats", fromlist=["multivariate_normal"]).multivariate_normal.logpdf(
+        x.numpy(), b.numpy(), (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy())).reshape(-1),
+     "logpdf"),
+])
+def test_linear_library_answers_are_refused(forbidden, hint, capsys):
+    passed, text = verdict(check_linear_log_marginal, forbidden, capsys)
+    assert not passed and "❌" in text and hint in text and "without vaelib or SciPy" in text, text
+
+
+def test_toy_answer_that_calls_the_reference_is_refused(capsys):
+    passed, text = verdict(check_toy_log_marginal, lambda model, x: model.log_marginal(x), capsys)
+    assert not passed and "model.log_marginal" in text, text
+
+
+def test_the_library_is_restored_after_a_check(capsys):
+    from scipy.stats import _multivariate
+
+    from vaelib.toy import LinearGaussian
+
+    before = (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf)
+    verdict(check_linear_log_marginal, lambda x, W, b, s: LinearGaussian(W, b, s).log_marginal(x), capsys)
+    assert (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf) == before

@@ -126,7 +126,7 @@ def right_best(posterior_var, offset):
 
 
 def log_rho(v, posterior_var, offset):
-    """log ρ for q = N(μ⋆ + Δ, v), p(z|x) = N(μ⋆, σ⋆²)."""
+    """log κ for q = N(μ⋆ + Δ, v), p(z|x) = N(μ⋆, σ⋆²)."""
     return math.log(v) - 0.5 * math.log(posterior_var * (2 * v - posterior_var)) + offset**2 / (2 * v - posterior_var)
 
 

@@ -95,9 +95,33 @@ def stable_iwae(log_w):
 def test_iwae_right_answers_pass(capsys):
     ok, out = verdict(capsys, check_iwae_from_log_weights, stable_iwae)
     assert ok and out.startswith("✅")
-    ok, _ = verdict(capsys, check_iwae_from_log_weights,
-                    lambda log_w: torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]))
-    assert ok
+
+
+def global_max_iwae(log_w):
+    m = log_w.max()  # one maximum over all data points: -inf for a column far below it
+    return m + torch.log(torch.exp(log_w - m).mean(dim=0))
+
+
+@pytest.mark.parametrize(
+    ("forbidden", "hint"),
+    [
+        # the exercise asks for the max-shift written out, without torch.logsumexp
+        (lambda log_w: torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]), "torch.logsumexp"),
+        (lambda log_w: log_w.logsumexp(0) - math.log(log_w.shape[0]), "torch.logsumexp"),
+        (lambda log_w: torch.special.logsumexp(log_w, 0) - math.log(log_w.shape[0]), "torch.logsumexp"),
+        # one global maximum fails when data points' log-weights lie far apart
+        (global_max_iwae, "maximum over dim 0"),
+    ],
+)
+def test_iwae_answers_the_exercise_forbids_are_refused(capsys, forbidden, hint):
+    ok, out = verdict(capsys, check_iwae_from_log_weights, forbidden)
+    assert not ok and out.startswith("❌") and hint in out, out
+
+
+def test_iwae_nan_hint_does_not_recommend_the_forbidden_function(capsys):
+    ok, out = verdict(capsys, check_iwae_from_log_weights,
+                      lambda log_w: torch.log(torch.exp(log_w).mean(dim=0)))
+    assert not ok and "logsumexp" not in out, out
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,11 @@ def test_pathwise_sample_right_answers(capsys):
      "differentiabl"),
     (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps)[:, 0], "shape"),
     (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar.detach()) * eps, "∂z/∂logvar"),
-    (lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, "NaN"),
+    (lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, "no square root or log of it"),
+    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * torch.randn_like(mu), "drew new noise"),
+    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, dtype=mu.dtype,
+                                                                          generator=torch.Generator().manual_seed(0)),
+     "does not change when eps does"),
 ])
 def test_pathwise_sample_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_pathwise_sample, answer, capsys)
@@ -103,9 +107,8 @@ def test_minibatch_elbo_estimate_right_answers(capsys):
     for answer in (
         lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0).sum(),
         lambda log_w, n: n * log_w.mean(),  # the same number: n × the mean over V and m
-        lambda log_w, n: float(n / log_w.shape[1] * log_w.mean(0).sum()),
-        lambda log_w, n: np.float64(n * log_w.numpy().mean()),
         lambda log_w, n: (n / log_w.shape[1] * log_w.mean(dim=0).sum()).reshape(1),
+        lambda log_w, n: log_w.mean(dim=0).sum() * n / log_w.shape[1],
     ):
         ok, out = verdict(check_minibatch_elbo_estimate, answer, capsys)
         assert ok and out.startswith("✅"), out
@@ -120,6 +123,15 @@ def test_minibatch_elbo_estimate_right_answers(capsys):
     (lambda log_w, n: -n / log_w.shape[1] * log_w.mean(dim=0).sum(), "wrong sign"),
     (lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0), "return one number"),
     (lambda log_w, n: 25.0 * log_w.mean(dim=0).sum(), "another"),  # hard-coded n/m = 200/8
+    # integer division: right only when m divides n
+    (lambda log_w, n: n // log_w.shape[1] * log_w.mean(dim=0).sum(), "integer division"),
+    # log_w.shape[0] (the V samples, where x.shape[0] would be the batch) taken as m
+    (lambda log_w, n: n / log_w.shape[0] * log_w.mean(dim=0).sum(), "log_w.shape[1]"),
+    # a Python number (or NumPy) has no gradient
+    (lambda log_w, n: float(n / log_w.shape[1] * log_w.mean(0).sum()), "Python number"),
+    (lambda log_w, n: np.float64(n * log_w.detach().numpy().mean()), "Python number"),
+    (lambda log_w, n: (n * log_w.mean()).item(), "Python number"),
+    (lambda log_w, n: (n * log_w.mean()).detach(), "no gradient"),
 ])
 def test_minibatch_elbo_estimate_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_minibatch_elbo_estimate, answer, capsys)
@@ -139,7 +151,56 @@ def test_checks_are_exported():
                                  "check_minibatch_elbo_estimate"}
 
 
+def test_non_finite_hints_are_specific_to_the_exercise(capsys):
+    ok, out = verdict(check_pathwise_sample, lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, capsys)
+    assert not ok and "log-sum-exp" not in out and "σ = exp(½ logvar)" in out, out
+    ok, out = verdict(check_score_mu, lambda z, mu, logvar: (z - mu) / logvar.log().exp(), capsys)
+    assert not ok and "log-sum-exp" not in out and "σ² = exp(logvar)" in out, out
+    ok, out = verdict(check_minibatch_elbo_estimate, lambda log_w, n: n * log_w.exp().log().mean() / 0, capsys)
+    assert not ok and "log-sum-exp" not in out and "factor n/m" in out, out
+
+
 def test_pathwise_sample_detached_mu(capsys):
     ok, out = verdict(check_pathwise_sample,
                       lambda mu, logvar, eps: mu.detach() + torch.exp(0.5 * logvar) * eps, capsys)
     assert not ok and "∂z/∂μ" in out
+
+
+def test_the_exercise_docstrings_do_not_give_the_answer():
+    """The student edition keeps a solution's signature and docstring: they state the shapes and
+    what to compute, never the formula the exercise asks for."""
+    import ast
+    from pathlib import Path
+
+    import jupytext
+
+    chapter = Path(__file__).resolve().parents[1] / "chapters" / "07_reparameterization.py"
+    docstrings = {}
+    for cell in jupytext.read(chapter).cells:
+        if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.FunctionDef):
+                    docstrings[node.name] = ast.get_docstring(node) or ""
+    assert set(docstrings) == {"pathwise_sample", "score_mu", "minibatch_elbo_estimate"}
+    for answer in ("exp(½", "σ ⊙ ε", "(z - μ) / σ²", "/ σ²", "n/m", "(1/V)", "Σ_v"):
+        for name, doc in docstrings.items():
+            assert answer not in doc, (name, doc)
+
+
+def _score_by_autograd(z, mu, logvar):
+    mu = mu.clone().requires_grad_(True)
+    log_q = -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar).sum()
+    (grad,) = torch.autograd.grad(log_q, mu)
+    return grad
+
+
+def _score_by_backward(z, mu, logvar):
+    mu = mu.clone().requires_grad_(True)
+    (-0.5 * ((z - mu) ** 2 / logvar.exp()).sum()).backward()
+    return mu.grad
+
+
+@pytest.mark.parametrize("answer", [_score_by_autograd, _score_by_backward])
+def test_score_mu_by_autograd_is_refused(answer, capsys):
+    ok, out = verdict(check_score_mu, answer, capsys)
+    assert not ok and "by hand" in out and "autograd" in out, out

@@ -349,3 +349,10 @@ def test_posterior_uncertainty_in_two_of_many_units(data):
         PosteriorUncertainty(tiny_vae(2), x, labels, indices=[N])
     with pytest.raises(ValueError, match="num_samples"):
         PosteriorUncertainty(tiny_vae(2), x, labels, num_samples=0)
+
+
+def test_the_latent_explorers_images_carry_descriptions(data):
+    x, labels = data
+    explorer = LatentExplorer(tiny_vae(4), x, labels)
+    assert explorer.image.tooltip.startswith("Decoded image")
+    assert explorer.thumbnail.tooltip.startswith("Test image")

@@ -87,3 +87,24 @@ def test_a_draw_function_that_fails_at_once_is_an_error():
 
     with pytest.raises(RuntimeError, match="broken"):
         FigureExplorer(draw, mean=widgets.FloatSlider())
+
+
+def test_the_explorers_image_carries_a_description_of_the_figure():
+    from vaelib.figures import describe_figure
+
+    def draw(fig, mean):
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.set(title=f"density at mean {mean:.1f}", xlabel="z")
+        ax2.set(xlabel="K", ylabel="estimate")
+        fig.suptitle("Two views")
+        return None
+
+    explorer = FigureExplorer(draw, mean=widgets.FloatSlider(value=0.0, min=-2, max=2))
+    assert explorer.image.tooltip == "Figure: Two views; density at mean 0.0; estimate against K"
+    explorer.controls["mean"].value = 1.5
+    assert "density at mean 1.5" in explorer.image.tooltip  # follows the redraw
+    fig = plt.figure()
+    try:
+        assert describe_figure(fig) == "Figure"
+    finally:
+        plt.close(fig)

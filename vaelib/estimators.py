@@ -131,7 +131,7 @@ def importance_log_marginal(
 
     The average inside the log is an unbiased estimate of p(x) for any q that covers the
     posterior; with q = p(z|x) every weight equals p(x) and the estimate has zero variance.
-    Its log is biased low (Jensen), which is why it equals the IWAE bound (ch. 5).
+    Its log is biased low (Jensen), which is why it equals the IWAE bound (ch. 4).
 
     Returns:
         ``(N,)``. Arguments as in :func:`log_importance_weights`.
@@ -187,7 +187,7 @@ def iwae_bound(
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """``IWAE_K = E[log (1/K) Σ_k w_k]`` estimated by one draw of K samples (ch. 5).
+    """``IWAE_K = E[log (1/K) Σ_k w_k]`` estimated by one draw of K samples (ch. 4).
 
     ``ELBO = IWAE_1 <= IWAE_K <= IWAE_{K+1} <= log p(x)`` in expectation (Burda et al., 2015);
     the same number as :func:`importance_log_marginal`, read as a bound one can train on.

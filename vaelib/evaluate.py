@@ -8,7 +8,7 @@ For each test image x, draw K samples z_k ~ q(z|x) and form the log importance w
 From the same K weights:
 
     log p(x)  ≈ log (1/K) Σ_k w_k           importance sampling (ch. 3); K = 5000 in Burda et al.
-    IWAE_k    ≈ mean over K/k groups of log (1/k) Σ_{j in group} w_j      (ch. 5)
+    IWAE_k    ≈ mean over K/k groups of log (1/k) Σ_{j in group} w_j      (ch. 4)
     ELBO      ≈ (1/K) Σ_k log w_k                                         (ch. 4)
 
 so ELBO <= IWAE_k <= log p(x) up to Monte Carlo error. The test set is binarized once with a fixed

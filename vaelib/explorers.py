@@ -30,7 +30,7 @@ from matplotlib.patches import Ellipse
 from PIL import Image as _PILImage  # Pillow: a dependency of matplotlib
 from scipy import stats as _stats
 
-from .figures import FigureExplorer, static_figure
+from .figures import COLORS, FigureExplorer, static_figure
 from .gaussian import DiagonalGaussian
 from .latent import (
     encode_dataset,
@@ -165,7 +165,7 @@ def _scatter_means(ax, mu: torch.Tensor, labels: torch.Tensor | None, dims: tupl
                    **kwargs) -> None:
     """The posterior means in units ``dims``, coloured by digit."""
     points = mu[:, list(dims)].detach().float().cpu().numpy()
-    colors = (DIGIT_CMAP(labels.numpy() % 10) if labels is not None else "#1f77b4")
+    colors = (DIGIT_CMAP(labels.numpy() % 10) if labels is not None else COLORS["importance"])
     ax.scatter(points[:, 0], points[:, 1], c=colors, s=kwargs.pop("s", 5),
                alpha=kwargs.pop("alpha", 0.6), linewidths=0, rasterized=True, **kwargs)
 
@@ -349,6 +349,7 @@ class LatentExplorer(LatentView, widgets.HBox):
         h, w = self.image_shape
         self.thumbnail.value = _png(_pixels(self.x[index], (h, w)), 4)
         self.caption.value = f"test image {_describe(index, self.labels)}"
+        self.thumbnail.tooltip = f"Test image {_describe(index, self.labels)}, whose posterior mean the sliders start from"
         self.update()
 
     def reset(self) -> None:
@@ -359,6 +360,7 @@ class LatentExplorer(LatentView, widgets.HBox):
         h, w = self.image_shape
         self.thumbnail.value = _png(np.full((h, w), 255, dtype=np.uint8), 4)
         self.caption.value = "z = 0: no test image"
+        self.thumbnail.tooltip = "Test image: none (blank), the sliders start from z = 0"
         self.update()
 
     def set_latent(self, z: Any) -> None:
@@ -379,6 +381,8 @@ class LatentExplorer(LatentView, widgets.HBox):
         self.z = z  # (d,)
         self.decoded = self.model.decode_mean(z)  # (D,): E[x|z]
         self.image.value = _png(_pixels(self.decoded, self.image_shape), self.scale)
+        self.image.tooltip = (f"Decoded image E[x | z] (pixel probabilities, dark on white) at the "
+                              f"sliders' z, ‖z‖ = {float(z.norm()):.2f}")
         log_prior = float(self.model.log_prior(z))
         self.readout.value = (f"‖z‖ = {float(z.norm()):.2f} &nbsp; log p(z) = {log_prior:.2f} "
                               f"nats (largest at z = 0: {float(self.model.log_prior(0 * z)):.2f})")
@@ -509,7 +513,7 @@ class LatentMap(LatentView, FigureExplorer):
         u1, u2 = _stats.norm.cdf([z1, z2])  # the picked point in probability coordinates
         c1, c2 = min(int(u1 * n), n - 1), min(int(u2 * n), n - 1)  # its cell of the grid
         ax_grid.add_patch(plt.Rectangle((c1 / n, c2 / n), 1 / n, 1 / n, fill=False,
-                                        edgecolor="#d62728", linewidth=1.8))
+                                        edgecolor=COLORS["naive"], linewidth=1.8))
         ax_grid.plot([u1], [u2], marker="*", markersize=12, color="white",
                      markeredgecolor="black", linestyle="")
         ticks = [-2.0, -1.0, 0.0, 1.0, 2.0]
@@ -591,7 +595,7 @@ class Interpolation(LatentView, FigureExplorer):
         h, w = self.image_shape
         axes = fig.subplots(len(methods) + 1, 1,
                             gridspec_kw=dict(height_ratios=[1.0] * len(methods) + [1.25]))
-        colors = {"linear": "#d62728", "spherical": "#1f77b4"}
+        colors = {"linear": COLORS["naive"], "spherical": COLORS["importance"]}  # colour-blind safe
         for ax, m in zip(axes, methods):
             ax.imshow(_tile(decoded[m], self.image_shape, columns=steps, pad=1), cmap=_INK,
                       vmin=0, vmax=1)
@@ -607,8 +611,8 @@ class Interpolation(LatentView, FigureExplorer):
         ax.axhspan(*self.norm_band, color="0.85", label="‖μ(x)‖ of the test images (5–95 %)")
         tt = t.cpu().numpy()
         for m in methods:
-            ax.plot(tt, paths[m].norm(dim=-1).cpu().numpy(), marker="o", markersize=4,
-                    color=colors[m], label=m)
+            ax.plot(tt, paths[m].norm(dim=-1).cpu().numpy(), marker="o" if m == "linear" else "s",
+                    markersize=4, linestyle="--" if m == "linear" else "-", color=colors[m], label=m)
         ax.set(xlabel="t", ylabel="‖z_t‖", xlim=(-0.02, 1.02))
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
         middle = steps // 2
@@ -690,7 +694,7 @@ class PosteriorUncertainty(LatentView, FigureExplorer):
             self.decoded_samples, self.reconstruction = decoded, reconstruction
         i, j = self.dims
         color = (DIGIT_CMAP(int(self.labels[index]) % 10) if self.labels is not None
-                 else "#1f77b4")
+                 else COLORS["importance"])
         ax_map, ax_zoom, ax_img = fig.subplots(1, 3, gridspec_kw=dict(width_ratios=[1, 1, 0.9]))
         for ax in (ax_map, ax_zoom):
             _scatter_means(ax, self.mu, self.labels, self.dims, s=4, alpha=0.25)

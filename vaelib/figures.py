@@ -38,19 +38,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = ["COLORS", "use_course_style", "reference_line", "FigureExplorer", "static_figure",
-           "figure_to_png"]
+           "figure_to_png", "describe_figure"]
 
 # ---------------------------------------------------------------------------------------- the style
 
-#: One colour per role, used consistently across chapters.
+#: One colour per role, used consistently across chapters. Okabe & Ito's colour-blind-safe palette
+#: (with a dark grey for the prior): every two roles stay apart by CIELAB ΔE > 15 under simulated
+#: protanopia, deuteranopia and tritanopia (tests/test_palette.py). Where a figure compares curves,
+#: give them a second cue too (line style, marker or hatching), not colour alone.
 COLORS = {
-    "exact": "black",       # the truth: exact log p(x), exact posterior
-    "naive": "#d62728",     # naive Monte Carlo from the prior
-    "importance": "#1f77b4",  # importance sampling / IWAE
-    "elbo": "#2ca02c",      # the ELBO
-    "posterior": "#9467bd",  # p(z|x)
-    "proposal": "#ff7f0e",  # q(z|x)
-    "prior": "#7f7f7f",     # p(z)
+    "exact": "#000000",       # the truth: exact log p(x), exact posterior (black)
+    "naive": "#D55E00",       # naive Monte Carlo from the prior (vermillion)
+    "importance": "#0072B2",  # importance sampling / IWAE (blue)
+    "elbo": "#009E73",        # the ELBO (bluish green)
+    "posterior": "#CC79A7",   # p(z|x) (reddish purple)
+    "proposal": "#E69F00",    # q(z|x) (orange)
+    "prior": "#555555",       # p(z) (dark grey)
 }
 
 
@@ -88,6 +91,22 @@ def figure_to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def describe_figure(fig: Figure) -> str:
+    """A short text description of a figure, for readers who cannot see it: its overall title,
+    then each panel's title, or its axis labels ("y against x") when it has no title."""
+    parts = []
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        parts.append(fig._suptitle.get_text())
+    for ax in fig.axes:
+        title = " ".join(t for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if t)
+        if title:
+            parts.append(title)
+        elif ax.get_ylabel() and ax.get_xlabel():
+            parts.append(f"{ax.get_ylabel()} against {ax.get_xlabel()}")
+    parts = [" ".join(p.split()) for p in dict.fromkeys(parts)]
+    return "Figure: " + "; ".join(parts) if parts else "Figure"
+
+
 def static_figure(draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), **values: Any) -> None:
     """Draw ``draw(fig, **values)`` once as an ordinary inline figure; print what it returns.
 
@@ -120,7 +139,8 @@ class FigureExplorer(widgets.VBox):
 
     Attributes:
         controls: dict name -> widget; set ``explorer.controls["mean"].value = 1.0`` to move one.
-        image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes).
+        image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes;
+            ``image.tooltip``, its description from the figure's titles, see :func:`describe_figure`).
         readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned, or the error it raised.
         figure: the single off-screen matplotlib figure, reused on every redraw.
 
@@ -175,6 +195,7 @@ class FigureExplorer(widgets.VBox):
             self._show_error(values, err)
             return
         self.image.value = png
+        self.image.tooltip = describe_figure(self.figure)  # the image's description (title attribute)
         self.readout.value = "" if readout is None else str(readout)
         self._drawn = values
         self.redraws += 1

@@ -7,7 +7,7 @@ A likelihood says, for the decoder's output ``out = f(z)`` ``(..., D)``:
 - ``output_bias(x_mean)``: the decoder's output bias that makes p(x|z) start at the data mean;
 - ``binary_data``: whether the data must be 0/1 (then training and evaluation binarize
   grey levels, and :meth:`vaelib.vae.VAE.check_data` wants values in [0, 1]);
-- ``learns_std``: whether it has a standard deviation σ (``log_std``, fixed or learned: see
+- ``learns_std``: whether it has a standard deviation s (``log_std``, fixed or learned: see
   ``VAEConfig.gaussian_std_mode``).
 
 To add one: write a subclass of :class:`Likelihood` here and add it to :data:`LIKELIHOODS`;
@@ -71,9 +71,9 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """x_i | z ~ N(m_i, σ_i²): the decoder outputs the mean m = f(z); x real-valued.
+    """x_i | z ~ N(f_i(z), s_i²): the decoder outputs the mean f(z); x real-valued (s: the decoder noise).
 
-    log p(x|z) = -½ Σ_i [((x_i - m_i)/σ_i)² + log 2π + 2 log σ_i].
+    log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i].
     """
 
     name = "gaussian"
@@ -81,8 +81,8 @@ class Gaussian(Likelihood):
     hint = "real-valued data"
 
     def log_prob(self, x, out, log_std=None):
-        log_std = log_std.float().expand(out.shape[-1])  # log σ_i, (D,)
-        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - m_i) / σ_i)², (..., D)
+        log_std = log_std.float().expand(out.shape[-1])  # log s_i, (D,)
+        sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - f_i(z)) / s_i)², (..., D)
         return -0.5 * (sq + LOG_2PI + 2 * log_std).sum(dim=-1)
 
     def mean(self, out):

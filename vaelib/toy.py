@@ -142,8 +142,9 @@ class LinearGaussian(_GaussianDecoderModel):
         noise_std: s > 0, the observation noise standard deviation.
         dtype: the model's floating-point type (float64 by default: this is exact math).
 
-    Closed forms: ``p(x) = N(x; b, C)`` with ``C = W Wᵀ + s² I_D``; ``p(z|x) = N(m(x), Σ)`` with
-    ``Σ = (I_d + Wᵀ W / s²)⁻¹`` (the same for every x) and ``m(x) = Σ Wᵀ (x - b) / s²``.
+    Closed forms: ``p(x) = N(x; b, C)`` with ``C = W Wᵀ + s² I_D``; ``p(z|x) = N(μ⋆(x), Σ⋆)`` with
+    ``Σ⋆ = (I_d + Wᵀ W / s²)⁻¹`` (the same for every x) and ``μ⋆(x) = Σ⋆ Wᵀ (x - b) / s²``
+    (symbols as in ``docs/notation.md``).
     """
 
     def __init__(
@@ -211,16 +212,16 @@ class LinearGaussian(_GaussianDecoderModel):
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact posterior ``p(z|x) = N(mean, cov)`` by Bayes' rule for Gaussians (ch. 3).
 
-        ``cov = (I_d + Wᵀ W / s²)⁻¹`` and ``mean = (x - b) W cov / s²`` (row-vector form of
-        ``Σ Wᵀ (x - b) / s²``).
+        ``cov = Σ⋆ = (I_d + Wᵀ W / s²)⁻¹`` and ``mean = μ⋆ = (x - b) W cov / s²`` (row-vector form
+        of ``Σ⋆ Wᵀ (x - b) / s²``).
 
         Returns:
             ``(mean (N, d), cov (d, d))``; the covariance is shared by every x.
         """
         x = self._as_x(x)
         eye = torch.eye(self.latent_dim, dtype=self.dtype, device=self.device)
-        precision = eye + self.W.T @ self.W / self.noise_std**2  # Σ⁻¹, (d, d)
-        cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))  # Σ, (d, d)
+        precision = eye + self.W.T @ self.W / self.noise_std**2  # Σ⋆⁻¹, (d, d)
+        cov = torch.cholesky_inverse(torch.linalg.cholesky(precision))  # Σ⋆, (d, d)
         cov = 0.5 * (cov + cov.T)  # exactly symmetric
         mean = (x - self.b) @ self.W @ cov / self.noise_std**2  # (N, d)
         return mean, cov

@@ -4,8 +4,8 @@ The generative model and its approximate posterior:
 
     z ~ p(z) = N(0, I_d)
     x | z ~ Bernoulli(sigmoid(f(z)))   (binarized pixels; the decoder f outputs logits), or
-    x | z ~ N(f(z), σ² I_D)            (the decoder f outputs the mean)
-    q(z|x) = N(μ(x), diag exp(logvar(x)))   (the encoder outputs μ and logvar)
+    x | z ~ N(f(z), s² I_D)            (the decoder f outputs the mean; s the decoder noise)
+    q(z|x) = N(μ(x), diag exp(logvar(x)))   (the encoder outputs μ and logvar = log σ²)
 
 Training maximizes the ELBO (ch. 4), here in its "analytic KL" form (ch. 6):
 
@@ -16,7 +16,8 @@ the KL between two Gaussians in closed form. The model follows the protocol shar
 :mod:`vaelib.toy` (``latent_dim``, ``log_prior``, ``log_likelihood``, ``log_joint``,
 ``sample_prior``), so :mod:`vaelib.estimators` (importance sampling, IWAE) work on it unchanged.
 
-Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples.
+Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples. Symbols follow the
+course's notation table, ``docs/notation.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = ["VAEConfig", "VAE", "PRESETS", "ACTIVATIONS", "LIKELIHOODS"]
 #: Nonlinearities by name (applied after every hidden layer).
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus,
                "gelu": nn.GELU}
-#: How the Gaussian decoder's standard deviation σ is handled.
+#: How the Gaussian decoder's noise standard deviation s is handled.
 GAUSSIAN_STD_MODES = ("fixed", "shared", "per-pixel")
 
 #: The most parameters a VAEConfig may have: 400 MB of float32 weights (the course's models have
@@ -66,8 +67,8 @@ class VAEConfig:
     activation: str = "relu"  # after every hidden layer: relu | tanh | elu | softplus | gelu
     likelihood: str = "bernoulli"  # p(x|z), a name in vaelib.likelihoods.LIKELIHOODS: "bernoulli"
     #                   (0/1 pixels; decoder gives logits) or "gaussian" (real values; the mean)
-    gaussian_std: float = 0.1  # σ of a Gaussian p(x|z) = N(f(z), σ² I) (the start if learned)
-    gaussian_std_mode: str = "fixed"  # "fixed" σ | "shared": one learned σ | "per-pixel": σ_i
+    gaussian_std: float = 0.1  # s of a Gaussian p(x|z) = N(f(z), s² I) (the start if learned)
+    gaussian_std_mode: str = "fixed"  # "fixed" s | "shared": one learned s | "per-pixel": s_i
     init_output_bias: bool = False  # train() sets the output bias from the data mean (Burda)
 
     def __post_init__(self):
@@ -174,7 +175,7 @@ class VAE(nn.Module):
         self.decoder = _mlp([c.latent_dim, *reversed(c.hidden_dims), c.data_dim], c.activation)
         self.likelihood: Likelihood = get_likelihood(c.likelihood)  # p(x|z): vaelib.likelihoods
         self.output_bias_from_data = False  # set by init_output_bias (train() calls it once)
-        if self.likelihood.learns_std:  # log σ of p(x|z): a constant, or learned (1 or D of them)
+        if self.likelihood.learns_std:  # log s of p(x|z): a constant, or learned (1 or D of them)
             shape = (c.data_dim,) if c.gaussian_std_mode == "per-pixel" else ()
             log_std = torch.full(shape, math.log(c.gaussian_std))
             if c.gaussian_std_mode == "fixed":
@@ -310,7 +311,7 @@ class VAE(nn.Module):
         x ``(N, D)`` and z ``(K, N, d)`` or ``(N, d)`` give ``(K, N)`` or ``(N,)``.
 
         Bernoulli, logits l = f(z):  log p(x|z) = Σ_i [x_i l_i - softplus(l_i)]
-        Gaussian, mean m = f(z):     log p(x|z) = -½ Σ_i [((x_i - m_i)/σ_i)² + log 2π + 2 log σ_i]
+        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i]
         (each is a :class:`vaelib.likelihoods.Likelihood`, ``self.likelihood``).
 
         ``validate=False`` skips :meth:`check_data` (no host sync: for training loops).
@@ -349,15 +350,17 @@ class VAE(nn.Module):
         """``ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))`` per data point, ``(N,)`` (ch. 4, 6).
 
         The expectation is estimated with K = ``num_samples`` reparameterized samples, the KL
-        exactly (lower variance than :func:`vaelib.estimators.elbo`, which estimates both terms by
-        sampling ``log p(x, z) - log q(z|x)``; both have the same expectation). Differentiable.
+        exactly; :func:`vaelib.estimators.elbo` estimates both terms by sampling
+        ``log p(x, z) - log q(z|x)``. Both have the same expectation; which has the lower variance
+        depends on q and the model (often this one, not always: chapter 4 measures both).
+        Differentiable.
         """
         reconstruction, kl = self.elbo_terms(x, num_samples, generator)
         return reconstruction - kl
 
     def iwae_bound(self, x: torch.Tensor, k: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 5).
+        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 4).
 
         Estimated from one draw of k samples z_j ~ q(z|x) for each data point.
         ELBO = IWAE_1 <= IWAE_k <= log p(x). Holds k × N decoder outputs in memory; for k in the

@@ -9,18 +9,48 @@ A check never raises: it prints one of
 
 and returns ``True`` only when the answer passed, so a notebook cell can ``assert`` on a reference
 solution while a student's unfinished stub still runs to the end of the chapter.
+
+Three guards hold for every check: an answer that does not return within :data:`TIME_LIMIT_S`
+seconds (an endless loop) gets a hint instead of hanging the notebook; a complex answer is refused
+(an imaginary part is never right here); and an answer computed in a lower precision (float32) is
+compared at that precision's tolerance, with a note saying so when it still differs. When the
+student's code raises, the hint shows the line of their code that failed.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable
+import os
+import signal
+import sysconfig
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
-           "first_ratio", "require_callable", "returned_value"]
+           "first_ratio", "require_callable", "returned_value", "TIME_LIMIT_S", "NONFINITE_HINT",
+           "forbidden_calls", "low_precision"]
+
+#: Seconds the student's function may run, over all its calls in one check, before the check stops
+#: it and prints a hint.
+TIME_LIMIT_S = 10.0
+
+#: The non-finite hint when an exercise supplies none of its own.
+NONFINITE_HINT = ("your answer contains NaN or infinity: look for a log or square root of a negative "
+                  "number or of 0, a division by 0, or an exp that overflows.")
+
+#: Relative tolerance at which an answer computed in float32 (or lower) is compared.
+LOW_PRECISION_RTOL = 1e-5
+
+_LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
+_state = threading.local()
 
 
 class NotAttempted(Exception):
@@ -35,6 +65,98 @@ def _is_stub(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
+class _TimedOut(BaseException):
+    """Raised in the check's thread when the answer runs past the time limit (a BaseException, so
+    the student's own ``except Exception`` cannot swallow it)."""
+
+
+def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, limit: float) -> Any:
+    """``fn(*args, **kwargs)``, interrupted after ``limit`` seconds.
+
+    On the main thread of a platform with ``SIGALRM`` (Linux, macOS: where notebooks run their
+    cells) a timer signal interrupts the call; elsewhere the call runs in a daemon thread that is
+    abandoned (left to finish in the background) when it overruns.
+    """
+    if limit <= 0:
+        raise _TimedOut
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise _TimedOut
+
+        start = time.monotonic()
+        previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+        previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_handler)
+            if previous_delay > 0:  # someone else's timer was running: give back what is left of it
+                left = max(previous_delay - (time.monotonic() - start), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise _TimedOut
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _timed(answer: Any, budget: float) -> Any:
+    """The student's function, limited to ``budget`` seconds over all its calls in one check.
+
+    Only the student's code is timed: the check's own references (and the imports they may
+    trigger) are never interrupted. Anything that is not a function is returned unchanged.
+    """
+    if not callable(answer) or budget is None or budget <= 0:
+        return answer
+    spent = [0.0]
+
+    @functools.wraps(answer)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return _call_with_time_limit(answer, args, kwargs, budget - spent[0])
+        finally:
+            spent[0] += time.monotonic() - start
+
+    return timed
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(path) + os.sep
+    for path in {os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                 sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                 sysconfig.get_paths()["platlib"]}
+)
+
+
+def _student_line(err: BaseException) -> str:
+    """Where in the student's code ``err`` was raised: `` (line 3: `return a / b`)`` or ``""``.
+
+    The last frame of the traceback that lies outside ``vaelib``, the standard library and the
+    installed packages is the student's (a notebook cell, a script, a test's lambda).
+    """
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        path = os.path.realpath(frame.filename) if os.path.isabs(frame.filename) else frame.filename
+        if path.startswith(_LIBRARY_DIRS) or "site-packages" in path or "dist-packages" in path:
+            continue
+        code = (frame.line or "").strip()
+        where = f" (in your code, line {frame.lineno}"
+        return f"{where}: `{code}`)" if code else f"{where})"
+    return ""
+
+
 def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool:
     """Run ``body(answer)`` and print a verdict; never raise.
 
@@ -42,26 +164,74 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
     a hint) when the answer is wrong. A ``NotImplementedError`` or a stub answer (``...``/``None``)
     means "not attempted yet"; any other exception is reported as a hint, without a traceback.
     """
+    _state.low_precision = None
     try:
         if _is_stub(answer):
             raise NotAttempted
-        detail = body(answer)
+        detail = body(_timed(answer, TIME_LIMIT_S))
+    except _TimedOut:
+        print(f"❌ {name}: not yet. Your function did not return within {TIME_LIMIT_S:g} s, so the "
+              "check stopped it: look for a loop that never ends (a `while` whose condition never "
+              "changes) or far more samples or iterations than the exercise needs.")
+        return False
     except (NotAttempted, NotImplementedError):
         print(f"⏳ {name}: not attempted yet. Replace the `...` / `raise NotImplementedError` "
               "with your answer and run this cell again.")
         return False
     except ExerciseFailed as failure:
-        print(f"❌ {name}: not yet. {failure}")
+        cause = failure.__cause__
+        where = _student_line(cause) if isinstance(cause, Exception) else ""
+        print(f"❌ {name}: not yet. {failure}{where}")
         return False
-    except Exception as err:  # the student's code crashed: say how, without a traceback
-        print(f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}")
+    except Exception as err:  # the student's code crashed: say how and where, without a traceback
+        print(f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}{_student_line(err)}")
         return False
+    finally:
+        _state.low_precision = None
     print(f"✅ {name}: correct." + (f" {detail}" if detail else ""))
     return True
 
 
-def as_float64(value: Any) -> torch.Tensor:
-    """The student's answer as a float64 tensor (numbers, NumPy arrays and tensors accepted)."""
+_COMPLEX_HINT = ("your answer is a complex number: nothing in this exercise has an imaginary part. "
+                 "Look for a square root or log of a negative number computed in complex arithmetic "
+                 "(e.g. cmath, numpy.emath, or a complex tensor), or a `j` typed by mistake.")
+
+
+def _is_complex(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_complex()
+    if isinstance(value, complex):
+        return True
+    try:
+        return bool(np.iscomplexobj(value))
+    except Exception:  # noqa: BLE001 - an odd object: as_tensor below will say what is wrong
+        return False
+
+
+def _dtype_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.dtype
+    if isinstance(value, (np.ndarray, np.generic)):
+        return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}.get(value.dtype)
+    return None
+
+
+def low_precision() -> Any:
+    """The lower-precision dtype (e.g. ``torch.float32``) of an answer seen in the running check,
+    or ``None`` when every answer was float64 (or a Python number)."""
+    return getattr(_state, "low_precision", None)
+
+
+def as_float64(value: Any, *, answer: bool = True) -> torch.Tensor:
+    """The student's answer as a float64 tensor (numbers, NumPy arrays and tensors accepted).
+
+    A complex answer is refused. An ``answer`` in float32 (or lower) is remembered, so that
+    :func:`close` compares it at that precision's tolerance (pass ``answer=False`` for references).
+    """
+    if _is_complex(value):
+        raise ExerciseFailed(_COMPLEX_HINT)
+    if answer and _dtype_of(value) in _LOW_PRECISION:
+        _state.low_precision = _dtype_of(value)
     if isinstance(value, torch.Tensor):
         return value.detach().to(torch.float64)
     try:
@@ -72,16 +242,66 @@ def as_float64(value: Any) -> torch.Tensor:
         ) from err
 
 
-def close(got: Any, want: torch.Tensor, rtol: float = 1e-6, atol: float = 1e-8) -> bool:
-    """Whether ``got`` matches ``want`` in shape and value (after conversion to float64)."""
+def close(got: Any, want: torch.Tensor, rtol: float = 1e-6, atol: float = 1e-8,
+          nonfinite_hint: str = NONFINITE_HINT) -> bool:
+    """Whether ``got`` matches ``want`` in shape and value (after conversion to float64).
+
+    A non-finite ``got`` fails with ``nonfinite_hint`` (say what, in this exercise, gives NaN or
+    inf). An answer computed in float32 (see :func:`low_precision`) is compared at relative
+    tolerance :data:`LOW_PRECISION_RTOL`, with an absolute tolerance scaled by the largest |want|
+    (the rounding error of a float32 sum or difference scales with its terms).
+    """
     got = as_float64(got)
-    want = as_float64(want)
+    want = as_float64(want, answer=False)
     if got.shape != want.shape:
         raise ExerciseFailed(f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}.")
     if not torch.isfinite(got).all():
-        raise ExerciseFailed("your answer contains NaN or infinity; look for log(0) or exp overflow "
-                             "(the log-sum-exp trick helps).")
+        raise ExerciseFailed(nonfinite_hint)
+    if low_precision() is not None:
+        scale = float(want.abs().max()) if want.numel() else 0.0
+        rtol = max(rtol, LOW_PRECISION_RTOL)
+        atol = max(atol, LOW_PRECISION_RTOL * scale)
     return bool(torch.allclose(got, want, rtol=rtol, atol=atol))
+
+
+@contextmanager
+def forbidden_calls(*names: str, others: Iterable[tuple[Any, str]] = ()) -> Iterator[list[str]]:
+    """Record calls of the torch functions ``names`` (e.g. ``"logsumexp"``) made inside the block.
+
+    Yields a list that collects the names called; the functions still work, so an exercise that
+    forbids one can say so instead of failing with an unrelated error. Covers ``torch.name``,
+    ``torch.special.name`` and the tensor method ``Tensor.name``, and each ``(owner, attribute)``
+    of ``others`` (a class's method, a module's function), recorded as ``"Owner.attribute"``.
+    """
+    used: list[str] = []
+    patched: list[tuple[Any, str, Any, bool]] = []  # (owner, attribute, original, was in owner's __dict__)
+
+    def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            used.append(name)
+            return original(*args, **kwargs)
+        return wrapper
+
+    targets = [(owner, name, name) for name in names for owner in (torch, torch.special, torch.Tensor)]
+    targets += [(owner, attribute, f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}")
+                for owner, attribute in others]
+    for owner, name, label in targets:
+        original = vars(owner).get(name) if isinstance(owner, type) else None
+        original = original if original is not None else getattr(owner, name, None)
+        if original is None:
+            continue
+        patched.append((owner, name, original, name in vars(owner)))
+        wrapped = spy(label, getattr(owner, name))
+        setattr(owner, name, wrapped)
+    try:
+        yield used
+    finally:
+        for owner, name, original, own in reversed(patched):
+            if own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
 
 
 def first_ratio(got: Any, want: Any) -> float:
@@ -94,9 +314,9 @@ def first_ratio(got: Any, want: Any) -> float:
 def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
     """A hint for a wrong answer: checks common slips (sign, factor 2 or 1/2) and ``extra`` pairs of
     (wrong_reference_value, hint) supplied by the check, then falls back to the size of the error."""
-    got_t, want_t = as_float64(got), as_float64(want)
+    got_t, want_t = as_float64(got), as_float64(want, answer=False)
     for wrong, hint in extra:
-        wrong_t = as_float64(wrong)
+        wrong_t = as_float64(wrong, answer=False)
         if wrong_t.shape == got_t.shape and torch.allclose(got_t, wrong_t, rtol=1e-5, atol=1e-8):
             return hint
     if got_t.shape == want_t.shape:
@@ -107,7 +327,11 @@ def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
         if torch.allclose(got_t, 0.5 * want_t, rtol=1e-5, atol=1e-8):
             return "your answer is half the right value: look for an extra factor ½."
         err = (got_t - want_t).abs().max().item()
-        return f"the largest difference from the right value is {err:.3g}."
+        note = ""
+        if low_precision() is not None:
+            note = (f" (Your answer is {str(low_precision()).replace('torch.', '')}; it was compared at "
+                    f"that precision, relative tolerance {LOW_PRECISION_RTOL:g}, so this is not rounding.)")
+        return f"the largest difference from the right value is {err:.3g}.{note}"
     return f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}."
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..toy import LinearGaussian, NonlinearToy
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_linear_log_marginal", "check_toy_log_marginal", "check_ml_noise_std"]
 
@@ -53,6 +53,30 @@ def _linear_cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, floa
     return cases
 
 
+def _LIBRARY_MARGINALS() -> list[tuple[Any, str]]:
+    """The library functions that compute the linear-Gaussian log p(x), which exercise 1 forbids."""
+    from scipy.stats import _multivariate
+
+    return [(LinearGaussian, "log_marginal"), (_multivariate.multivariate_normal_gen, "logpdf"),
+            (_multivariate.multivariate_normal_frozen, "logpdf")]
+
+
+class _WithoutLogMarginal:
+    """The toy model with its own ``log_marginal`` (the exercise's answer) out of reach."""
+
+    def __init__(self, model: NonlinearToy) -> None:
+        object.__setattr__(self, "_model", model)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "log_marginal":
+            raise ExerciseFailed("your code calls model.log_marginal, which is the answer: compute "
+                                 "log ∫ p(z) p(x|z) dz yourself from model.log_joint on a grid of z.")
+        return getattr(self._model, name)
+
+    def __repr__(self) -> str:
+        return repr(self._model)
+
+
 def check_linear_log_marginal(fn: Callable[..., Any]) -> bool:
     """Check ``fn(x, W, b, noise_std) -> (N,)`` = ``log N(x; b, W Wᵀ + s² I)`` on random models."""
 
@@ -62,9 +86,14 @@ def check_linear_log_marginal(fn: Callable[..., Any]) -> bool:
             eye = torch.eye(D, dtype=F64)
             C = W @ W.T + s**2 * eye
             want = _gaussian_log_prob(x, b, C)
-            got = _call(fn, x.clone(), W.clone(), b.clone(), s,
-                        shape_hint=f"(x is (N, D) = {tuple(x.shape)}, W is (D, d) = {tuple(W.shape)}: "
-                                   "the covariance W Wᵀ + s² I is D × D.)")
+            with forbidden_calls(others=_LIBRARY_MARGINALS()) as used:
+                got = _call(fn, x.clone(), W.clone(), b.clone(), s,
+                            shape_hint=f"(x is (N, D) = {tuple(x.shape)}, W is (D, d) = {tuple(W.shape)}: "
+                                       "the covariance W Wᵀ + s² I is D × D.)")
+            if used:
+                raise ExerciseFailed(f"your function calls {used[0]}: the exercise asks for the formula "
+                                     "written out, without vaelib or SciPy (log det and a solve "
+                                     "with C = W Wᵀ + s² I).")
             if got.shape != want.shape:
                 raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per row "
                                      f"of x), got {tuple(got.shape)}.")
@@ -110,7 +139,7 @@ def check_toy_log_marginal(fn: Callable[..., Any]) -> bool:
     def body(fn: Callable[..., Any]) -> str:
         for model, x in _toy_cases():
             want = model.log_marginal(x)
-            got = _call(fn, model, x.clone())
+            got = _call(fn, _WithoutLogMarginal(model), x.clone())
             if got.shape != want.shape:
                 raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per row "
                                      f"of x), got {tuple(got.shape)}.")

@@ -4,6 +4,11 @@
 - :func:`check_naive_log_marginal`: ``log (1/K) Σ p(x|z_k)``, ``z_k ~ p(z)``, in log space;
 - :func:`check_samples_needed`: ``K = ρ(x) / ε²`` for a relative error ε.
 
+The last two exercises ask for Monte Carlo estimates, so their checks hand the student's function
+the model through a view that offers only ``sample_prior``, ``log_likelihood`` and ``log_joint``
+(and the sizes): the closed forms (``model.log_marginal``, ``model.W``, ``model.b``) are out of reach,
+and the naive estimate must change when the random draws do.
+
 References: ``torch.logsumexp`` and the linear-Gaussian closed forms (exact ``log p(x)``, and
 ``E_p(z)[p(x|z)²] = (4πs²)^{-D/2} N(x; b, W Wᵀ + s²/2 I)`` for the relative variance ρ(x)).
 """
@@ -17,7 +22,7 @@ from typing import Any
 import torch
 
 from ..toy import LinearGaussian
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_log_mean_exp", "check_naive_log_marginal", "check_samples_needed"]
 
@@ -33,6 +38,27 @@ def _call(fn: Callable[..., Any], *args: Any) -> torch.Tensor:
         raise
     except Exception as err:  # noqa: BLE001 - any crash of the student's code becomes a hint
         raise ExerciseFailed(f"your function raised {type(err).__name__}: {err}") from err
+
+
+class _SamplingOnly:
+    """The model as a Monte Carlo exercise may use it: prior samples and log-likelihoods only."""
+
+    _ALLOWED = ("sample_prior", "log_likelihood", "log_joint", "data_dim", "latent_dim", "noise_std",
+                "dtype", "device")
+
+    def __init__(self, model: LinearGaussian) -> None:
+        object.__setattr__(self, "_model", model)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._ALLOWED:
+            return getattr(self._model, name)
+        if name == "log_marginal":
+            raise ExerciseFailed("your code calls model.log_marginal, the exact answer: the exercise "
+                                 "asks for a Monte Carlo estimate from prior samples "
+                                 "(model.sample_prior and model.log_likelihood only).")
+        raise ExerciseFailed(f"your code reads model.{name}: the exercise asks for a Monte Carlo "
+                             "estimate, not the closed form, so use only model.sample_prior and "
+                             "model.log_likelihood (the check's model offers nothing else).")
 
 
 def _reference_log_mean_exp(a: torch.Tensor, dim: int) -> torch.Tensor:
@@ -57,7 +83,12 @@ def check_log_mean_exp(fn: Callable[..., Any]) -> bool:
     def body(fn: Callable[..., Any]) -> str:
         for name, a, dim in _lme_cases():
             want = _reference_log_mean_exp(a, dim)
-            got = _call(fn, a.clone(), dim)
+            with forbidden_calls("logsumexp") as used:
+                got = _call(fn, a.clone(), dim)
+            if used:
+                raise ExerciseFailed("your function calls torch.logsumexp, which this exercise asks "
+                                     "you to write yourself: take out the maximum m, then "
+                                     "m + log Σ exp(a - m) - log K.")
             if got.shape != want.shape:
                 raise ExerciseFailed(
                     f"({name}) for a of shape {tuple(a.shape)} and dim={dim} the result should have "
@@ -104,7 +135,7 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
                                noise_std=0.8)
         x, _ = model.sample(4, generator=torch.Generator().manual_seed(202))
         K = 20_000
-        got = _call(fn, model, x.clone(), K, torch.Generator().manual_seed(203))
+        got = _call(fn, _SamplingOnly(model), x.clone(), K, torch.Generator().manual_seed(203))
         want = model.log_marginal(x)
         if got.shape != want.shape:
             raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)}, one log p̂(x) per row of "
@@ -114,6 +145,13 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
                                  "log_mean_exp over the K log-likelihoods.")
         tolerance = 6 * (_relative_variance(model, x) / K).sqrt() + 1e-3  # 6 standard errors (in log p)
         if ((got - want).abs() <= tolerance).all():
+            # An estimate changes with the draws: two generators, K = 10, must give two answers.
+            one = _call(fn, _SamplingOnly(model), x.clone(), 10, torch.Generator().manual_seed(1))
+            two = _call(fn, _SamplingOnly(model), x.clone(), 10, torch.Generator().manual_seed(2))
+            if one.shape == two.shape and torch.equal(one, two):
+                raise ExerciseFailed("your answer is the same for two different generators (K = 10): "
+                                     "draw the z_k with model.sample_prior(K, num_points=N, "
+                                     "generator=generator), so the estimate follows the random draws.")
             return (f"Within 6 standard errors of the exact log p(x) (largest error "
                     f"{(got - want).abs().max():.4f}).")
         s2, D = model.noise_std**2, model.data_dim
@@ -165,7 +203,7 @@ def check_samples_needed(fn: Callable[..., Any]) -> bool:
         for model, x, eps in _samples_cases():
             rho = _relative_variance(model, x).item()
             want = rho / eps**2
-            got = _call(fn, model, x.clone(), eps).reshape(-1)
+            got = _call(fn, _SamplingOnly(model), x.clone(), eps).reshape(-1)
             if got.numel() != 1:
                 raise ExerciseFailed(f"return one number K, got {got.numel()} numbers.")
             got = got.item()

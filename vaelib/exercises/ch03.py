@@ -1,7 +1,7 @@
 """Self-checks for chapter 03 (importance sampling). See :mod:`vaelib.exercises._core` for the verdicts.
 
 - :func:`check_self_normalized_posterior_mean`: ``E[z|x] ≈ Σ_k w̄_k z_k`` with ``w̄ = softmax(log w)``;
-- :func:`check_best_proposal_variance`: the σ_q² that minimizes ``ρ = E_q[w²]/p(x)²`` when the
+- :func:`check_best_proposal_variance`: the σ_q² that minimizes ``κ = E_q[w²]/p(x)²`` when the
   proposal's mean is off by Δ (the larger root of ``2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0``);
 - :func:`check_smallest_proposal_std`: ``E_q[w^k] < ∞`` iff ``σ_q > σ⋆ √((k-1)/k)`` (centred q).
 """
@@ -127,7 +127,7 @@ def check_self_normalized_posterior_mean(posterior_mean_estimate: Callable[..., 
 # ---------------------------------------------------------------------------------------------
 
 def _best_variance(posterior_var: float, offset: float) -> tuple[float, float]:
-    """Both roots of 2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0 (d log ρ / dv = 0): (larger, smaller)."""
+    """Both roots of 2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0 (d log κ / dv = 0): (larger, smaller)."""
     linear = 3 * posterior_var + 2 * offset**2
     root = math.sqrt(linear**2 - 8 * posterior_var**2)
     return (linear + root) / 4, (linear - root) / 4
@@ -135,7 +135,7 @@ def _best_variance(posterior_var: float, offset: float) -> tuple[float, float]:
 
 def check_best_proposal_variance(best_proposal_variance: Callable[[float, float], Any]) -> bool:
     """Check ``best_proposal_variance(posterior_var, offset)``: the σ_q² minimizing
-    ``ρ = σ_q² / (σ⋆ √(2σ_q² - σ⋆²)) · exp(Δ² / (2σ_q² - σ⋆²))``."""
+    ``κ = σ_q² / (σ⋆ √(2σ_q² - σ⋆²)) · exp(Δ² / (2σ_q² - σ⋆²))``."""
     cases = [(0.3, 0.5), (2.0, -3.0), (1.0, 0.0), (0.05, 0.1)]  # (σ⋆², Δ)
 
     def body(fn: Callable[[float, float], Any]) -> str:
@@ -156,20 +156,20 @@ def check_best_proposal_variance(best_proposal_variance: Callable[[float, float]
             linear_delta = 3 * posterior_var + 2 * offset  # Δ instead of Δ²
             extras = [
                 (smaller, "that is the smaller root of the quadratic. It lies below σ⋆²/2, where "
-                          "2σ_q² - σ⋆² < 0 and ρ is infinite: take the larger root."),
+                          "2σ_q² - σ⋆² < 0 and κ is infinite: take the larger root."),
                 (posterior_var, "σ_q² = σ⋆² is best only when the mean is exact (Δ = 0); with an offset "
-                                "the minimum moves to a wider proposal. Differentiate log ρ in v."),
+                                "the minimum moves to a wider proposal. Differentiate log κ in v."),
                 (math.sqrt(want), "you returned a standard deviation: the question asks for the variance "
                                   "v = σ_q²."),
                 (posterior_var + offset**2, "σ⋆² + Δ² is a reasonable guess but not the minimizer: set "
-                                            "d log ρ / dv = 0 and solve the quadratic."),
+                                            "d log κ / dv = 0 and solve the quadratic."),
                 (posterior_var**2 / (2 * posterior_var + 2 * offset**2),
-                 "you dropped the ½ in front of log(2v - σ⋆²): √(2v - σ⋆²) in the denominator of ρ "
+                 "you dropped the ½ in front of log(2v - σ⋆²): √(2v - σ⋆²) in the denominator of κ "
                  "gives -½ log(2v - σ⋆²)."),
             ]
             if linear_delta**2 - 8 * posterior_var**2 >= 0:
                 extras.append(((linear_delta + math.sqrt(linear_delta**2 - 8 * posterior_var**2)) / 4,
-                               "the offset enters ρ squared, (μ_q - μ⋆)²: use Δ², not Δ."))
+                               "the offset enters κ squared, (μ_q - μ⋆)²: use Δ², not Δ."))
             hint = diagnose(got, torch.tensor(want, dtype=torch.float64), extras)
             raise ExerciseFailed(f"for σ⋆² = {posterior_var}, Δ = {offset}: {hint}")
         return "When the mean is off, the best proposal is wider than the posterior."

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_elbo_from_log_weights", "check_iwae_from_log_weights", "check_which_is_larger"]
 
@@ -31,7 +31,12 @@ def _log_weight_cases() -> list[tuple[str, torch.Tensor]]:
          3.0 * torch.randn(50, 2, generator=g, dtype=F64) - 1000.0),
         ("K = 20, N = 3, log-weights around +800 (exp overflows to inf)",
          3.0 * torch.randn(20, 3, generator=g, dtype=F64) + 800.0),
+        (_MIXED, 3.0 * torch.randn(30, 2, generator=g, dtype=F64)
+         + torch.tensor([-1000.0, 800.0], dtype=F64)),
     ]
+
+
+_MIXED = "K = 30, N = 2, one data point's log-weights around -1000 and the other's around +800"
 
 
 def _call(fn: Any, log_w: torch.Tensor) -> torch.Tensor:
@@ -100,16 +105,25 @@ def check_iwae_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
 
     def body(fn: Any) -> str:
         for case, log_w in _log_weight_cases():
-            got = _call(fn, log_w)
+            with forbidden_calls("logsumexp") as used:
+                got = _call(fn, log_w)
             _check_shape(got, log_w, case)
             want = _reference_iwae(log_w)
             if not torch.isfinite(got).all():
+                where = ("one maximum over the whole tensor is not enough: it is ~1800 above the "
+                         "first data point's log-weights, whose exp then underflows to 0. Take the "
+                         "maximum over dim 0, one per data point. " if case == _MIXED else "")
                 raise ExerciseFailed(
                     f"on the case '{case}': your answer contains inf or NaN: exp(log_w) "
-                    "underflowed or overflowed. Use the log-sum-exp trick: subtract the maximum m "
-                    "over the K samples, log (1/K) Σ exp(log w_k) = "
-                    "m + log (1/K) Σ exp(log w_k - m) (or torch.logsumexp).")
+                    f"underflowed or overflowed. {where}Use the log-sum-exp trick: subtract the "
+                    "maximum m over the K samples of each data point, log (1/K) Σ exp(log w_k) = "
+                    "m + log (1/K) Σ exp(log w_k - m).")
             if close(got, want, rtol=1e-9, atol=1e-9):
+                if used:
+                    raise ExerciseFailed("the values are right, but your function calls "
+                                         "torch.logsumexp, which this exercise asks you to write "
+                                         "yourself: m + log (1/K) Σ exp(log w_k - m) with m the "
+                                         "maximum over dim 0.")
                 continue
             K = log_w.shape[0]
             hint = diagnose(got, want, extra=[
@@ -181,11 +195,12 @@ def _normalize_answers(answers: Any) -> dict[int, str]:
     return normalized
 
 
-def check_which_is_larger(answers: dict[int, str]) -> bool:
+def check_which_is_larger(answers: dict[int, str] | list[str]) -> bool:
     """Check the answers to "which of A and B can never be the smaller one?".
 
-    ``answers`` maps each question number (1-6) to ``'A'``, ``'B'`` or ``'either'`` (when either
-    can be larger, depending on the model, x, q or the random draw).
+    ``answers`` is a dict mapping each question number (1-6) to ``'A'``, ``'B'`` or ``'either'``
+    (when either can be larger, depending on the model, x, q or the random draw), or a list of
+    the six answers in question order.
     """
 
     def body(answers: Any) -> str:

@@ -110,7 +110,9 @@ def check_kl_normal_1d(fn: Callable[..., Any]) -> bool:
             if got.shape != want.shape:
                 raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one KL per entry, "
                                      f"computed elementwise), got {tuple(got.shape)}.")
-            if close(got, want, rtol=1e-8, atol=1e-10):
+            if close(got, want, rtol=1e-8, atol=1e-10, nonfinite_hint=(
+                    "your KL contains NaN or infinity: var_q and var_p are variances (> 0), so log them "
+                    "directly; check for a division by var_q where the formula divides by var_p.")):
                 continue
             extra = [
                 (_kl_1d(mean_p, var_p, mean_q, var_q),
@@ -167,7 +169,10 @@ def check_optimal_q_variance(fn: Callable[..., Any]) -> bool:
                 raise ExerciseFailed(f"return one number (got shape {tuple(got.shape)}): the variance "
                                      "depends on w only through ‖w‖² = Σ_i w_i².")
             got = got.reshape(())
-            if close(got, want, rtol=1e-8, atol=1e-12):
+            if close(got, want, rtol=1e-8, atol=1e-12, nonfinite_hint=(
+                    "your variance is NaN or infinite, but the optimal variance is a finite positive "
+                    "number for every w and s > 0: look for a division by 0 or a log or square root "
+                    "of a negative number.")):
                 continue
             sq = w.square().sum()
             extra = [

@@ -65,6 +65,13 @@ def _compare(got: torch.Tensor, want: torch.Tensor, extra: Iterable[tuple[Any, s
         raise ExerciseFailed(diagnose(got, want, extra))
 
 
+def _confident_float32() -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 means and log-variances with coordinates at logvar = -120 and -110 (σ ≈ 1e-26)."""
+    mu = torch.tensor([[0.5, -1.0, 0.2], [0.0, 0.3, -0.4]], dtype=torch.float32)
+    logvar = torch.tensor([[-120.0, 0.5, -1.0], [-2.0, -110.0, 1.0]], dtype=torch.float32)
+    return mu, logvar
+
+
 def check_gaussian_kl(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
     """Check ``fn(mu, logvar)`` = KL(N(mu, diag e^logvar) ‖ N(0, I)) summed over the last dim.
 
@@ -98,6 +105,13 @@ def check_gaussian_kl(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
         zero = _call(fn, torch.zeros(2, 4, dtype=_F64), torch.zeros(2, 4, dtype=_F64))
         if zero.shape == (2,) and not torch.allclose(zero, torch.zeros(2, dtype=_F64), atol=1e-12):
             raise ExerciseFailed("at mu = 0, logvar = 0 (q is the prior) the KL must be exactly 0.")
+        # Section 8's failure: float32, a very confident coordinate (σ² = e^-120 underflows to 0).
+        mu32, logvar32 = _confident_float32()
+        got = _call(fn, mu32, logvar32)
+        _compare(got, gaussian_kl(mu32.double(), logvar32.double()), extra=[], nan_hint=(
+            "your answer is inf or NaN in float32 at logvar = -120 (section 8): exp(logvar) "
+            "underflows to 0 there, so exp(logvar).log() or log(σ²) is -inf. The log term is "
+            "logvar itself: use it directly."))
         return "It matches vaelib.kl.gaussian_kl, and is 0 exactly when q is the prior."
 
     return run_check("gaussian_kl", fn, body)
@@ -219,6 +233,13 @@ def check_kl_from_std(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
             (0.5 * (var + mu**2 - 1 + 2 * std.log()).sum(-1),
              "the log term enters with a minus sign: − log σ² = − 2 log σ."),
         ])
+        # Section 8's failure: float32 and σ = 1e-25, whose square underflows to 0.
+        mu32 = torch.tensor([[0.5, -1.0, 0.2], [0.0, 0.3, -0.4]], dtype=torch.float32)
+        std32 = torch.tensor([[1e-25, 1.3, 0.6], [0.2, 3e-24, 2.0]], dtype=torch.float32)
+        got = _call(fn, mu32, std32)
+        _compare(got, gaussian_kl(mu32.double(), 2 * std32.double().log()), extra=[], nan_hint=(
+            "your answer is inf or NaN in float32 at std = 1e-25 (section 8): std ** 2 underflows "
+            "to 0 there, so log(std ** 2) is -inf. Write log σ² as 2 * log(std)."))
         return "It matches vaelib.kl.gaussian_kl(mu, 2 * log(std))."
 
     return run_check("kl_from_std", fn, body)

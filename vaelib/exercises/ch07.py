@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 from ._core import require_callable as _callable
 from ._core import returned_value as _result
 
@@ -40,10 +40,21 @@ def check_pathwise_sample(pathwise_sample: Any) -> bool:
         _callable(fn, "pathwise_sample(mu, logvar, eps)")
         mu, logvar, eps = _case(0)
         mu_, logvar_ = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-        got = _result(fn(mu_, logvar_, eps))
+        got = _result(fn(mu_, logvar_, eps.clone()))
         std = torch.exp(0.5 * logvar)
         want = mu + std * eps
-        if not close(got, want, rtol=1e-6, atol=1e-9):
+        nonfinite = ("your z contains NaN or infinity: logvar = log σ² is negative wherever σ < 1, so "
+                     "no square root or log of it; the scale is σ = exp(½ logvar).")
+        if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
+            again = as_float64(_result(fn(mu.clone(), logvar.clone(), eps.clone())))
+            if not torch.equal(again, as_float64(got)):
+                raise ExerciseFailed("your z changes from one call to the next with the same mu, "
+                                     "logvar and eps: you drew new noise (torch.randn...) instead of "
+                                     "using the eps you are given. z = μ + σ ⊙ eps with that eps.")
+            other = as_float64(_result(fn(mu.clone(), logvar.clone(), -2.0 * eps)))
+            if torch.equal(other, as_float64(got)):
+                raise ExerciseFailed("your z does not change when eps does: use the eps you are "
+                                     "given, z = μ + σ ⊙ eps.")
             raise ExerciseFailed(diagnose(got, want, extra=[
                 (mu + logvar.exp() * eps, "you scaled eps by the variance σ² = exp(logvar); the "
                  "scale is the standard deviation σ = exp(½ logvar)."),
@@ -81,15 +92,18 @@ def check_score_mu(score_mu: Any) -> bool:
         _callable(fn, "score_mu(z, mu, logvar)")
         mu, logvar, eps = _case(1)
         z = mu + torch.exp(0.5 * logvar) * eps
-        got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
+        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.Tensor, "backward")]) as used:
+            got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
         want = (z - mu) / logvar.exp()
         got_t = as_float64(got)
+        nonfinite = ("your score contains NaN or infinity: logvar = log σ² can be negative, so no "
+                     "square root or log of it; σ² = exp(logvar).")
         if got_t.shape == want.shape[:-1]:
             raise ExerciseFailed(
                 f"expected shape {tuple(want.shape)}: ∇_μ log q has one entry per coordinate μ_j, "
                 "so don't sum over the last dim."
             )
-        if not close(got, want, rtol=1e-6, atol=1e-9):
+        if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
             std = torch.exp(0.5 * logvar)
             raise ExerciseFailed(diagnose(got, want, extra=[
                 ((mu - z) / logvar.exp(), "wrong sign: ∂/∂μ of -(z - μ)²/(2σ²) is +(z - μ)/σ²."),
@@ -101,6 +115,10 @@ def check_score_mu(score_mu: Any) -> bool:
                 (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
                  "cancels against the 2 from differentiating the square."),
             ]))
+        if used:
+            raise ExerciseFailed("the values are right, but your function calls autograd "
+                                 f"({used[0]}): the exercise asks you to differentiate log q by hand "
+                                 "and return the formula.")
         return "∇_μ log q(z) = (z - μ)/σ² = ε/σ."
 
     return run_check("score_mu", score_mu, body)
@@ -126,29 +144,50 @@ def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
     def body(fn: Any) -> str:
         _callable(fn, "minibatch_elbo_estimate(log_w, num_data)")
         g = torch.Generator().manual_seed(2)
-        V, m, n = 3, 8, 200
-        log_w = -5.0 + torch.randn(V, m, generator=g, dtype=DT)
-        got_t = _scalar(_result(fn(log_w.clone(), n)))
-        want = (n / m) * log_w.mean(dim=0).sum()
-        if not close(got_t, want, rtol=1e-9, atol=1e-9):
-            raise ExerciseFailed(diagnose(got_t, want, extra=[
-                (log_w.mean(dim=0).sum(), "you summed the minibatch but forgot to scale by n/m "
-                 "(each point is in the batch with probability m/n)."),
-                (log_w.mean(), "that is the average ELBO per data point; multiply by n for the "
-                 "whole data set's ELBO."),
-                ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over batch "
-                 "size), not m/n."),
-                ((n / m) * log_w.sum(), "you summed over the V samples; average them (1/V)."),
-                (log_w.sum(), "sum over the batch, average over the V samples, then scale by n/m."),
-                (n * log_w.sum(), "average over the V samples, and scale the batch sum by n/m."),
-            ]))
-        # a second case, so a hard-coded m or V cannot pass
-        log_w2 = torch.randn(2, 5, generator=g, dtype=DT)
-        want2 = (50 / 5) * log_w2.mean(dim=0).sum()
-        got2 = _scalar(_result(fn(log_w2.clone(), 50)))
-        if not close(got2, want2, rtol=1e-9, atol=1e-9):
-            raise ExerciseFailed("right on one case but not on another: read V and m from "
-                                 "log_w.shape instead of fixing them.")
+        # (V, m, n): the second case has a batch size m that does not divide n, and V < m and V > m
+        # so that confusing the two axes changes the answer.
+        for V, m, n in [(3, 8, 200), (2, 5, 53), (6, 4, 1001)]:
+            log_w = -5.0 + torch.randn(V, m, generator=g, dtype=DT)
+            log_w_ = log_w.clone().requires_grad_(True)
+            got = _result(fn(log_w_, n))
+            got_t = _scalar(got)
+            want = (n / m) * log_w.mean(dim=0).sum()
+            nonfinite = ("your estimate is NaN or infinite, though every log_w is finite: no log or "
+                         "exp is needed here, only means, sums and the factor n/m.")
+            if not close(got_t, want, rtol=1e-9, atol=1e-9, nonfinite_hint=nonfinite):
+                raise ExerciseFailed(f"(V = {V}, m = {m}, n = {n}) " + diagnose(got_t, want, extra=[
+                    ((n // m) * log_w.mean(dim=0).sum(), f"n // m is integer division ({n} // {m} = "
+                     f"{n // m}, not {n / m:.4g}): use n / m."),
+                    ((n / V) * log_w.mean(dim=0).sum(), "you scaled by n / log_w.shape[0]: dim 0 "
+                     "holds the V samples; the batch size m is log_w.shape[1] (the number of data "
+                     "points, the x.shape[0] of the minibatch)."),
+                    ((n / V) * log_w.mean(dim=1).sum(), "the axes are swapped: log_w has shape "
+                     "(V, m), so average over dim 0 (the V samples) and scale by n / m with "
+                     "m = log_w.shape[1]."),
+                    (log_w.mean(dim=0).sum(), "you summed the minibatch but forgot to scale by n/m "
+                     "(each point is in the batch with probability m/n)."),
+                    (log_w.mean(), "that is the average ELBO per data point; multiply by n for the "
+                     "whole data set's ELBO."),
+                    ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over batch "
+                     "size), not m/n."),
+                    ((n / m) * log_w.sum(), "you summed over the V samples; average them (1/V)."),
+                    (log_w.sum(), "sum over the batch, average over the V samples, then scale by n/m."),
+                    (n * log_w.sum(), "average over the V samples, and scale the batch sum by n/m."),
+                    ((200 / 8) * log_w.mean(dim=0).sum(), "right on one case but not on another: "
+                     "read V and m from log_w.shape and use num_data instead of fixed numbers."),
+                ]))
+            if not isinstance(got, torch.Tensor):
+                raise ExerciseFailed("the value is right, but you returned a Python number (.item(), "
+                                     "float() or math inside?): return a tensor, so the gradient "
+                                     "reaches the encoder and decoder.")
+            if not got.requires_grad:
+                raise ExerciseFailed("the value is right, but it has no gradient (a .detach() or "
+                                     "torch.no_grad() inside?): the estimate is what training "
+                                     "differentiates.")
+            (grad,) = torch.autograd.grad(got.sum(), log_w_, allow_unused=True)
+            if grad is None or not torch.allclose(grad, torch.full_like(log_w, n / (m * V))):
+                raise ExerciseFailed("the value is right but its gradient is not n/(m V) for every "
+                                     "log w: compute it from log_w with torch operations.")
         return "(n/m) Σ_batch (1/V) Σ_v log w is unbiased for the full-data ELBO."
 
     return run_check("minibatch_elbo_estimate", minibatch_elbo_estimate, body)

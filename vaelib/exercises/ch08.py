@@ -72,7 +72,9 @@ def check_negative_elbo(negative_elbo: Any) -> bool:
             if got_t.numel() != 1:
                 raise ExerciseFailed(f"return one number (a scalar), got shape {tuple(got_t.shape)}.")
             got_t = got_t.reshape(())
-            if not close(got_t, want, rtol=1e-6, atol=1e-8):
+            if not close(got_t, want, rtol=1e-6, atol=1e-8, nonfinite_hint=(
+                    "your loss is NaN or infinite: log(sigmoid(ℓ)) underflows for very negative logits; "
+                    "write log p(x|z) = Σ (x ℓ - softplus(ℓ)) or use F.binary_cross_entropy_with_logits.")):
                 bce_mean = -(rec / data_dim).mean()  # F.binary_cross_entropy_with_logits(reduction="mean")
                 raise ExerciseFailed(diagnose(got_t, want, extra=[
                     ((rec - kl).mean(), "you returned the ELBO itself; the loss to minimize is its "
@@ -199,7 +201,9 @@ def check_bce_integral(bce_integral: Any) -> bool:
         lams = (0.9, 0.2, 0.999, 0.6, 0.05)
         got = torch.stack([_one_number(fn(lam)) for lam in lams])
         want = torch.tensor([_bce_integral(lam) for lam in lams], dtype=DT)
-        if not close(got, want, rtol=1e-5, atol=1e-9):
+        if not close(got, want, rtol=1e-5, atol=1e-9, nonfinite_hint=(
+                "your integral is NaN or infinite at one of λ = 0.9, 0.2, 0.999, 0.6, 0.05: the closed "
+                "form divides by log(λ / (1 - λ)), which is 0 only at λ = ½.")):
             lam_t = torch.tensor(lams, dtype=DT)
             raise ExerciseFailed(diagnose(got, want, extra=[
                 (torch.ones_like(want), "1 is the sum over x in {0, 1} (the Bernoulli is normalized "

@@ -5,6 +5,7 @@ code shown, and forbidden functions detected."""
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 
@@ -59,6 +60,22 @@ def test_the_time_limit_also_holds_off_the_main_thread(short_limit, capsys):
     assert not worker.is_alive() and time.monotonic() - start < 3
     assert result["ok"] is False
     assert "did not return within" in capsys.readouterr().out
+    # ... and the student's endless loop is stopped too, not left spinning (and slowing every
+    # later cell, or test) in a thread of its own.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_spinning(t) for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(_spinning(t) for t in threading.enumerate())
+
+
+def _spinning(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is running :func:`_forever`."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code is _forever.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_the_time_limit_leaves_no_alarm_behind(short_limit, capsys):

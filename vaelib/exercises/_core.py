@@ -106,10 +106,20 @@ def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, lim
     worker.start()
     worker.join(limit)
     if worker.is_alive():
+        _stop_thread(worker)
         raise _TimedOut
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def _stop_thread(worker: threading.Thread) -> None:
+    """Raise _TimedOut inside ``worker`` (CPython's asynchronous exception), so that a student's
+    endless loop does not keep spinning, and slowing the kernel, after the check has given up."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
+                                               ctypes.py_object(_TimedOut))
 
 
 def _timed(answer: Any, budget: float) -> Any:

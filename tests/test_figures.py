@@ -100,9 +100,11 @@ def test_the_explorers_image_carries_a_description_of_the_figure():
         return None
 
     explorer = FigureExplorer(draw, mean=widgets.FloatSlider(value=0.0, min=-2, max=2))
-    assert explorer.image.tooltip == "Figure: Two views; density at mean 0.0; estimate against K"
+    assert explorer.image_alt.alt == "Figure: Two views; density at mean 0.0; estimate against K"
+    assert explorer.image_alt in explorer.children and explorer.image.tooltip is None
     explorer.controls["mean"].value = 1.5
-    assert "density at mean 1.5" in explorer.image.tooltip  # follows the redraw
+    assert "density at mean 1.5" in explorer.image_alt.alt  # follows the redraw
+    assert "density at mean 1.5" in explorer.image_alt.value  # ... in the text screen readers read
     fig = plt.figure()
     try:
         assert describe_figure(fig) == "Figure"

@@ -30,7 +30,7 @@ from matplotlib.patches import Ellipse
 from PIL import Image as _PILImage  # Pillow: a dependency of matplotlib
 from scipy import stats as _stats
 
-from .figures import COLORS, FigureExplorer, static_figure
+from .figures import COLORS, FigureExplorer, alt_text, set_alt_text, static_figure
 from .gaussian import DiagonalGaussian
 from .latent import (
     encode_dataset,
@@ -287,6 +287,7 @@ class LatentExplorer(LatentView, widgets.HBox):
         h, w = self.image_shape
         self.image = widgets.Image(format="png", width=w * self.scale, height=h * self.scale)
         self.thumbnail = widgets.Image(format="png", width=w * 4, height=h * 4)
+        self.image_alt, self.thumbnail_alt = alt_text(), alt_text()  # the images' descriptions
         self.caption = widgets.HTML()
         self.readout = widgets.HTML()
         shown = ("all units" if len(dims) == d else
@@ -305,8 +306,9 @@ class LatentExplorer(LatentView, widgets.HBox):
             left += [widgets.HTML("<b>start from</b> the posterior mean of"), self.chooser,
                      self.reset_button]
         right = widgets.VBox([
-            widgets.HBox([widgets.VBox([widgets.HTML("decoded: E[x | z]"), self.image]),
-                          widgets.VBox([self.caption, self.thumbnail])]),
+            widgets.HBox([widgets.VBox([widgets.HTML("decoded: E[x | z]"), self.image,
+                                        self.image_alt]),
+                          widgets.VBox([self.caption, self.thumbnail, self.thumbnail_alt])]),
             self.readout])
         super().__init__([widgets.VBox(left), right])
         if self.x is not None and start is not None:
@@ -349,7 +351,8 @@ class LatentExplorer(LatentView, widgets.HBox):
         h, w = self.image_shape
         self.thumbnail.value = _png(_pixels(self.x[index], (h, w)), 4)
         self.caption.value = f"test image {_describe(index, self.labels)}"
-        self.thumbnail.tooltip = f"Test image {_describe(index, self.labels)}, whose posterior mean the sliders start from"
+        set_alt_text(self.thumbnail_alt, f"Test image {_describe(index, self.labels)}, whose "
+                                         "posterior mean the sliders start from")
         self.update()
 
     def reset(self) -> None:
@@ -360,7 +363,7 @@ class LatentExplorer(LatentView, widgets.HBox):
         h, w = self.image_shape
         self.thumbnail.value = _png(np.full((h, w), 255, dtype=np.uint8), 4)
         self.caption.value = "z = 0: no test image"
-        self.thumbnail.tooltip = "Test image: none (blank), the sliders start from z = 0"
+        set_alt_text(self.thumbnail_alt, "Test image: none (blank), the sliders start from z = 0")
         self.update()
 
     def set_latent(self, z: Any) -> None:
@@ -381,8 +384,8 @@ class LatentExplorer(LatentView, widgets.HBox):
         self.z = z  # (d,)
         self.decoded = self.model.decode_mean(z)  # (D,): E[x|z]
         self.image.value = _png(_pixels(self.decoded, self.image_shape), self.scale)
-        self.image.tooltip = (f"Decoded image E[x | z] (pixel probabilities, dark on white) at the "
-                              f"sliders' z, ‖z‖ = {float(z.norm()):.2f}")
+        set_alt_text(self.image_alt, f"Decoded image E[x | z] (pixel probabilities, dark on white) at the "
+                                     f"sliders' z, ‖z‖ = {float(z.norm()):.2f}")
         log_prior = float(self.model.log_prior(z))
         self.readout.value = (f"‖z‖ = {float(z.norm()):.2f} &nbsp; log p(z) = {log_prior:.2f} "
                               f"nats (largest at z = 0: {float(self.model.log_prior(0 * z)):.2f})")

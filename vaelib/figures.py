@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = ["COLORS", "use_course_style", "reference_line", "FigureExplorer", "static_figure",
-           "figure_to_png", "describe_figure"]
+           "figure_to_png", "describe_figure", "alt_text", "set_alt_text"]
 
 # ---------------------------------------------------------------------------------------- the style
 
@@ -127,6 +127,30 @@ def _strip_html(text: str) -> str:
     return re.sub(r"<[^>]+>", "", text)
 
 
+# Screen readers read it; sighted readers do not see it (the usual "visually hidden" CSS).
+_VISUALLY_HIDDEN = ("position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;"
+                    "clip:rect(0,0,0,0);white-space:nowrap;border:0")
+
+
+def alt_text(text: str = "") -> widgets.HTML:
+    """The text alternative of an ``ipywidgets.Image``, as an HTML widget to put beside it.
+
+    ``Image`` has no ``alt`` attribute, and its ``tooltip`` cannot stand in: with ipywidgets 8.1 a
+    tooltip on an Image makes JupyterLab fail to draw the image at all ("Failed to create view for
+    'ImageView'"). So the description is visually hidden text next to the image, which screen
+    readers read in place. The plain text is kept in the widget's ``alt`` attribute.
+    """
+    widget = widgets.HTML()
+    set_alt_text(widget, text)
+    return widget
+
+
+def set_alt_text(widget: widgets.HTML, text: str) -> None:
+    """Set the description an :func:`alt_text` widget gives its image."""
+    widget.alt = text
+    widget.value = f'<span style="{_VISUALLY_HIDDEN}">{html.escape(text)}</span>' if text else ""
+
+
 class FigureExplorer(widgets.VBox):
     """Controls above one figure that is redrawn in place whenever a control moves.
 
@@ -140,7 +164,8 @@ class FigureExplorer(widgets.VBox):
     Attributes:
         controls: dict name -> widget; set ``explorer.controls["mean"].value = 1.0`` to move one.
         image: the ``ipywidgets.Image`` that shows the figure (``image.value`` holds the PNG bytes;
-            ``image.tooltip``, its description from the figure's titles, see :func:`describe_figure`).
+            its description from the figure's titles (:func:`describe_figure`) is ``image_alt``,
+            an :func:`alt_text` widget beside it).
         readout: an ``ipywidgets.HTML`` with whatever ``draw`` returned, or the error it raised.
         figure: the single off-screen matplotlib figure, reused on every redraw.
 
@@ -163,12 +188,13 @@ class FigureExplorer(widgets.VBox):
         self.figure = Figure(figsize=figsize)  # not registered with pyplot: never auto-shown, no leak
         FigureCanvasAgg(self.figure)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.image_alt = alt_text()
         self.readout = widgets.HTML()
         self.redraws = 0
         self._drawn: dict[str, Any] | None = None  # the values of the picture shown
         self._restoring = False
         box = widgets.HBox if len(controls) <= 2 else widgets.VBox
-        super().__init__([box(list(controls.values())), self.image, self.readout])
+        super().__init__([box(list(controls.values())), self.image, self.image_alt, self.readout])
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self.update()
@@ -195,7 +221,7 @@ class FigureExplorer(widgets.VBox):
             self._show_error(values, err)
             return
         self.image.value = png
-        self.image.tooltip = describe_figure(self.figure)  # the image's description (title attribute)
+        set_alt_text(self.image_alt, describe_figure(self.figure))
         self.readout.value = "" if readout is None else str(readout)
         self._drawn = values
         self.redraws += 1

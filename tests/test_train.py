@@ -2,13 +2,15 @@
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
 
 from vaelib.checkpoint import load_checkpoint
 from vaelib.data import fixed_binarization
-from vaelib.train import (History, NonFiniteLossError, TrainConfig, TrainingDivergedError, train,
+from vaelib.train import (CudaGraphWarning, History, NonFiniteLossError, TrainConfig,
+                          TrainingDivergedError, _graph_or_eager, _StepLog, _training_step, train,
                           validation_data)
 from vaelib.vae import VAE, VAEConfig
 
@@ -360,3 +362,150 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "No epoch was completed, so no checkpoint was saved" in out
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- a captured step proves itself
+
+def graph_check_setup(lr=1e-2):
+    """A model, Adam and a step drawing from the default generator (as a CUDA graph's does)."""
+    model = new_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    log = _StepLog(4, torch.device("cpu"))
+    cfg = TrainConfig(**FAST)
+
+    def step(x):
+        _training_step(model, optimizer, x, cfg, True, None, log)
+
+    data = prototypes(64)
+    return model, optimizer, log, step, data[:32], data[32:]
+
+
+def warm_up(step, x, reset, warmup=3):
+    """What a real capture does first: eager steps on x (the checker restores the state)."""
+    for _ in range(warmup):
+        reset()
+        step(x)
+
+
+def faithful_capture(step, x, reset):
+    warm_up(step, x, reset)
+    return step  # replaying it computes exactly the eager step
+
+
+def failing_capture(step, x, reset):
+    warm_up(step, x, reset, warmup=1)
+    raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+
+def stale_input_capture(step, x, reset):
+    """A graph whose input buffer is never refilled: it keeps training on the capture's batch."""
+    warm_up(step, x, reset)
+    captured = x.clone()
+    return lambda x_new: step(captured)
+
+
+def two_steps_capture(step, x, reset):
+    """A graph that replays the optimizer step twice (e.g. a stale step counter): update ≈ 2×."""
+    warm_up(step, x, reset)
+
+    def replay(x_new):
+        step(x_new)
+        step(x_new)
+    return replay
+
+
+def lost_update_capture(step, x, reset):
+    """A graph whose parameter update is lost: the loss is right, the weights do not move."""
+    warm_up(step, x, reset)
+
+    def replay(x_new):
+        params = [p.detach().clone() for p in step.model.parameters()]
+        step(x_new)
+        with torch.no_grad():
+            for p, before in zip(step.model.parameters(), params):
+                p.copy_(before)
+    return replay
+
+
+def state_of(model, optimizer):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()})
+
+
+def check(capture, **kwargs):
+    model, optimizer, log, step, x, x_check = graph_check_setup(**kwargs)
+    step.model = model
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    run, failed = _graph_or_eager(step, x, x_check, model, optimizer, log, capture=capture,
+                                  reseed=torch.manual_seed)
+    # Whatever the verdict, the check trained nothing: the weights are back, Adam is as new.
+    assert same_weights(weights, model.state_dict())
+    assert all(bool((v == 0).all()) for s in optimizer.state.values() for v in s.values())
+    assert int(log.step) == 0
+    return run, failed, step, (model, optimizer, log, x_check)
+
+
+def test_a_faithful_capture_passes_the_check_and_the_check_trains_nothing():
+    run, failed, step, (model, optimizer, log, x) = check(faithful_capture)
+    assert failed is None and run is step
+    # Training from here is training from the start: one step equals a fresh model's first step.
+    torch.manual_seed(3)
+    run(x)
+    fresh = new_model()
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    torch.manual_seed(3)
+    _training_step(fresh, fresh_opt, x, TrainConfig(**FAST), True, None,
+                   _StepLog(4, torch.device("cpu")))
+    assert same_weights(model.state_dict(), fresh.state_dict())
+
+
+def test_a_capture_that_fails_means_the_eager_step():
+    run, failed, step, _ = check(failing_capture)
+    assert run is step
+    assert "capturing the training step as a CUDA graph failed" in failed
+    assert "operation not permitted when stream is capturing" in failed
+
+
+@pytest.mark.parametrize("capture, what", [
+    (stale_input_capture, "loss"),
+    (two_steps_capture, "parameter update differs from the eager step's by"),
+    (lost_update_capture, "parameter update differs from the eager step's by 1 of its size"),
+])
+def test_a_capture_that_computes_a_wrong_update_means_the_eager_step(capture, what):
+    run, failed, step, _ = check(capture)
+    assert run is step and what in failed and "same batch and state" in failed
+
+
+def test_train_warns_once_and_trains_eagerly_when_the_graph_fails(monkeypatch):
+    """The whole path on the CPU: train() as on CUDA with cuda_graph=True, the capture failing."""
+    import vaelib.train as train_module
+
+    monkeypatch.setattr(train_module, "_graphs_supported", lambda device: True)
+    monkeypatch.setattr(train_module, "_capture_cuda_graph", failing_capture)
+    x = prototypes()
+    model = new_model()
+    before = fixed_elbo(model, x)
+    with pytest.warns(CudaGraphWarning) as caught:
+        history = train(model, x, cuda_graph=True, **{**FAST, "epochs": 6})
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "capturing the training step as a CUDA graph failed" in message
+    assert "eager CUDA step" in message and "--no-cuda-graph" in message
+    assert fixed_elbo(model, x) > before + 3 and len(history) == 6
+
+    monkeypatch.setattr(train_module, "_capture_cuda_graph", faithful_capture)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a graph that proves itself: no warning
+        history = train(new_model(), x, cuda_graph=True, **FAST)
+    assert len(history) == 4
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_graph_passes_its_own_check():
+    """On a GPU the real capture must agree with the eager step (no fallback warning)."""
+    x = prototypes(512).cuda()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CudaGraphWarning)
+        history = train(new_model().cuda(), x, cuda_graph=True, **FAST)
+    assert len(history) == 4

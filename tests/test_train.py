@@ -10,8 +10,8 @@ import torch
 from vaelib.checkpoint import load_checkpoint
 from vaelib.data import fixed_binarization
 from vaelib.train import (CudaGraphWarning, History, NonFiniteLossError, TrainConfig,
-                          TrainingDivergedError, _graph_or_eager, _StepLog, _training_step, train,
-                          validation_data)
+                          TrainingDivergedError, _graph_or_eager, _StepLog, _training_step,
+                          check_step_memory, step_memory_bytes, train, validation_data)
 from vaelib.vae import VAE, VAEConfig
 
 D = 16
@@ -509,3 +509,82 @@ def test_cuda_graph_passes_its_own_check():
         warnings.simplefilter("error", CudaGraphWarning)
         history = train(new_model().cuda(), x, cuda_graph=True, **FAST)
     assert len(history) == 4
+
+
+# ------------------------------------------------------------------------------ the weak edges
+
+def test_a_step_too_large_for_memory_is_refused_up_front():
+    # The issue's case: the full model, K = 10^6 samples for each of 128 points. Refused before
+    # anything is allocated, with the figure and the largest K that fits.
+    config = VAEConfig.preset("pytorch-example")
+    need = step_memory_bytes(config, 128, 10**6)
+    assert need > 1e12  # about 2 TB
+    with pytest.raises(ValueError, match=r"K = num_samples = 1,000,000 .* need about [0-9.,]+ GB "
+                       r".*At most K = 481 fits"):
+        check_step_memory(config, 128, 10**6, "cpu", budget=10**9)
+    check_step_memory(config, 128, 50, "cpu", budget=10**9)  # K = 50 (Burda et al.) fits
+    with pytest.raises(ValueError, match="Even K = 1 does not fit: use a smaller batch_size"):
+        check_step_memory(config, 128, 1, "cpu", budget=10**6)
+    x = torch.rand(256, 784)
+    for options in (dict(objective="iwae", num_samples=10**6), dict(num_samples=10**5)):
+        with pytest.raises(ValueError, match="would need about"):
+            train(VAE(config), x, epochs=1, progress=False, **options)
+
+
+def test_the_estimate_is_above_what_a_step_uses():
+    """step_memory_bytes against the measured growth of a step's peak memory (torch's CPU
+    allocator profile): the estimate must not be below it."""
+    config = VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2)
+    model = new_model(config=config)
+    optimizer = torch.optim.Adam(model.parameters())
+    x = prototypes(64)
+    peaks = {}
+    for k in (50, 250):
+        cfg = TrainConfig(objective="iwae", num_samples=k, encoder_gradient="dreg")
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:
+            _training_step(model, optimizer, x, cfg, True, None, _StepLog(1, torch.device("cpu")))
+        peak, now = 0, 0
+        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+            now += event.cpu_memory_usage if not event.cpu_children else 0
+            peak = max(peak, now)
+        peaks[k] = peak
+    per_k_measured = (peaks[250] - peaks[50]) / 200
+    per_k_estimated = (step_memory_bytes(config, 64, 250) - step_memory_bytes(config, 64, 50)) / 200
+    assert per_k_measured > 0
+    assert per_k_estimated >= per_k_measured, (per_k_estimated, per_k_measured)
+
+
+def test_checkpoint_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "run"
+    path.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="is an existing file, not a folder"):
+        train(new_model(), prototypes(), checkpoint_dir=path, **FAST)
+    assert path.read_text() == "not a folder"
+
+
+def test_divergence_in_epoch_1_with_checkpoint_dir_does_not_ask_for_one(tmp_path):
+    with pytest.raises(NonFiniteLossError) as err:
+        train(new_model(cls=Flaky, fail_at=1), prototypes(), checkpoint_dir=tmp_path / "run",
+              **FAST)
+    message = str(err.value)
+    assert "no checkpoint was saved yet in" in message and str(tmp_path / "run") in message
+    assert "pass checkpoint_dir=" not in message
+
+
+def test_gaussian_likelihood_on_unscaled_pixels_is_refused():
+    model = new_model(config=VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2,
+                                       likelihood="gaussian"))
+    pixels = (255 * prototypes()).round()  # whole numbers in [0, 255]: 8-bit pixels
+    with pytest.raises(ValueError, match=r"look unscaled.*Divide by 255"):
+        train(model, pixels, **FAST)
+    history = train(model, pixels / 255, **{**FAST, "epochs": 1})  # scaled: trains
+    assert math.isfinite(history.train_elbo[0])
+
+
+def test_binarize_with_a_gaussian_likelihood_is_refused():
+    model = new_model(config=VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2,
+                                       likelihood="gaussian"))
+    with pytest.raises(ValueError, match=r"binarize=True .* Gaussian likelihood is for real "
+                       "values"):
+        train(model, prototypes(), binarize=True, **FAST)

@@ -410,6 +410,9 @@ def memory_budget(device: torch.device) -> int | None:
 
 
 def _gb(n: float) -> str:
+    """Bytes as people read them: 2,061 GB, 1.5 GB, 230 MB."""
+    if n >= 1e10:
+        return f"{n / 1e9:,.0f} GB"
     return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
 
 
@@ -421,6 +424,9 @@ def check_step_memory(config, batch_size: int, num_samples: int, device,
         ValueError: naming the estimate (:func:`step_memory_bytes`), the budget
             (:func:`memory_budget`, or ``budget``) and the largest K that fits at this batch size.
     """
+    device = torch.device(device)
+    where = ("the budget given" if budget is not None else "90% of the GPU's free memory"
+             if device.type == "cuda" else "half the memory this machine has available")
     budget = memory_budget(device) if budget is None else budget
     need = step_memory_bytes(config, batch_size, num_samples)
     if budget is None or need <= budget:
@@ -428,10 +434,10 @@ def check_step_memory(config, batch_size: int, num_samples: int, device,
     per_sample = step_memory_bytes(config, batch_size, 1) - step_memory_bytes(config, 0, 1)
     fits = max(0, (budget - step_memory_bytes(config, 0, 1)) // per_sample)
     raise ValueError(
-        f"num_samples: a training step with K = num_samples = {num_samples:,} samples for each "
-        f"of batch_size = {batch_size} data points would need about {_gb(need)} of memory "
+        f"a training step with K = num_samples = {num_samples:,} samples for each of "
+        f"batch_size = {batch_size} data points would need about {_gb(need)} of memory "
         f"({num_samples * batch_size:,} decoder passes held for the gradient), more than the "
-        f"{_gb(budget)} {torch.device(device).type} can give it here. "
+        f"{_gb(budget)} allowed here ({where}). "
         + (f"At most K = {fits:,} fits with this batch size (fewer data points per batch allow a "
            "larger K; IWAE papers use K <= 50 for training)." if fits >= 1 else
            "Even K = 1 does not fit: use a smaller batch_size."))

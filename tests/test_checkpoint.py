@@ -295,6 +295,9 @@ def test_a_broken_symbolic_link_is_named(tmp_path):
     config.symlink_to(tmp_path / "nothing.json")
     with pytest.raises(FileNotFoundError, match="config.json is a broken symbolic link"):
         load_checkpoint(run)
+    with pytest.raises(FileNotFoundError, match="cannot save a checkpoint to .*latest: .*latest is "
+                       "a broken symbolic link"):
+        save_checkpoint(link, model)
 
 
 @pytest.mark.parametrize("field, value", [

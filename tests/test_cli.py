@@ -457,3 +457,11 @@ def test_load_run_on_a_file_says_it_is_a_file(tmp_path):
     path.write_text("{}")
     with pytest.raises(FileNotFoundError, match="it is a file, not a folder"):
         load_run(path)
+
+
+def test_out_that_is_a_broken_symbolic_link_is_named(tmp_path):
+    out = tmp_path / "latest"
+    out.symlink_to(tmp_path / "runs" / "deleted")
+    with pytest.raises(SystemExit, match=r"--out .*latest is a broken symbolic link: it points to "
+                       ".*deleted, which does not exist"):
+        main(TINY + ["--out", str(out), "--epochs", "1"])

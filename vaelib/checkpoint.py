@@ -240,6 +240,9 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         ``directory`` as a Path.
     """
     directory = Path(directory)
+    broken = _broken_link(directory)
+    if broken:
+        raise FileNotFoundError(f"cannot save a checkpoint to {directory}: {broken}")
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"cannot save a checkpoint to {directory}: it is an existing "
                                  "file, not a folder. Choose a folder (it is created if missing).")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -253,6 +254,10 @@ def _check_out(args: argparse.Namespace) -> Path:
     """``--out`` can hold the run (an existing folder, or one that can be created), checked
     before training, which would otherwise fail only at the first save."""
     out = Path(args.out)
+    if out.is_symlink() and not out.exists():
+        raise SystemExit(f"--out {out} is a broken symbolic link: it points to "
+                         f"{os.readlink(out)}, which does not exist. Point it at the run's folder, "
+                         "remove it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is an existing file, not a folder; choose a folder for the "
                          "run (it is created if missing)")

@@ -17,7 +17,14 @@ importance-weighted bound IWAE_K instead, with the encoder's gradient ``"plain"`
   the CPU wait for the GPU at every step);
 - Adam is ``fused`` (one kernel for all parameters) where the device supports it;
 - on CUDA, one whole training step is captured as a CUDA graph and replayed, with TF32 matmuls
-  (bfloat16 autocast is optional): a small MLP is otherwise limited by kernel-launch overhead.
+  (bfloat16 autocast is optional): a small MLP is otherwise limited by kernel-launch overhead. The
+  graph is trusted only after one replay computed what one eager step computes from the same
+  state (:func:`_graph_or_eager`); otherwise the eager step trains, after one warning.
+
+:func:`train` is the algorithm itself, one screen: for each epoch, for each minibatch, one step
+(:func:`_training_step`: binarize, the loss, its gradient, Adam, the log). Everything beside it
+(checks, resuming, the progress bar, validation, checkpoints, divergence, Ctrl-C) is in
+:class:`_TrainingRun`.
 
 The trainer knows nothing of files beyond its checkpoints: the command line
 (``python -m vaelib.train --help``) and its run folder live in :mod:`vaelib.cli`.
@@ -267,7 +274,9 @@ def _capture_cuda_graph(step, x: torch.Tensor, reset, warmup: int = 3):
     torch.cuda.current_stream().wait_stream(stream)
     reset()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):  # records the kernels; runs nothing
+    # Capture on the warm-up's stream: cuBLAS(Lt) handles are per (device, stream), and creating
+    # one during a capture fails (pytorch/pytorch#179961).
+    with torch.cuda.graph(graph, stream=stream):  # records the kernels; runs nothing
         step(static_x)
 
     def run(x: torch.Tensor) -> None:
@@ -626,9 +635,15 @@ def train(model: VAE, train_x: torch.Tensor, config: TrainConfig | None = None, 
         exactly what the checkpoint holds.
 
     Raises:
+        ValueError: data the model cannot score (or 8-bit pixels for a Gaussian likelihood),
+            settings that do not fit together, or a step too large for the memory
+            (:func:`check_step_memory`); all before any training.
         TrainingDivergedError: an epoch's mean ELBO fell far below where training started
             (e.g. a learning rate of 100); nothing of that epoch is saved.
         NonFiniteLossError: the loss became NaN or infinite (checked once per epoch).
+
+    On CUDA the step is captured as a CUDA graph, checked against the eager step first; if the
+    capture fails or they disagree, a :class:`CudaGraphWarning` says so and the eager step trains.
     """
     cfg = dataclasses.replace(config if config is not None else TrainConfig(), **overrides)
     run = _TrainingRun(model, train_x, cfg, val_x, checkpoint_dir, resume, run_config)
@@ -699,6 +714,7 @@ class _TrainingRun:
 
     def begin_epoch(self, epoch: int) -> torch.Tensor:
         """Set the epoch's lr and seed; return a random order of the N data points, ``(N,)``."""
+        self.epoch = epoch
         if self.run_step is None:
             self.run_step = self.eager_step
             if self.graph:  # capture on the first B points, check on the last B
@@ -709,7 +725,6 @@ class _TrainingRun:
                     reseed=lambda seed: _seed_default_generator(device, seed))
                 if failed:
                     _warn_eager_fallback(failed)
-        self.epoch = epoch
         _set_lr(self.optimizer, self.cfg.lr_at(epoch))
         seed = derive_seed(self.cfg.seed, epoch)  # every epoch its own random numbers
         if self.graph:

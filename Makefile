@@ -2,6 +2,7 @@
 #   make lab     set up (first time) and start JupyterLab on the course, opened at chapters/ (prints the URL)
 #   make student-lab  write the student edition, then start JupyterLab opened at student/
 #   make test    set up (first time) and run every test: unit tests, pairing, every chapter (nbval)
+#   make selftest  check, in about a minute, that training works on this machine's GPU (or CPU)
 #   make bench   print the benchmarks' figures (JSON)
 #   make bench-load  chapter times alone and with 1 and 2 competing busy processes, peak memory (JSON)
 #   make student write the student edition, student/NN_name.ipynb (solutions replaced by stubs)
@@ -25,7 +26,7 @@ BENCH_ARGS ?=
 # Extra arguments for the load benchmark, e.g. make bench-load BENCH_LOAD_ARGS="--chapters 01 08"
 BENCH_LOAD_ARGS ?=
 
-.PHONY: help venv lab student-lab test bench bench-load sync student slides site clean
+.PHONY: help venv lab student-lab test selftest bench bench-load sync student slides site clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -56,6 +57,10 @@ student-lab: student
 test: $(STAMP)
 	$(BIN)/python -m scripts.make_student --out build/student
 	$(BIN)/python -m pytest chapters build/student tests --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# Before class, on the machine that will train: one line per item, exit status 1 if one failed.
+selftest: $(STAMP)
+	$(BIN)/python -m vaelib.selftest
 
 # On a GPU machine: make bench BENCH_ARGS="--device cuda --data-dir /path/to/mnist"
 bench: $(STAMP)

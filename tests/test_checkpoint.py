@@ -210,13 +210,94 @@ def test_an_edited_history_is_refused(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_a_checkpoint_of_an_earlier_version_without_the_manifest_hash_loads(tmp_path):
+def test_a_current_checkpoint_whose_own_hash_was_deleted_is_refused(tmp_path):
+    # The issue's case: delete "manifest_sha256", edit the activation, and it loaded.
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2)
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    assert manifest["format"] == checkpoint.FORMAT
+    del manifest["manifest_sha256"]
+    manifest["model_config"]["activation"] = "tanh"
+    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    for load in (load_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match=r'config.json has no "manifest_sha256" field.*'
+                           "it was removed.*Restore the original file"):
+            load(tmp_path)
+
+
+def test_a_checkpoint_of_the_earlier_format_without_the_manifest_hash_loads_and_says_so(
+        tmp_path, recwarn):
     model, optimizer = trained_pieces()
     save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2)
     manifest = json.loads((tmp_path / "config.json").read_text())
     del manifest["manifest_sha256"]
+    manifest["format"] = checkpoint.LEGACY_FORMAT  # written by vaelib before the hash was required
     (tmp_path / "config.json").write_text(json.dumps(manifest))
+    with pytest.warns(checkpoint.LegacyCheckpointWarning, match="earlier format.*other checks"):
+        assert_same_weights(load_model(tmp_path), model)
+    assert_same_weights(load_checkpoint(tmp_path).model, model)  # said once, not again
+    assert not [w for w in recwarn if issubclass(w.category, checkpoint.LegacyCheckpointWarning)]
+    # The other checks still apply to it, and training on writes the current format.
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=3)
+    assert json.loads((tmp_path / "config.json").read_text())["format"] == checkpoint.FORMAT
+
+
+def test_an_earlier_format_checkpoint_with_its_hash_is_checked(tmp_path):
+    save_checkpoint(tmp_path, VAE(CONFIG), epoch=1)
+    manifest = json.loads((tmp_path / "config.json").read_text())
+    manifest["format"] = checkpoint.LEGACY_FORMAT  # the hash was over the old format's name
+    manifest["manifest_sha256"] = checkpoint._manifest_sha256(manifest)
+    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    load_model(tmp_path)  # no warning: its hash is there and right
+    manifest["epoch"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="edited or damaged"):
+        load_model(tmp_path)
+
+
+def test_a_file_is_not_a_checkpoint_folder(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"weights?")
+    for load in (load_checkpoint, load_model):
+        with pytest.raises(FileNotFoundError, match="it is a file, not a folder"):
+            load(path)
+    with pytest.raises(NotADirectoryError, match="it is an existing file, not a folder"):
+        save_checkpoint(path, VAE(CONFIG))
+    assert path.read_bytes() == b"weights?"
+
+
+def test_load_model_needs_only_the_weights(tmp_path):
+    model, optimizer = trained_pieces()
+    save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2, history={"epoch": [1, 2]})
+    next(tmp_path.glob("optimizer-*.pt")).unlink()
+    next(tmp_path.glob("history-*.json")).write_text("damaged")
     assert_same_weights(load_model(tmp_path), model)
+    with pytest.raises(CheckpointError, match="incomplete"):  # resuming needs them: refused
+        load_checkpoint(tmp_path)
+
+
+def test_a_broken_symbolic_link_is_named(tmp_path):
+    model, optimizer = trained_pieces()
+    run = tmp_path / "run"
+    save_checkpoint(run, model, optimizer=optimizer, epoch=2)
+    link = tmp_path / "latest"
+    link.symlink_to(tmp_path / "moved-away")
+    with pytest.raises(FileNotFoundError, match=r"latest is a broken symbolic link: it points to "
+                       r".*moved-away, which does not exist"):
+        load_model(link)
+    weights = next(run.glob("model-*.pt"))
+    weights.rename(tmp_path / "elsewhere.pt")
+    weights.symlink_to(tmp_path / "gone.pt")
+    with pytest.raises(CheckpointError, match=rf"{weights.name} is a broken symbolic link"):
+        load_model(run)
+    config = run / "config.json"
+    config.rename(tmp_path / "config.json")
+    config.symlink_to(tmp_path / "nothing.json")
+    with pytest.raises(FileNotFoundError, match="config.json is a broken symbolic link"):
+        load_checkpoint(run)
+    with pytest.raises(FileNotFoundError, match="cannot save a checkpoint to .*latest: .*latest is "
+                       "a broken symbolic link"):
+        save_checkpoint(link, model)
 
 
 @pytest.mark.parametrize("field, value", [

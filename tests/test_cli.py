@@ -402,3 +402,66 @@ def test_a_damaged_nll_curve_is_named(tmp_path, capsys):
     assert load_checkpoint(out).epoch == 1 and path.read_text().startswith("[")
     with pytest.raises(ValueError, match=rf"{path} is damaged"):
         load_run(out)
+
+
+# ------------------------------------------------------------------------ refused up front
+
+@pytest.mark.parametrize("flags", [
+    ["--objective", "iwae", "--k", "1000000"],  # the case: 3 minutes to 16.5 GB
+    ["--objective", "iwae", "--k", "100000"],
+])
+def test_a_step_too_large_for_memory_is_refused_before_any_work(tmp_path, flags, monkeypatch):
+    import vaelib.cli as cli
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were loaded before the memory check")
+
+    monkeypatch.setattr(cli, "load_mnist_subset", no_data)
+    out = tmp_path / "x"
+    with pytest.raises(SystemExit, match=rf"--k {flags[-1]} with --batch-size 128: a training step "
+                       r"with K = num_samples = [0-9,]+ .* would need about [0-9.,]+ [GT]B.*At "
+                       "most K ="):
+        main(["--max-images", "256", "--epochs", "1", "--out", str(out), "--no-progress",
+              "--device", "cpu"] + flags)
+    assert not out.exists()
+
+
+def test_k_or_the_encoder_gradient_with_the_elbo_are_refused(tmp_path):
+    out = str(tmp_path / "x")
+    for flags in (["--k", "100000"], ["--objective", "elbo", "--k", "5"]):
+        with pytest.raises(SystemExit, match=r"--k [0-9]+ belongs to the importance-weighted "
+                           "bound: add --objective iwae"):
+            main(TINY + ["--out", out, "--epochs", "1"] + flags)
+    with pytest.raises(SystemExit, match=r"^--encoder-gradient: encoder_gradient='dreg' is an "
+                       "estimator of the IWAE gradient: use it with objective='iwae'"):
+        main(TINY + ["--out", out, "--epochs", "1", "--encoder-gradient", "dreg"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_k_0_names_the_flag(tmp_path):
+    with pytest.raises(SystemExit, match=r"^--k must be >= 1 .*got 0"):
+        main(TINY + ["--out", str(tmp_path / "x"), "--epochs", "1", "--objective", "iwae",
+                     "--k", "0"])
+
+
+def test_eval_samples_too_large_for_memory_is_refused_before_training(tmp_path):
+    with pytest.raises(SystemExit, match=r"--eval-samples 10000000000: evaluate: K = num_samples "
+                       r"= 10,000,000,000 .*At most K = [0-9,]+ fits"):
+        main(TINY + ["--out", str(tmp_path / "x"), "--epochs", "1", "--eval-samples",
+                     "10000000000"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_load_run_on_a_file_says_it_is_a_file(tmp_path):
+    path = tmp_path / "evaluation.json"
+    path.write_text("{}")
+    with pytest.raises(FileNotFoundError, match="it is a file, not a folder"):
+        load_run(path)
+
+
+def test_out_that_is_a_broken_symbolic_link_is_named(tmp_path):
+    out = tmp_path / "latest"
+    out.symlink_to(tmp_path / "runs" / "deleted")
+    with pytest.raises(SystemExit, match=r"--out .*latest is a broken symbolic link: it points to "
+                       ".*deleted, which does not exist"):
+        main(TINY + ["--out", str(out), "--epochs", "1"])

@@ -353,3 +353,15 @@ def test_a_folder_where_a_file_should_be_is_named(tmp_path, fake_mnist, download
         assert server.requests == []  # nothing downloaded that could not be put in place
     assert "move it away" in str(info.value).lower()
     assert (tmp_path / f"{stems[2]}.gz" / "inside").read_bytes() == b"the user's"
+
+
+def test_a_broken_symbolic_link_where_a_file_should_be_is_named(tmp_path, fake_mnist):
+    _, files = fake_mnist
+    stems = list(files)
+    for stem, content in files.items():
+        if stem != stems[1]:
+            (tmp_path / stem).write_bytes(content)
+    (tmp_path / stems[1]).symlink_to(tmp_path / "moved" / stems[1])  # the file was moved away
+    with pytest.raises(FileNotFoundError, match=rf"{stems[1]} is a broken symbolic link: it points "
+                       rf"to .*moved/{stems[1]}, which does not exist"):
+        load_mnist(tmp_path, download=False)

@@ -167,3 +167,27 @@ def test_a_huge_encoder_variance_is_a_clear_error(logvar):
     set_encoder_logvar(model, logvar)
     with pytest.raises(ValueError, match=rf"encoder's log-variance.*{logvar:g}"):
         evaluate(model, x, num_samples=16, iwae_samples=4, progress=False)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(num_samples=10.5), TypeError, r"num_samples must be an int, got float \(10.5\)"),
+    (dict(num_samples=0), ValueError, "num_samples must be at least 1"),
+    (dict(iwae_samples=2.0), TypeError, "iwae_samples must be an int"),
+    (dict(memory_budget=0), ValueError, r"memory_budget must be a number of bytes > 0.*got 0"),
+    (dict(memory_budget=-1), ValueError, r"memory_budget must be a number of bytes > 0.*got -1"),
+    (dict(memory_budget=float("nan")), ValueError, "memory_budget must be a number of bytes"),
+    (dict(memory_budget="1GB"), ValueError, "memory_budget must be a number of bytes"),
+])
+def test_bad_arguments_are_clear_errors(options, error, message):
+    model, x, _ = linear_gaussian_vae()
+    with pytest.raises(error, match=message):
+        evaluate(model, x, **{"num_samples": 8, "iwae_samples": 2, "progress": False, **options})
+
+
+def test_a_k_too_large_for_the_memory_budget_is_refused_up_front():
+    model, x, _ = linear_gaussian_vae()  # d = 2: K samples take K × 3 floats a data point
+    with pytest.raises(ValueError, match=r"K = num_samples = 1,000,000,000 .* about 12,000 MB for "
+                       r"each data point.*At most K = 11,184,810 fits"):
+        evaluate(model, x, num_samples=10**9, progress=False, memory_budget=2**28)
+    # What fits is evaluated (and chunked) as before.
+    evaluate(model, x[:2], num_samples=5000, iwae_samples=50, progress=False, memory_budget=2**20)

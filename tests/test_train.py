@@ -2,14 +2,16 @@
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
 
 from vaelib.checkpoint import load_checkpoint
 from vaelib.data import fixed_binarization
-from vaelib.train import (History, NonFiniteLossError, TrainConfig, TrainingDivergedError, train,
-                          validation_data)
+from vaelib.train import (CudaGraphWarning, History, NonFiniteLossError, TrainConfig,
+                          TrainingDivergedError, _graph_or_eager, _StepLog, _training_step,
+                          check_step_memory, step_memory_bytes, train, validation_data)
 from vaelib.vae import VAE, VAEConfig
 
 D = 16
@@ -360,3 +362,229 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_and_says_so(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "No epoch was completed, so no checkpoint was saved" in out
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- a captured step proves itself
+
+def graph_check_setup(lr=1e-2):
+    """A model, Adam and a step drawing from the default generator (as a CUDA graph's does)."""
+    model = new_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    log = _StepLog(4, torch.device("cpu"))
+    cfg = TrainConfig(**FAST)
+
+    def step(x):
+        _training_step(model, optimizer, x, cfg, True, None, log)
+
+    data = prototypes(64)
+    return model, optimizer, log, step, data[:32], data[32:]
+
+
+def warm_up(step, x, reset, warmup=3):
+    """What a real capture does first: eager steps on x (the checker restores the state)."""
+    for _ in range(warmup):
+        reset()
+        step(x)
+
+
+def faithful_capture(step, x, reset):
+    warm_up(step, x, reset)
+    return step  # replaying it computes exactly the eager step
+
+
+def failing_capture(step, x, reset):
+    warm_up(step, x, reset, warmup=1)
+    raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+
+def stale_input_capture(step, x, reset):
+    """A graph whose input buffer is never refilled: it keeps training on the capture's batch."""
+    warm_up(step, x, reset)
+    captured = x.clone()
+    return lambda x_new: step(captured)
+
+
+def two_steps_capture(step, x, reset):
+    """A graph that replays the optimizer step twice (e.g. a stale step counter): update ≈ 2×."""
+    warm_up(step, x, reset)
+
+    def replay(x_new):
+        step(x_new)
+        step(x_new)
+    return replay
+
+
+def lost_update_capture(step, x, reset):
+    """A graph whose parameter update is lost: the loss is right, the weights do not move."""
+    warm_up(step, x, reset)
+
+    def replay(x_new):
+        params = [p.detach().clone() for p in step.model.parameters()]
+        step(x_new)
+        with torch.no_grad():
+            for p, before in zip(step.model.parameters(), params):
+                p.copy_(before)
+    return replay
+
+
+def state_of(model, optimizer):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()})
+
+
+def check(capture, **kwargs):
+    model, optimizer, log, step, x, x_check = graph_check_setup(**kwargs)
+    step.model = model
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    run, failed = _graph_or_eager(step, x, x_check, model, optimizer, log, capture=capture,
+                                  reseed=torch.manual_seed)
+    # Whatever the verdict, the check trained nothing: the weights are back, Adam is as new.
+    assert same_weights(weights, model.state_dict())
+    assert all(bool((v == 0).all()) for s in optimizer.state.values() for v in s.values())
+    assert int(log.step) == 0
+    return run, failed, step, (model, optimizer, log, x_check)
+
+
+def test_a_faithful_capture_passes_the_check_and_the_check_trains_nothing():
+    run, failed, step, (model, optimizer, log, x) = check(faithful_capture)
+    assert failed is None and run is step
+    # Training from here is training from the start: one step equals a fresh model's first step.
+    torch.manual_seed(3)
+    run(x)
+    fresh = new_model()
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-2)
+    torch.manual_seed(3)
+    _training_step(fresh, fresh_opt, x, TrainConfig(**FAST), True, None,
+                   _StepLog(4, torch.device("cpu")))
+    assert same_weights(model.state_dict(), fresh.state_dict())
+
+
+def test_a_capture_that_fails_means_the_eager_step():
+    run, failed, step, _ = check(failing_capture)
+    assert run is step
+    assert "capturing the training step as a CUDA graph failed" in failed
+    assert "operation not permitted when stream is capturing" in failed
+
+
+@pytest.mark.parametrize("capture, what", [
+    (stale_input_capture, "loss"),
+    (two_steps_capture, "parameter update differs from the eager step's by"),
+    (lost_update_capture, "parameter update differs from the eager step's by 1 of its size"),
+])
+def test_a_capture_that_computes_a_wrong_update_means_the_eager_step(capture, what):
+    run, failed, step, _ = check(capture)
+    assert run is step and what in failed and "same batch and state" in failed
+
+
+def test_train_warns_once_and_trains_eagerly_when_the_graph_fails(monkeypatch):
+    """The whole path on the CPU: train() as on CUDA with cuda_graph=True, the capture failing."""
+    import vaelib.train as train_module
+
+    monkeypatch.setattr(train_module, "_graphs_supported", lambda device: True)
+    monkeypatch.setattr(train_module, "_capture_cuda_graph", failing_capture)
+    x = prototypes()
+    model = new_model()
+    before = fixed_elbo(model, x)
+    with pytest.warns(CudaGraphWarning) as caught:
+        history = train(model, x, cuda_graph=True, **{**FAST, "epochs": 6})
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "capturing the training step as a CUDA graph failed" in message
+    assert "eager CUDA step" in message and "--no-cuda-graph" in message
+    assert fixed_elbo(model, x) > before + 3 and len(history) == 6
+
+    monkeypatch.setattr(train_module, "_capture_cuda_graph", faithful_capture)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a graph that proves itself: no warning
+        history = train(new_model(), x, cuda_graph=True, **FAST)
+    assert len(history) == 4
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_graph_passes_its_own_check():
+    """On a GPU the real capture must agree with the eager step (no fallback warning)."""
+    x = prototypes(512).cuda()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CudaGraphWarning)
+        history = train(new_model().cuda(), x, cuda_graph=True, **FAST)
+    assert len(history) == 4
+
+
+# ------------------------------------------------------------------------------ the weak edges
+
+def test_a_step_too_large_for_memory_is_refused_up_front():
+    # The issue's case: the full model, K = 10^6 samples for each of 128 points. Refused before
+    # anything is allocated, with the figure and the largest K that fits.
+    config = VAEConfig.preset("pytorch-example")
+    need = step_memory_bytes(config, 128, 10**6)
+    assert need > 1e12  # about 2 TB
+    with pytest.raises(ValueError, match=r"K = num_samples = 1,000,000 .* need about [0-9.,]+ GB "
+                       r".*At most K = 481 fits"):
+        check_step_memory(config, 128, 10**6, "cpu", budget=10**9)
+    check_step_memory(config, 128, 50, "cpu", budget=10**9)  # K = 50 (Burda et al.) fits
+    with pytest.raises(ValueError, match="Even K = 1 does not fit: use a smaller batch_size"):
+        check_step_memory(config, 128, 1, "cpu", budget=10**6)
+    x = torch.rand(256, 784)
+    for options in (dict(objective="iwae", num_samples=10**6), dict(num_samples=10**5)):
+        with pytest.raises(ValueError, match="would need about"):
+            train(VAE(config), x, epochs=1, progress=False, **options)
+
+
+def test_the_estimate_is_above_what_a_step_uses():
+    """step_memory_bytes against the measured growth of a step's peak memory (torch's CPU
+    allocator profile): the estimate must not be below it."""
+    config = VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2)
+    model = new_model(config=config)
+    optimizer = torch.optim.Adam(model.parameters())
+    x = prototypes(64)
+    peaks = {}
+    for k in (50, 250):
+        cfg = TrainConfig(objective="iwae", num_samples=k, encoder_gradient="dreg")
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:
+            _training_step(model, optimizer, x, cfg, True, None, _StepLog(1, torch.device("cpu")))
+        peak, now = 0, 0
+        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+            now += event.cpu_memory_usage if not event.cpu_children else 0
+            peak = max(peak, now)
+        peaks[k] = peak
+    per_k_measured = (peaks[250] - peaks[50]) / 200
+    per_k_estimated = (step_memory_bytes(config, 64, 250) - step_memory_bytes(config, 64, 50)) / 200
+    assert per_k_measured > 0
+    assert per_k_estimated >= per_k_measured, (per_k_estimated, per_k_measured)
+
+
+def test_checkpoint_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "run"
+    path.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="is an existing file, not a folder"):
+        train(new_model(), prototypes(), checkpoint_dir=path, **FAST)
+    assert path.read_text() == "not a folder"
+
+
+def test_divergence_in_epoch_1_with_checkpoint_dir_does_not_ask_for_one(tmp_path):
+    with pytest.raises(NonFiniteLossError) as err:
+        train(new_model(cls=Flaky, fail_at=1), prototypes(), checkpoint_dir=tmp_path / "run",
+              **FAST)
+    message = str(err.value)
+    assert "no checkpoint was saved yet in" in message and str(tmp_path / "run") in message
+    assert "pass checkpoint_dir=" not in message
+
+
+def test_gaussian_likelihood_on_unscaled_pixels_is_refused():
+    model = new_model(config=VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2,
+                                       likelihood="gaussian"))
+    pixels = (255 * prototypes()).round()  # whole numbers in [0, 255]: 8-bit pixels
+    with pytest.raises(ValueError, match=r"look unscaled.*Divide by 255"):
+        train(model, pixels, **FAST)
+    history = train(model, pixels / 255, **{**FAST, "epochs": 1})  # scaled: trains
+    assert math.isfinite(history.train_elbo[0])
+
+
+def test_binarize_with_a_gaussian_likelihood_is_refused():
+    model = new_model(config=VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2,
+                                       likelihood="gaussian"))
+    with pytest.raises(ValueError, match=r"binarize=True .* Gaussian likelihood is for real "
+                       "values"):
+        train(model, prototypes(), binarize=True, **FAST)

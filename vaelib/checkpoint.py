@@ -16,11 +16,13 @@ files of the previous one are deleted only after the new ``config.json`` is in p
 
 Loading trusts nothing it has not checked: ``config.json`` records the SHA-256 of its own content
 (``manifest_sha256``: the model's configuration, the epoch, the training options and the list of
-files) and of every file, so an edited or truncated file is reported, never half-loaded; each
+files) and of every file, so an edited or truncated file is reported, never half-loaded (a
+``config.json`` of the current format without its ``manifest_sha256`` is refused too); each
 field of ``config.json`` must have its type; the weights must have the shapes the configuration
 gives and be finite; and every tensor of the optimizer state must have the shape, dtype and
-device of its parameter (a foreign one can crash fused Adam). Checkpoints of earlier versions,
-without ``manifest_sha256``, load with the other checks.
+device of its parameter (a foreign one can crash fused Adam). Checkpoints of the earlier format
+(``vaelib-checkpoint-1``), whose ``config.json`` may lack ``manifest_sha256``, load with the other
+checks and a :class:`LegacyCheckpointWarning`, once per folder.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,10 +42,12 @@ import torch
 from .device import check_device
 from .vae import VAE, VAEConfig
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model",
-           "checkpoint_files", "saved_epoch", "atomic_write_bytes"]
+__all__ = ["Checkpoint", "CheckpointError", "LegacyCheckpointWarning", "save_checkpoint",
+           "load_checkpoint", "load_model", "checkpoint_files", "saved_epoch", "atomic_write_bytes"]
 
-FORMAT = "vaelib-checkpoint-1"
+FORMAT = "vaelib-checkpoint-2"  # config.json always records its own SHA-256 (manifest_sha256)
+LEGACY_FORMAT = "vaelib-checkpoint-1"  # manifest_sha256 optional (vaelib before it was required)
+FORMATS = (FORMAT, LEGACY_FORMAT)
 MANIFEST = "config.json"
 _KINDS = {"model": ".pt", "optimizer": ".pt", "history": ".json"}  # kind -> file suffix
 _SELF_HASH = "manifest_sha256"  # the field of config.json that holds the hash of the others
@@ -50,6 +55,13 @@ _SELF_HASH = "manifest_sha256"  # the field of config.json that holds the hash o
 
 class CheckpointError(ValueError):
     """A checkpoint that is corrupt, incomplete, or does not match its own config."""
+
+
+class LegacyCheckpointWarning(UserWarning):
+    """A checkpoint of the earlier format, whose config.json need not record its own SHA-256."""
+
+
+_warned_legacy: set[str] = set()  # the folders already warned about (once each)
 
 
 @dataclass
@@ -142,7 +154,23 @@ def _check_manifest(manifest: dict, path: Path) -> None:
             raise bad(f"files.{kind}", 'an object {"name": a file in this folder, "sha256": its '
                       "SHA-256}", entry)
     recorded = manifest.get(_SELF_HASH)
-    if recorded is not None and recorded != _manifest_sha256(manifest):
+    if recorded is None and manifest.get("format") == FORMAT:
+        raise CheckpointError(
+            f"{path} has no \"{_SELF_HASH}\" field, which every checkpoint of this format "
+            f"({FORMAT}) records: it was removed, so the file may have been edited (e.g. another "
+            "activation or learning rate) and cannot be trusted. Restore the original file from "
+            "a copy of the run, or use another checkpoint.")
+    if recorded is None:
+        key = str(path.resolve())
+        if key not in _warned_legacy:
+            _warned_legacy.add(key)
+            warnings.warn(
+                f"{path} is a checkpoint of the earlier format ({LEGACY_FORMAT}) without its own "
+                f"SHA-256 (\"{_SELF_HASH}\"): an edit of it cannot be detected; it is loaded with "
+                "the other checks (every file's SHA-256, the weights' shapes and values). Saving "
+                f"the run again (e.g. training on) writes the current format.",
+                LegacyCheckpointWarning, stacklevel=4)
+    elif recorded != _manifest_sha256(manifest):
         raise CheckpointError(
             f"{path} was edited or damaged after it was saved: its content no longer matches the "
             f"SHA-256 it records (\"{_SELF_HASH}\"), so it may describe another model or run than "
@@ -150,8 +178,26 @@ def _check_manifest(manifest: dict, path: Path) -> None:
             "file from a copy of the run, or use another checkpoint.")
 
 
+def _broken_link(path: Path) -> str | None:
+    """A message if ``path`` is a symbolic link to nothing, else None."""
+    if path.is_symlink() and not path.exists():
+        return (f"{path} is a broken symbolic link: it points to {os.readlink(path)}, which does "
+                "not exist (was the run moved or deleted?). Point the link at the run again, or "
+                "use the run's own folder.")
+    return None
+
+
 def _read_manifest(directory: Path) -> dict:
     """``config.json`` of a checkpoint folder, or a clear error."""
+    for path in (directory, directory / MANIFEST):
+        broken = _broken_link(path)
+        if broken:
+            raise FileNotFoundError(f"no checkpoint at {directory}: {broken}")
+    if directory.exists() and not directory.is_dir():
+        raise FileNotFoundError(
+            f"no checkpoint at {directory}: it is a file, not a folder. A checkpoint is the "
+            f"folder that holds {MANIFEST} and the weights (what train(checkpoint_dir=...) or "
+            "python -m vaelib.train --out wrote): pass that folder.")
     if not directory.is_dir():
         raise FileNotFoundError(
             f"no checkpoint at {directory}: the folder does not exist. Check the path, or train "
@@ -165,7 +211,7 @@ def _read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt (not valid JSON: {err}).") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise CheckpointError(
             f"{path} is not a vaelib checkpoint (expected \"format\": \"{FORMAT}\").")
     _check_manifest(manifest, path)
@@ -194,6 +240,12 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
         ``directory`` as a Path.
     """
     directory = Path(directory)
+    broken = _broken_link(directory)
+    if broken:
+        raise FileNotFoundError(f"cannot save a checkpoint to {directory}: {broken}")
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"cannot save a checkpoint to {directory}: it is an existing "
+                                 "file, not a folder. Choose a folder (it is created if missing).")
     directory.mkdir(parents=True, exist_ok=True)
     old = {}  # the checkpoint being replaced
     if (directory / MANIFEST).exists():
@@ -201,7 +253,7 @@ def save_checkpoint(directory: str | os.PathLike, model: VAE, *, optimizer=None,
             old = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             old = {"format": FORMAT}  # a corrupt checkpoint of ours: replace it
-        if not isinstance(old, dict) or old.get("format") != FORMAT:
+        if not isinstance(old, dict) or old.get("format") not in FORMATS:
             raise CheckpointError(f"{directory} holds a {MANIFEST} that is not a vaelib "
                                   "checkpoint; refusing to overwrite it. Choose another folder.")
     payloads = {"model": _torch_bytes(model_state if model_state is not None
@@ -254,6 +306,9 @@ def _read_file(directory: Path, manifest: dict, kind: str) -> bytes | None:
     if entry is None:
         return None
     path = directory / str(entry.get("name"))
+    broken = _broken_link(path)
+    if broken:
+        raise CheckpointError(f"checkpoint {directory} is incomplete: {broken}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {directory} is incomplete: {MANIFEST} lists "
                               f"{path.name}, which is missing. Was the folder copied partly?")
@@ -360,21 +415,7 @@ def load_checkpoint(directory: str | os.PathLike,
     directory = Path(directory)
     device = check_device(device) if device is not None else torch.device("cpu")
     manifest = _read_manifest(directory)
-    try:
-        config = VAEConfig.from_dict(manifest["model_config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{directory / MANIFEST} has no valid model_config: {err}") from err
-    model = VAE(config)
-    weights = _read_file(directory, manifest, "model")
-    if weights is None:
-        raise CheckpointError(
-            f"{directory / MANIFEST} lists no model weights; the checkpoint is incomplete.")
-    state = _torch_load(weights, "the model weights", device)
-    _check_state_dict(model, state, directory)
-    _check_finite_weights(state, directory)
-    model.load_state_dict(state)
-    model.output_bias_from_data = True  # the saved bias came from data (or training): keep it
-    model.to(device)
+    model = _load_weights(directory, manifest, device)
     opt_bytes = _read_file(directory, manifest, "optimizer")
     optimizer_state = _torch_load(opt_bytes, "the optimizer state", device) if opt_bytes else None
     if optimizer_state is not None:
@@ -390,9 +431,32 @@ def load_checkpoint(directory: str | os.PathLike,
                       run_config=manifest.get("run_config"))
 
 
+def _load_weights(directory: Path, manifest: dict, device: torch.device) -> VAE:
+    """The model that ``config.json`` describes, with its weights checked and loaded."""
+    try:
+        config = VAEConfig.from_dict(manifest["model_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{directory / MANIFEST} has no valid model_config: {err}") from err
+    model = VAE(config)
+    weights = _read_file(directory, manifest, "model")
+    if weights is None:
+        raise CheckpointError(
+            f"{directory / MANIFEST} lists no model weights; the checkpoint is incomplete.")
+    state = _torch_load(weights, "the model weights", device)
+    _check_state_dict(model, state, directory)
+    _check_finite_weights(state, directory)
+    model.load_state_dict(state)
+    model.output_bias_from_data = True  # the saved bias came from data (or training): keep it
+    return model.to(device)
+
+
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None) -> VAE:
-    """Just the trained model of a checkpoint folder (see :func:`load_checkpoint`)."""
-    return load_checkpoint(directory, device).model
+    """Just the trained model of a checkpoint folder: ``config.json`` and the weights, checked
+    as :func:`load_checkpoint` checks them. The optimizer state and history are not read (a run
+    whose optimizer file is missing or damaged still gives its model)."""
+    directory = Path(directory)
+    device = check_device(device) if device is not None else torch.device("cpu")
+    return _load_weights(directory, _read_manifest(directory), device)
 
 
 def checkpoint_files(directory: str | os.PathLike, missing_ok: bool = False) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ from .checkpoint import (Checkpoint, CheckpointError, atomic_write_bytes, checkp
                          load_checkpoint, saved_epoch)
 from .data import load_mnist, load_mnist_subset, to_unit_interval
 from .device import check_device, default_device
-from .evaluate import evaluate
-from .train import History, TrainConfig, TrainingDivergedError, objective_settings, train
+from .evaluate import check_memory_budget, default_memory_budget, evaluate
+from .train import (History, TrainConfig, TrainingDivergedError, check_step_memory,
+                    objective_settings, train)
 from .vae import PRESETS, VAE, VAEConfig
 
 __all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION", "NOT_RECORDED",
@@ -189,6 +191,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.eval_samples < 0:
         raise SystemExit(f"--eval-samples must be >= 0 (K importance samples per test image, "
                          f"e.g. 5000; 0 skips the evaluation), got {args.eval_samples}")
+    if args.k is not None and args.k < 1:
+        raise SystemExit(f"--k must be >= 1 (K = num_samples, the samples per data point of "
+                         f"--objective iwae, e.g. --k 5), got {args.k}")
     if args.eval_every < 0:
         raise SystemExit(f"--eval-every must be >= 0 (0: no NLL curve), got {args.eval_every}")
     if args.epochs < 1 and not args.resume:
@@ -205,8 +210,35 @@ def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainC
     try:
         return train_config(args, saved)
     except ValueError as err:
-        name = str(err).split()[0]  # TrainConfig's messages start with the field's name
+        name = str(err).split()[0].split("=")[0]  # TrainConfig's messages start with the field
         raise SystemExit(f"{_flag(name) if name in vars(args) else 'error'}: {err}") from None
+
+
+def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> None:
+    """``--k`` belongs to ``--objective iwae``: typed with the ELBO it is refused rather than
+    silently used (it would average K samples in the ELBO's estimate, at K times the cost, which
+    is not what anyone typing it wants). (``--encoder-gradient dreg`` with the ELBO is refused by
+    :class:`TrainConfig`.)"""
+    if cfg.objective == "elbo" and "k" in given and args.k != 1:
+        raise SystemExit(f"--k {args.k} belongs to the importance-weighted bound: add --objective "
+                         "iwae (IWAE_K with K = --k), or leave --k out to train on the ELBO")
+
+
+def _check_memory(args: argparse.Namespace, model: VAE, cfg: TrainConfig,
+                  device: torch.device) -> None:
+    """A training step (--k, --batch-size) and the evaluation (--eval-samples) must fit in
+    memory: checked before the data are loaded, so a run that cannot fit stops at once."""
+    batch = min(cfg.batch_size, args.max_images or cfg.batch_size)
+    try:
+        check_step_memory(model.config, batch, cfg.num_samples, device)
+    except ValueError as err:
+        raise SystemExit(f"--k {cfg.num_samples} with --batch-size {cfg.batch_size}: {err}") \
+            from None
+    if args.eval_samples > 0:
+        try:
+            check_memory_budget(model.config, args.eval_samples, default_memory_budget(device))
+        except ValueError as err:
+            raise SystemExit(f"--eval-samples {args.eval_samples}: {err}") from None
 
 
 def _check_device(args: argparse.Namespace) -> torch.device:
@@ -222,6 +254,10 @@ def _check_out(args: argparse.Namespace) -> Path:
     """``--out`` can hold the run (an existing folder, or one that can be created), checked
     before training, which would otherwise fail only at the first save."""
     out = Path(args.out)
+    if out.is_symlink() and not out.exists():
+        raise SystemExit(f"--out {out} is a broken symbolic link: it points to "
+                         f"{os.readlink(out)}, which does not exist. Point it at the run's folder, "
+                         "remove it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is an existing file, not a folder; choose a folder for the "
                          "run (it is created if missing)")
@@ -410,6 +446,8 @@ def _run(args: argparse.Namespace, given: set[str], device: torch.device, out: P
         torch.manual_seed(args.seed)  # the initial weights, too, follow --seed
         model = VAE(config).to(device)
     cfg = _train_config(args, resume.train_config if resume else None)
+    _check_objective_flags(args, given, cfg)
+    _check_memory(args, model, cfg, device)
     mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
     train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)
     test_x = to_unit_interval(mnist.test_images[:args.max_images]).to(device)

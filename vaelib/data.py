@@ -153,6 +153,11 @@ def _find(folder: Path, stem: str) -> Path | None:
         if candidate.is_file():
             return candidate
     for candidate in candidates:
+        if candidate.is_symlink() and not candidate.exists():  # a link to a file moved away
+            raise FileNotFoundError(
+                f"{candidate} is a broken symbolic link: it points to {os.readlink(candidate)}, "
+                f"which does not exist. Point it at the MNIST file {candidate.name} again, or "
+                "remove the link (load_mnist(download=True) then downloads the file).")
         if candidate.is_dir():  # nothing could be read or downloaded under that name
             raise IsADirectoryError(
                 f"{candidate} is a folder, but it is where the MNIST file {candidate.name} should "

@@ -35,12 +35,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import estimators
+from .checks import check_num_samples
 from .data import fixed_binarization
 from .device import derive_seed
 from .gaussian import LOG_2PI, DiagonalGaussian
 
 __all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
-           "default_memory_budget"]
+           "default_memory_budget", "check_memory_budget"]
 
 
 @dataclass
@@ -86,6 +87,29 @@ def chunk_sizes(model, num_points: int, num_samples: int, memory_budget: int) ->
     n = min(num_points, max(1, memory_budget // 2 // per_point))
     k = min(num_samples, max(1, memory_budget // 2 // (n * per_pair)))
     return n, k
+
+
+def check_memory_budget(config, num_samples: int, memory_budget: object) -> int:
+    """``memory_budget`` as an int, checked: a number of bytes > 0 that holds at least one data
+    point's K samples (noise and log-weights, K × (d + 1) floats, in half the budget: see
+    :func:`chunk_sizes`). Chunking cannot go below one data point, so a K too large for the
+    budget is refused here, with the figure and the largest K that fits, before any work.
+    """
+    if (isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float))
+            or not math.isfinite(memory_budget) or memory_budget < 1):
+        raise ValueError(f"memory_budget must be a number of bytes > 0 (e.g. 2**28 for 256 MiB; "
+                         f"None: default_memory_budget), got {memory_budget!r}.")
+    budget = int(memory_budget)
+    per_point = 4 * num_samples * (config.latent_dim + 1)
+    if per_point > budget // 2:
+        fits = budget // 2 // (4 * (config.latent_dim + 1))
+        raise ValueError(
+            f"evaluate: K = num_samples = {num_samples:,} importance samples need about "
+            f"{per_point / 1e6:,.0f} MB for each data point (its noise and log-weights, "
+            f"K × (d + 1) = {num_samples:,} × {config.latent_dim + 1} floats), more than half the "
+            f"memory budget of {budget / 1e6:,.0f} MB. At most K = {fits:,} fits (Burda et al. "
+            "use K = 5000), or pass a larger memory_budget if the machine has it.")
+    return budget
 
 
 class _PresampledGaussian:
@@ -164,6 +188,8 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
     Returns:
         An :class:`Evaluation`; ``.summary()`` gives the means.
     """
+    num_samples = check_num_samples(num_samples, "num_samples")
+    iwae_samples = check_num_samples(iwae_samples, "iwae_samples")
     x = model.check_data(x)  # (N, D)
     if len(x) == 0:
         raise ValueError(f"evaluate needs at least one data point, got x of shape "
@@ -175,7 +201,8 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
     if not 1 <= iwae_samples <= num_samples:
         raise ValueError(f"need 1 <= iwae_samples <= num_samples, got {iwae_samples} and "
                          f"{num_samples}.")
-    budget = memory_budget if memory_budget is not None else default_memory_budget(x.device)
+    budget = check_memory_budget(model.config, num_samples, memory_budget if memory_budget
+                                 is not None else default_memory_budget(x.device))
     n_chunk, k_chunk = chunk_sizes(model, len(x), num_samples, budget)
     groups = num_samples // iwae_samples  # IWAE_k is averaged over this many disjoint groups of k
     results = {"elbo": [], "iwae": [], "log_likelihood": [], "ess": []}

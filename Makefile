@@ -99,7 +99,7 @@ bench-class: $(STAMP) $(PROXY)
 
 # Rewrites README.md's Binder and Colab links, scripts/course_links.py and every chapter's Colab cell.
 links: $(STAMP)
-	$(BIN)/python -m scripts.course_links --repo "$(REPO)"
+	$(BIN)/python -m scripts.course_links --repo="$(REPO)"
 
 sync: $(STAMP)
 	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import struct
@@ -114,7 +113,7 @@ def config_text(*, work: Path, port: int, hub_port: int, proxy_api_port: int, pr
                 tag: str, allow_root: bool) -> str:
     """The ``jupyterhub_config.py`` of a local class hub (see the module's docstring)."""
     args = ["--allow-root"] if allow_root else []  # root: only on test machines and containers
-    return f"""# Written by scripts/class_hub.py: a local hub for the class tests. Not for production.
+    return f"""# Written by scripts/class_hub.py: a local hub for the class tests (not production).
 c = get_config()  # noqa
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
@@ -230,7 +229,7 @@ class ClassHub:
 STUDENT_REPO_FILES = ("vaelib", "pyproject.toml", "requirements.txt", "LICENSE", "LICENSE-content",
                       "LICENSE-data")  # beside student/: what the README says to hand out
 STUDENT_REPO_README = ("# vae-course, student edition\n\nOpen `student/`: each chapter's exercises "
-                       "are stubs for you to complete, and the checks under them say how you did.\n")
+                       "are stubs for you to complete; the checks under them say how you did.\n")
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -274,8 +273,8 @@ def make_student_repository(where: Path, name: str = "vae-course-student",
 
 def nbgitpuller_link(hub_url: str, repo: str, branch: str, folder: str) -> str:
     """The link the README gives, for ``repo`` (cloned into ``<home>/<folder>``):
-
-    ``<hub>/hub/user-redirect/git-pull?repo=<URL>&branch=<branch>&urlpath=lab/tree/<folder>/student``
+    ``<hub>/hub/user-redirect/git-pull?repo=<URL>&branch=<branch>``
+    ``&urlpath=lab/tree/<folder>/student``
     """
     query = urlencode({"repo": repo, "branch": branch, "urlpath": f"lab/tree/{folder}/student"})
     return f"{hub_url}/hub/user-redirect/git-pull?{query}"
@@ -496,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the hub's folder (database, log, students' homes)")
     args = parser.parse_args(argv)
     hub = ClassHub(args.work, port=args.port)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it all, as Ctrl-C
     try:
         with hub:
             print(f"JupyterHub is running at {hub.url}/ : log in with any student name and the "

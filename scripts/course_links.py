@@ -33,7 +33,7 @@ SETTING = re.compile(r'^GITHUB_REPO = "([^"]+)"', re.MULTILINE)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, then a rename)."""
+    """Write ``text`` to ``path`` whole or not at all (a temporary file beside it, renamed)."""
     part = path.with_name(path.name + ".part")
     part.write_text(text)
     os.replace(part, path)
@@ -52,13 +52,15 @@ def check_repo(repo: str) -> str:
     """``repo`` if it is a GitHub ``owner/name``; else a :class:`LinksError` showing the form."""
     example = "e.g. make links REPO=alice/vae-course"
     if not repo:
-        raise LinksError(f"no repository given: name your GitHub repository as owner/name, {example}")
+        raise LinksError("no repository given: name your GitHub repository as owner/name, "
+                         + example)
     if repo.startswith(("http://", "https://", "git@")) or repo.endswith(".git"):
         raise LinksError(f"REPO={repo!r} is a URL: give only owner/name (the part after "
                          f"github.com/, without .git), {example}")
     if not REPO_PATTERN.fullmatch(repo):
         raise LinksError(f"REPO={repo!r} is not a GitHub owner/name (an owner of letters, digits "
-                         f"and hyphens, a '/', a name of letters, digits, '.', '-', '_'), {example}")
+                         f"and hyphens, a '/', a name of letters, digits, '.', '-', '_'), "
+                         + example)
     return repo
 
 
@@ -103,7 +105,8 @@ def publish(repo: str, root: Path = ROOT) -> dict[str, int]:
     write_atomic(readme, readme_text)
     changes["README.md"] = count
     for path, text in sources.items():
-        write_atomic(path, text.replace(f'"https://github.com/{old}"', f'"https://github.com/{new}"'))
+        write_atomic(path, text.replace(f'"https://github.com/{old}"',
+                                        f'"https://github.com/{new}"'))
         changes[str(path.relative_to(root))] = 1
         changes[str(path.with_suffix(".ipynb").relative_to(root))] = 1
     # each paired .ipynb, regenerated from its .py as `make sync` does (outputs and metadata kept)

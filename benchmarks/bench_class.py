@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.class_hub import (ClassHub, Student, _processes_with_tag,  # noqa: E402
+from scripts.class_hub import (ClassHub, Student, processes_with_tag,  # noqa: E402
                                make_student_repository, nbgitpuller_link)
 from vaelib.device import usable_cpus  # noqa: E402
 
@@ -96,7 +96,7 @@ class MemorySampler(threading.Thread):
         return cwd.relative_to(homes).parts[0] if cwd.is_relative_to(homes) else None
 
     def sample(self) -> None:
-        table = process_table(_processes_with_tag(self.hub.tag))
+        table = process_table(processes_with_tag(self.hub.tag))
         rss = {pid: rss_mb(pid) for pid in table}
         self.total_peak = max(self.total_peak, sum(rss.values()))
         kernels: dict[str, float] = {}

@@ -33,7 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import requests
 import websocket  # websocket-client, a dependency of jupyter_server
@@ -79,7 +79,7 @@ def find_proxy(proxy: Path | str | None = None) -> Path:
         "Node.js >= 20 and npm, e.g. `apt-get install nodejs npm`).")
 
 
-def _processes_with_tag(tag: str) -> list[int]:
+def processes_with_tag(tag: str) -> list[int]:
     """The ids of the processes whose environment holds ``VAE_CLASS_HUB=<tag>`` (Linux /proc)."""
     needle = f"{TAG_VARIABLE}={tag}".encode()
     found = []
@@ -97,7 +97,7 @@ def _processes_with_tag(tag: str) -> list[int]:
 def stray_processes(tag: str) -> list[str]:
     """The command lines of the processes of hub ``tag`` still running (none after a stop)."""
     lines = []
-    for pid in _processes_with_tag(tag):
+    for pid in processes_with_tag(tag):
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             if state == "Z":  # a zombie has exited: only its parent's wait is missing
@@ -205,7 +205,7 @@ class ClassHub:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         for _ in range(3):  # servers, kernels, the proxy: each started in a session of its own
-            pids = _processes_with_tag(self.tag)
+            pids = processes_with_tag(self.tag)
             if not pids:
                 break
             for pid in pids:
@@ -385,12 +385,11 @@ class Student:
         where = urlsplit(page.url)
         if not where.path.startswith(f"/user/{self.name}/git-pull"):
             raise HubError(f"{self.name}: the link led to {page.url}, not the git-pull page")
-        query = dict(part.split("=", 1) for part in where.query.split("&"))
-        params = {"_xsrf": self._xsrf(f"/user/{self.name}/"),
-                  "repo": requests.utils.unquote(query["repo"]),
-                  "targetpath": requests.utils.unquote(query["repo"]).rstrip("/").split("/")[-1]}
+        query = dict(parse_qsl(where.query))
+        params = {"_xsrf": self._xsrf(f"/user/{self.name}/"), "repo": query["repo"],
+                  "targetpath": query["repo"].rstrip("/").split("/")[-1]}
         if "branch" in query:
-            params["branch"] = requests.utils.unquote(query["branch"])
+            params["branch"] = query["branch"]
         lines = []
         with self.http.get(f"{self.server}git-pull/api", params=params, stream=True,
                            timeout=self.timeout) as stream:

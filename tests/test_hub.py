@@ -180,3 +180,15 @@ def test_a_missing_proxy_says_how_to_install_it(tmp_path):
         find_proxy(tmp_path / "nowhere" / "configurable-http-proxy")
     with pytest.raises(HubError, match="npm"):
         ClassHub(tmp_path, proxy=tmp_path / "configurable-http-proxy").start()
+
+
+def test_a_hub_that_fails_to_start_says_why_and_leaves_nothing(tmp_path):
+    broken = tmp_path / "configurable-http-proxy"  # a "proxy" that exits at once
+    broken.write_text("#!/bin/sh\necho 'no proxy here' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    hub = ClassHub(tmp_path / "hub", proxy=broken)
+    with pytest.raises(HubError, match="JupyterHub exited at start"):
+        with hub:
+            pass
+    assert hub.process.poll() is not None
+    assert not stray_processes(hub.tag)

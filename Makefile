@@ -9,6 +9,9 @@
 #   make slides  export every chapter to reveal.js slides in slides/ (present live: RISE in Lab)
 #   make site    execute every chapter and write the readable HTML course to site/index.html
 #   make sync    regenerate every chapters/*.ipynb from its .py (after editing a .py outside Lab)
+#   make hub     start a local JupyterHub (127.0.0.1:8000) to try the class path: make hub HUB_PORT=8001
+#   make bench-class  N = 1 2 4 8 students running chapter 8 at once through a hub (JSON)
+#   make links REPO=owner/name  point every Colab and Binder link at your GitHub repository
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -25,16 +28,23 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # Extra arguments for the load benchmark, e.g. make bench-load BENCH_LOAD_ARGS="--chapters 01 08"
 BENCH_LOAD_ARGS ?=
+# Extra arguments for the class benchmark, e.g. make bench-class BENCH_CLASS_ARGS="--students 1 2"
+BENCH_CLASS_ARGS ?=
+# The local hub's port (make hub)
+HUB_PORT ?= 8000
+# JupyterHub's proxy, configurable-http-proxy, from npm at the version deploy/proxy/ pins (npm ci).
+PROXY  := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 
-.PHONY: help venv lab student-lab test selftest bench bench-load sync student slides site clean
+.PHONY: help venv lab student-lab test selftest bench bench-load sync student slides site clean hub \
+	hub-proxy bench-class links
 
 help:
 	@sed -n 's/^#   //p' Makefile
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-hub.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install -r requirements.txt -r requirements-hub.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	@mkdir -p $(dir $(LAB_SETTINGS))
 	@# Open the paired chapters/*.py files as notebooks in JupyterLab (Jupytext keeps both in sync).
@@ -42,6 +52,18 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The hub's proxy (tests/test_hub.py, make hub, make bench-class): Node.js >= 20 and npm are needed.
+$(PROXY): deploy/proxy/package.json deploy/proxy/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node.js >= 20) is needed to install \
+	JupyterHub's proxy, configurable-http-proxy: install nodejs and npm (e.g. apt-get install nodejs \
+	npm), then run make again" >&2; exit 1; }
+	@mkdir -p $(VENV)/node
+	cp deploy/proxy/package.json deploy/proxy/package-lock.json $(VENV)/node/
+	npm ci --prefix $(VENV)/node --no-audit --no-fund --loglevel=error
+	@touch $(PROXY)
+
+hub-proxy: $(PROXY)
 
 # The whole repository is served (chapters/, student/, ...); the file browser opens at chapters/.
 lab: $(STAMP)
@@ -54,7 +76,7 @@ student-lab: student
 
 # One execution of each chapter (nbval) is kept in build/executed/ (conftest.py); the site and slides
 # tests reuse it. The student edition is built into build/student/ and executed too.
-test: $(STAMP)
+test: $(STAMP) $(PROXY)
 	$(BIN)/python -m scripts.make_student --out build/student
 	$(BIN)/python -m pytest chapters build/student tests --nbval-lax --nbval-current-env $(PYTEST_ARGS)
 
@@ -71,6 +93,18 @@ bench: $(STAMP)
 # Run it on an otherwise idle machine: it loads the machine itself and compares with the quiet run.
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/bench_load.py $(BENCH_LOAD_ARGS)
+
+# A local hub to try what the students get (scripts/class_hub.py); Ctrl-C stops it and its servers.
+hub: $(STAMP) $(PROXY)
+	$(BIN)/python -m scripts.class_hub --port $(HUB_PORT)
+
+# Run it on an otherwise idle machine: it loads the machine itself (N students' kernels at once).
+bench-class: $(STAMP) $(PROXY)
+	$(BIN)/python benchmarks/bench_class.py $(BENCH_CLASS_ARGS)
+
+# Rewrites README.md's Binder and Colab links, scripts/course_links.py and every chapter's Colab cell.
+links: $(STAMP)
+	$(BIN)/python -m scripts.course_links --repo="$(REPO)"
 
 sync: $(STAMP)
 	cd chapters && for f in [0-9]*.py; do ../$(BIN)/jupytext --to ipynb --update "$$f"; done

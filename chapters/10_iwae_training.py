@@ -934,6 +934,10 @@ plt.show()
 # * DReG, $\sum_k\tilde w_k^2\,\partial_z\log w_k\,\partial_\phi z_k$ with $\log q$'s $\phi$ held fixed,
 #   has the same expectation (checked against the exact $\nabla\mathrm{IWAE}_K$) and an encoder SNR that
 #   grows with $K$.
+# * On MNIST, at a few seconds' budget: $\mathrm{IWAE}_5$ with DReG beats the ELBO by two to four nats of
+#   test $\log p(x)$ in each of five seeds; with the plain gradient its gain is within the seed-to-seed
+#   spread. The IWAE-trained encoders are broader, and further from the posterior in
+#   $\mathrm{KL}(q\,\Vert\,p_\theta(z\mid x))$: compare models by $\log p(x)$, not by their ELBO.
 # * `vaelib.objectives`: `iwae_surrogate(model, x, q, K, encoder_gradient="plain" | "dreg")` (value
 #   $\log\hat p_K$, gradient the estimator), `self_normalized_weights`, and `iwae_bound_1d`, the exact
 #   $\mathrm{IWAE}_K$ of a 1-D latent.

@@ -7,7 +7,7 @@ log p(x) is estimated with K = --num-samples importance samples on the first --n
 binarized test images (paired: the same images for the three models), and with K = --check-samples
 on the first --check-points of them, to show how far the smaller K moves each estimate.
 
-    python benchmarks/bench_iwae_objectives.py                 # 5 seeds, about 6 minutes on 2 cores
+    python benchmarks/bench_iwae_objectives.py   # 5 seeds: 26 min on 2 busy cores (est. ~6 idle)
     python benchmarks/bench_iwae_objectives.py --seeds 0 1 --epochs 2
 
 Prints one JSON object: per seed, each model's means and the paired gaps with their standard errors;

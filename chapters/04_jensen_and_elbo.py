@@ -112,7 +112,7 @@ assert abs(w_grid[distance.argmin()] - mu_w) < 1e-3  # ... and touches it only a
 # %% [markdown]
 # **Measured.** Let $\log w \sim \mathcal N(a, \tau^2)$ (a *log-normal* weight: a good model of importance
 # weights in many dimensions, where $\log w$ is a sum of many small terms). Then
-# $\mathbb E[\log w] = m$, while the Gaussian moment generating function
+# $\mathbb E[\log w] = a$, while the Gaussian moment generating function
 # $\mathbb E[e^{t\,\log w}] = e^{ta + t^2\tau^2/2}$ at $t = 1$ gives $\mathbb E[w] = e^{a + \tau^2/2}$, so
 #
 # $$\log \mathbb E[w] - \mathbb E[\log w] = \frac{\tau^2}{2}.$$

@@ -412,5 +412,8 @@ def test_a_proposal_for_other_points_than_x_is_named(encoder_gradient):
     q = DiagonalGaussian(mu[:2], logvar[:2])  # q(z|x) of 2 points, x of 4
     with pytest.raises(ValueError, match=r"proposal .* \(2, 2\) .* x .* \(4, 4\)"):
         iwae_surrogate(model, x, q, 3, encoder_gradient)
+    # one q over (d,) for one point x of (1, D) broadcasts, as chapter 10's toy uses it
+    one = iwae_surrogate(model, x[:1], DiagonalGaussian(mu[0], logvar[0]), 3, encoder_gradient)
+    assert one.shape == (1,) and torch.isfinite(one).all()
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         iwae_surrogate(model, x.tolist(), DiagonalGaussian(mu, logvar), 3, encoder_gradient)

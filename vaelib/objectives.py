@@ -127,10 +127,13 @@ def iwae_surrogate(
         raise TypeError(f"proposal must be a DiagonalGaussian (the encoder's q(z|x)), got "
                         f"{type(proposal).__name__}.")
     check_tensor("x", x, min_dim=1)
-    if proposal.mean.shape[:-1] != x.shape[:-1]:  # (N, d) against (N, D): shapes only, no sync
+    try:  # (N, d) against (N, D): the same N points (or one q broadcast over them); no sync
+        torch.broadcast_shapes(proposal.mean.shape[:-1], x.shape[:-1])
+    except RuntimeError:
         raise ValueError(f"proposal is q(z|x) of shape {tuple(proposal.mean.shape)} (N, d) and x "
                          f"has shape {tuple(x.shape)} (N, D): they must describe the same N data "
-                         "points; build it from this x, e.g. model.approximate_posterior(x).")
+                         "points; build it from this x, e.g. model.approximate_posterior(x)."
+                         ) from None
     z = proposal.rsample(num_samples, generator=generator)  # (K, N, d), z = μ + σ ⊙ eps
     if encoder_gradient == "plain":
         log_w = model.log_joint(x, z) - proposal.log_prob(z)  # (K, N)

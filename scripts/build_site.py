@@ -3,8 +3,9 @@
 Reads the executed chapters (``build/executed/chapters/*.ipynb``, kept from ``make test``'s one
 execution by the repository's ``conftest.py``, or executed now if missing or stale) and writes
 ``site/index.html`` and ``site/NN_name.html`` with their figures embedded and their LaTeX rendered
-by MathJax (without the Colab set-up cell, tagged ``colab-setup``: plumbing, not course), copied into ``site/mathjax/`` so the site reads offline too, and ``site/notation.html``
-(the course's table of symbols, ``docs/notation.md``).
+by MathJax, copied into ``site/mathjax/`` so the site reads offline too, and ``site/notation.html``
+(the course's table of symbols, ``docs/notation.md``). The pages leave out the Colab set-up cell
+(tagged ``colab-setup``: plumbing, not course); the downloadable notebooks keep it.
 
 Every chapter page carries the course navigation: the previous and next chapters, the list of all
 chapters, the notation page, a "download this notebook" link (``site/notebooks/NN_name.ipynb``,

@@ -1,8 +1,9 @@
 """Export every chapter to reveal.js slides (HTML), from its executed notebook.
 
 Markdown cells that open a new idea carry RISE slide metadata (``slide_type: slide``); the export keeps
-that structure. The Colab set-up cell (tagged ``colab-setup``) is left out. To present live with working widgets, use RISE inside JupyterLab instead (the
-``jupyterlab-rise`` extension is installed: open a chapter and press Alt+R).
+that structure. To present live with working widgets, use RISE inside JupyterLab instead (the
+``jupyterlab-rise`` extension is installed: open a chapter and press Alt+R). The Colab set-up cell
+(tagged ``colab-setup``) is left out of the slides.
 
 What the slides load, and from where: MathJax is always copied beside them (``slides/mathjax/``, from
 the installed ``jupyter-server-mathjax``), so the math renders offline. reveal.js (the slide engine),

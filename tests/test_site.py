@@ -218,7 +218,7 @@ def test_slides_without_local_copies_still_bundle_mathjax(tmp_path):
     assert 'src="mathjax/MathJax.js' in body and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in body
 
 
-# --- the Colab set-up cell: in the notebooks, not on the site or the slides ------------------------
+# --- the Colab set-up cell: in the notebooks, not on the site or the slides ----------------------
 
 def _setup_cell():
     """Chapter 1's real set-up cell, as the notebooks hold it (tests/test_one_click.py checks that
@@ -270,5 +270,6 @@ def test_the_setup_cell_is_in_every_chapter_notebook_and_its_source():
     cell = _setup_cell()
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
-        assert [c.source for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])] == [cell.source]
+        tagged = [c.source for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+        assert tagged == [cell.source], path.name
         assert f'tags=["{SETUP_TAG}"]' in path.with_suffix(".py").read_text(), path.name

@@ -37,14 +37,32 @@
 # On Google Colab only (elsewhere this cell does nothing): fetch the course, make `vaelib`
 # importable in this kernel (Colab has torch and vaelib's other needs) and work in its chapters/.
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 if "google.colab" in sys.modules and not os.path.isdir("../vaelib"):
     course = os.path.abspath("vae-course")
+    if os.path.isdir(course) and not os.listdir(course):
+        os.rmdir(course)  # empty, left by an interrupted download: download it again below
     if not os.path.isdir(course):
         url = os.environ.get("VAE_COURSE_REPO", "https://github.com/vae-course/vae-course")
-        subprocess.run(["git", "clone", "--depth", "1", "--quiet", url, course], check=True)
+        download = tempfile.mkdtemp(prefix=".vae-course-", dir=".")  # renamed once complete
+        clone = subprocess.run(["git", "clone", "--depth", "1", "--quiet", url, download],
+                               capture_output=True, text=True)
+        if clone.returncode != 0:
+            shutil.rmtree(download, ignore_errors=True)  # this cell's own, just made
+            said = " ".join(clone.stderr.split())  # git's message, on one line
+            raise RuntimeError(
+                f"Could not download the course from {url} (git: {said}). "
+                "Check the internet connection and the address; to use another copy, set "
+                "VAE_COURSE_REPO to its git URL. Then run this cell again.")
+        os.rename(download, course)
+    if not os.path.isdir(os.path.join(course, "chapters")):
+        raise RuntimeError(
+            f"{course} exists but holds no chapters/ (an interrupted download?). Move anything "
+            "of yours out of it, delete it (!rm -r vae-course) and run this cell again.")
     sys.path.insert(0, course)
     os.chdir(os.path.join(course, "chapters"))
 

@@ -4,7 +4,8 @@ Reads the executed chapters (``build/executed/chapters/*.ipynb``, kept from ``ma
 execution by the repository's ``conftest.py``, or executed now if missing or stale) and writes
 ``site/index.html`` and ``site/NN_name.html`` with their figures embedded and their LaTeX rendered
 by MathJax, copied into ``site/mathjax/`` so the site reads offline too, and ``site/notation.html``
-(the course's table of symbols, ``docs/notation.md``).
+(the course's table of symbols, ``docs/notation.md``). The pages leave out the Colab set-up cell
+(tagged ``colab-setup``: plumbing, not course); the downloadable notebooks keep it.
 
 Every chapter page carries the course navigation: the previous and next chapters, the list of all
 chapters, the notation page, a "download this notebook" link (``site/notebooks/NN_name.ipynb``,
@@ -43,6 +44,9 @@ PROGRESS_NOTE = "<p><em>A progress bar ran here (its final state was not recorde
 NOTATION = ROOT / "docs" / "notation.md"
 #: Environment variable with the launch URL template (like ``--launch-url``).
 LAUNCH_ENV = "VAELIB_LAUNCH_URL"
+#: The tag of each chapter's Colab set-up cell: plumbing, kept in the notebooks (and the notebook a
+#: reader downloads) but left out of the site's pages and the slides.
+SETUP_TAG = "colab-setup"
 
 
 def chapter_title(nb: nbformat.NotebookNode, fallback: str) -> str:
@@ -79,6 +83,19 @@ def progress_text(model_id: str, states: dict[str, dict]) -> str | None:
     maximum, value = bar.get("max") or 0, bar.get("value") or 0
     filled = round(10 * value / maximum) if maximum else 10
     return f"{_html_text(left.get('value'))}|{'█' * filled}{' ' * (10 - filled)}| {_html_text(right.get('value')).strip()}"
+
+
+def without_setup_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy without the cells tagged ``SETUP_TAG`` (the Colab set-up cell: it does nothing
+    outside Colab and is not what a reader of a page or a slide deck came for)."""
+    nb = nbformat.from_dict(nb)
+    nb.cells = [cell for cell in nb.cells if SETUP_TAG not in cell.metadata.get("tags", [])]
+    return nb
+
+
+def for_reading(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """What a page or a slide deck shows of an executed chapter: no set-up cell, no live widget."""
+    return without_widgets(without_setup_cells(nb))
 
 
 def without_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -271,7 +288,7 @@ def build_site(notebooks: list[nbformat.NotebookNode], stems: list[str], out: Pa
     figures, rows = {}, []
     for position, (nb, stem, title) in enumerate(zip(notebooks, stems, titles)):
         nb.metadata["title"] = title
-        body, _ = exporter.from_notebook_node(without_widgets(nb))
+        body, _ = exporter.from_notebook_node(for_reading(nb))
         body = with_alt_text(body, figure_descriptions(nb))
         body = body.replace('href="../docs/notation.md"', 'href="notation.html"')
         download = f"notebooks/{stem}.ipynb"

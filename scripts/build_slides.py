@@ -2,7 +2,8 @@
 
 Markdown cells that open a new idea carry RISE slide metadata (``slide_type: slide``); the export keeps
 that structure. To present live with working widgets, use RISE inside JupyterLab instead (the
-``jupyterlab-rise`` extension is installed: open a chapter and press Alt+R).
+``jupyterlab-rise`` extension is installed: open a chapter and press Alt+R). The Colab set-up cell
+(tagged ``colab-setup``) is left out of the slides.
 
 What the slides load, and from where: MathJax is always copied beside them (``slides/mathjax/``, from
 the installed ``jupyter-server-mathjax``), so the math renders offline. reveal.js (the slide engine),
@@ -26,7 +27,7 @@ from pathlib import Path
 from nbconvert import SlidesExporter
 
 from scripts.atomic import write_atomic
-from scripts.build_site import copy_mathjax, without_widgets
+from scripts.build_site import copy_mathjax, for_reading
 from scripts.executed import executed_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,9 @@ def slides_exporter(reveal_prefix: str | None = None, require_js: str | None = N
 
 
 def export_slides(nb, out: Path, exporter: SlidesExporter | None = None) -> None:
-    body, _ = (exporter or slides_exporter()).from_notebook_node(without_widgets(nb))
+    """The chapter ``nb`` as slides in ``out``, without its Colab set-up cell (tagged
+    ``colab-setup``) and with each widget replaced by what a static page can show."""
+    body, _ = (exporter or slides_exporter()).from_notebook_node(for_reading(nb))
     write_atomic(out, body)
 
 

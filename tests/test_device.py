@@ -1,5 +1,6 @@
 import os
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -176,3 +177,55 @@ def test_importing_vaelib_fits_the_threads(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] == "3"
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """Each test sees the once-per-process warnings afresh."""
+    import vaelib.device
+    monkeypatch.setattr(vaelib.device, "_warned", set())
+
+
+def test_more_threads_than_cpus_is_taken_with_one_warning(tmp_path, affinity, keep_threads,
+                                                          fresh_warnings):
+    affinity(2)
+    with pytest.warns(RuntimeWarning, match=r"VAELIB_THREADS=1000 .* the 2 CPU\(s\)") as record:
+        assert fit_threads({"VAELIB_THREADS": "1000"}, tmp_path) == 1000
+        assert fit_threads({"VAELIB_THREADS": "1000"}, tmp_path) == 1000  # once, not twice
+    assert len(record) == 1 and "VAELIB_THREADS=1" in str(record[0].message)  # what fits
+    assert torch.get_num_threads() == 1000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_threads({"VAELIB_THREADS": "2"}, tmp_path) == 2  # as many as CPUs: quiet
+
+
+@pytest.mark.parametrize("bad", ["garbage", "0", "-2", "1.5", ","])
+def test_a_bad_omp_num_threads_is_warned_about_and_the_rule_used(tmp_path, affinity,
+                                                                 keep_threads, fresh_warnings,
+                                                                 bad):
+    affinity(8)
+    with pytest.warns(RuntimeWarning, match="OMP_NUM_THREADS") as record:
+        assert fit_threads({"OMP_NUM_THREADS": bad}, tmp_path) == threads_for(8)
+        assert fit_threads({"OMP_NUM_THREADS": bad}, tmp_path) == threads_for(8)
+    assert len(record) == 1
+    assert f"{threads_for(8)} thread(s) for the 8 usable CPU(s)" in str(record[0].message)
+    # VAELIB_THREADS still wins over it, without a word about the other
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_threads({"OMP_NUM_THREADS": bad, "VAELIB_THREADS": "1"}, tmp_path) == 1
+
+
+def test_importing_vaelib_survives_a_bad_omp_num_threads():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "VAELIB_THREADS"}
+    env["OMP_NUM_THREADS"] = "garbage"
+    code = ("import torch, vaelib, vaelib.device as d; "
+            "print(torch.get_num_threads(), d.threads_for(d.usable_cpus()))")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.split()
+    assert out[0] == out[1]
+    assert done.stderr.count("RuntimeWarning: OMP_NUM_THREADS='garbage'") == 1

@@ -68,6 +68,17 @@ def test_log_mean_exp_is_stable(dtype):
     assert log_mean_exp(t(-math.inf, -math.inf)).item() == -math.inf
 
 
+def test_log_mean_exp_names_a_dim_the_tensor_does_not_have():
+    a = torch.zeros(5, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"dim=5 is not a dimension of a, which has 2 .* -2 to 1"):
+        log_mean_exp(a, dim=5)
+    with pytest.raises(ValueError, match="dim=-3"):
+        log_mean_exp(a, dim=-3)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        log_mean_exp(a, dim=1.0)
+    assert log_mean_exp(a, dim=-1).shape == (5,)  # negative dims still count from the end
+
+
 def test_effective_sample_size():
     K = 50
     equal = effective_sample_size(torch.full((K, 3), -7.0, dtype=F64))

@@ -359,3 +359,31 @@ def test_the_latent_explorers_images_carry_descriptions(data):
     assert explorer.image_alt in explorer.children[1].children[0].children[0].children
     # Not as a tooltip: with ipywidgets 8.1 a tooltip on an Image stops JupyterLab drawing it.
     assert explorer.image.tooltip is None and explorer.thumbnail.tooltip is None
+
+
+# ----------------------------------------------------------------------------------- the base
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("explorer", [LatentExplorer, LatentMap, Interpolation,
+                                      PosteriorUncertainty])
+def test_every_explorer_refuses_a_model_whose_weights_are_not_finite(data, explorer, bad):
+    """A diverged model decodes only NaN: the explorer says so instead of drawing garbage."""
+    x, labels = data
+    model = tiny_vae(2)
+    with torch.no_grad():
+        next(iter(model.decoder.parameters()))[0, 0] = bad  # one weight of the decoder
+    names = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    with pytest.raises(ValueError, match="NaN or infinite") as error:
+        explorer(model, x, labels)
+    assert f"{names[0]} (1 of " in str(error.value) and "earlier checkpoint" in str(error.value)
+
+
+def test_the_explorers_are_one_module_each_with_the_public_names_unchanged():
+    import vaelib.explorers as explorers
+    from vaelib.explorers.base import LatentView
+    assert explorers.LatentView is LatentView
+    for cls in (LatentExplorer, LatentMap, Interpolation, PosteriorUncertainty):
+        assert issubclass(cls, LatentView) and cls.__name__ in explorers.__all__
+        assert cls.__module__ != "vaelib.explorers.base"
+    assert len({cls.__module__ for cls in (LatentExplorer, LatentMap, Interpolation,
+                                           PosteriorUncertainty)}) == 4

@@ -68,6 +68,23 @@ def test_self_normalized_weights_by_hand_and_stable():
         self_normalized_weights([0.0, 1.0])
 
 
+def test_self_normalized_weights_refuse_what_has_no_weights():
+    """All -inf along dim (every weight 0: 0/0), any +inf (inf/inf) or NaN would give NaN."""
+    ok = torch.tensor([[0.0, -math.inf], [1.0, -math.inf]], dtype=F64)
+    assert torch.equal(self_normalized_weights(ok, dim=1)[:, 1], torch.zeros(2, dtype=F64))
+    with pytest.raises(ValueError, match="-inf for every sample along dim 0") as error:
+        self_normalized_weights(ok, dim=0)  # column 1 is all -inf
+    assert "1 of 2" in str(error.value)
+    with pytest.raises(ValueError, match=r"\+inf"):
+        self_normalized_weights(torch.tensor([0.0, math.inf, 1.0], dtype=F64))
+    with pytest.raises(ValueError, match="NaN"):
+        self_normalized_weights(torch.tensor([0.0, math.nan], dtype=F64))
+    with pytest.raises(ValueError, match="dim=2 .* 2 dimension"):
+        self_normalized_weights(ok, dim=2)
+    # validate=False (the training step: no host sync) skips the reading checks
+    assert torch.isnan(self_normalized_weights(ok, dim=0, validate=False)[:, 1]).all()
+
+
 # --- the IWAE gradient -------------------------------------------------------------------------
 
 def per_sample_reference(model, x, mu, logvar, K, seed):
@@ -242,6 +259,91 @@ def test_quadrature_errors():
         iwae_bound_1d(lambda z: z.sum(), mu, logvar, 2)
 
 
+def standard_normal_log_joint(z):
+    """log p(x, z) = log N(z; 0, 1): p(x) = 1 and q = N(0, 1) is the posterior, so every weight is
+    w = 1 and IWAE_K = log p(x) = 0 exactly, for every K."""
+    return -0.5 * (z.square() + LOG_2PI)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("K", [1, 10**4, 10**6, 10**9])
+def test_quadrature_is_exact_at_large_k_in_float32_too(dtype, K):
+    """float32 used to give -0.0018 at K = 10⁴, -0.17 at 10⁶ and -6.0 at 10⁹ (L(t/K)^K raises a
+    rounding error to the K-th power); computed in float64 inside, both are within 1e-6 of 0."""
+    zero = torch.tensor(0.0, dtype=dtype)
+    exact = iwae_bound_1d(standard_normal_log_joint, zero, zero, K)
+    assert exact.dtype == dtype  # returned in the caller's dtype
+    assert abs(exact.item()) < 1e-6
+
+
+def test_quadrature_in_float32_agrees_with_float64_and_keeps_the_gradient():
+    """A float32 model (log_joint computes in float32) against the float64 one: the value at
+    K = 10⁶ to 1e-6 relative, and the gradient in mean (at K = 4, where it is not ~0) to 1e-4."""
+    model, mu, logvar = one_d_case()
+    model32 = Toy(W1.float(), B1.float(), 0.8)
+    mu32 = mu.detach().float().requires_grad_(True)
+
+    def both(K):
+        want = iwae_bound_1d(lambda z: model.log_joint(X1, z[:, None, None])[:, 0], mu, logvar, K)
+        got = iwae_bound_1d(lambda z: model32.log_joint(X1.float(), z[:, None, None])[:, 0], mu32,
+                            logvar.detach().float(), K)
+        return want, got
+
+    want, got = both(10**6)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    want, got = both(4)
+    (g64,) = torch.autograd.grad(want, mu)
+    (g32,) = torch.autograd.grad(got, mu32)
+    assert abs(g64.item()) > 0.01 and g32.item() == pytest.approx(g64.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("mean, logvar", [(math.nan, 0.0), (0.0, math.inf), (-math.inf, 0.0)])
+def test_quadrature_names_nan_and_inf_inputs(mean, logvar):
+    with pytest.raises(ValueError, match="must be finite") as error:
+        iwae_bound_1d(standard_normal_log_joint, torch.tensor(mean, dtype=F64),
+                      torch.tensor(logvar, dtype=F64), 4)
+    assert "widen" not in str(error.value)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_quadrature_names_a_log_joint_that_returns_nan_or_inf(bad):
+    def log_joint(z):
+        out = standard_normal_log_joint(z).clone()
+        out[len(z) // 2] = bad  # at z = mean
+        return out
+    zero = torch.tensor(0.0, dtype=F64)
+    with pytest.raises(ValueError, match="log_joint returned NaN or ±inf at 1 of 801") as error:
+        iwae_bound_1d(log_joint, zero, zero, 4)
+    assert "widen" not in str(error.value)
+
+
+def test_quadrature_names_a_density_of_zero_where_q_has_mass():
+    """p(x, z) = 2 N(z; 0, 1) on z > 0 only: half of q's draws get w = 0, so IWAE_K = -inf."""
+    zero = torch.tensor(0.0, dtype=F64)
+
+    def half_line(z):
+        return torch.where(z > 0, standard_normal_log_joint(z) + math.log(2), -math.inf)
+    with pytest.raises(ValueError, match="NaN or ±inf at 40[01] of 801 .* -inf for every K"):
+        iwae_bound_1d(half_line, zero, zero, 4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(eps_points=0), "eps_points must be at least 2"),
+    (dict(eps_points=1), "eps_points must be at least 2"),
+    (dict(log_t_points=0), "log_t_points must be at least 2"),
+    (dict(eps_max=0.0), "eps_max must be a finite number > 0"),
+    (dict(eps_max=math.nan), "eps_max must be a finite number > 0"),
+    (dict(log_t_range=(10.0, -10.0)), "low < high"),
+    (dict(log_t_range=(-40.0, math.inf)), "low < high"),
+    (dict(log_t_range=5.0), "two numbers"),
+])
+def test_quadrature_grid_errors_are_named(kwargs, match):
+    zero = torch.tensor(0.0, dtype=F64)
+    with pytest.raises(ValueError, match=match):
+        iwae_bound_1d(standard_normal_log_joint, zero, zero, 4, **kwargs)
+
+
 def replicated_gradients(K, kind, R, seed):
     """R independent K-sample gradient estimates at the 1-D case's parameters: (R, 6)."""
     W = W1.T.expand(R, 2).clone().requires_grad_(True)  # one copy of θ and φ per replicate
@@ -302,3 +404,16 @@ def test_errors():
         iwae_surrogate(model, x, q, 0)
     with pytest.raises(TypeError, match="DiagonalGaussian"):
         iwae_surrogate(model, x, (mu, logvar), 3)
+
+
+@pytest.mark.parametrize("encoder_gradient", ["plain", "dreg"])
+def test_a_proposal_for_other_points_than_x_is_named(encoder_gradient):
+    model, x, mu, logvar = toy_case(N=4)
+    q = DiagonalGaussian(mu[:2], logvar[:2])  # q(z|x) of 2 points, x of 4
+    with pytest.raises(ValueError, match=r"proposal .* \(2, 2\) .* x .* \(4, 4\)"):
+        iwae_surrogate(model, x, q, 3, encoder_gradient)
+    # one q over (d,) for one point x of (1, D) broadcasts, as chapter 10's toy uses it
+    one = iwae_surrogate(model, x[:1], DiagonalGaussian(mu[0], logvar[0]), 3, encoder_gradient)
+    assert one.numel() == 1 and torch.isfinite(one).all()
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        iwae_surrogate(model, x.tolist(), DiagonalGaussian(mu, logvar), 3, encoder_gradient)

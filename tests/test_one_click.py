@@ -130,20 +130,71 @@ def local_course(tmp_path) -> str:
     return repo.as_uri()
 
 
+def colab_env(tmp_path: Path, repo: str) -> dict:
+    """The environment of a Colab kernel: a stand-in google.colab package, imported first (as
+    Colab's kernel does), and ``VAE_COURSE_REPO`` set to ``repo``."""
+    standin = tmp_path / "standin"
+    (standin / "google" / "colab").mkdir(parents=True, exist_ok=True)
+    (standin / "google" / "colab" / "__init__.py").write_text("")
+    (standin / "sitecustomize.py").write_text("import google.colab\n")
+    return {**os.environ, "VAE_COURSE_REPO": repo, "PYTHONPATH": str(standin)}
+
+
 def test_colab_cell_clones_the_course_and_makes_vaelib_importable(tmp_path, local_course):
     content = tmp_path / "content"  # Colab's working folder
     content.mkdir()
-    standin = tmp_path / "standin"  # a google.colab package, imported first, as Colab's kernel does
-    (standin / "google" / "colab").mkdir(parents=True)
-    (standin / "google" / "colab" / "__init__.py").write_text("")
-    (standin / "sitecustomize.py").write_text("import google.colab\n")
-    env = {**os.environ, "VAE_COURSE_REPO": local_course, "PYTHONPATH": str(standin)}
+    env = colab_env(tmp_path, local_course)
     where, cwd, same_path, mnist = run_cell(colab_cell(), content, env)
     course = content / "vae-course"
     assert Path(where) == course / "vaelib" / "__init__.py"  # the clone's, not this checkout's
     assert Path(cwd) == course / "chapters"
     assert same_path == "False" and "train=(10000, 28, 28)" in mnist
     assert (course / "chapters" / CHAPTERS[0].name).is_file()
+
+
+def run_failing_cell(code: str, cwd: Path, env: dict) -> str:
+    """Run ``code`` in a fresh Python that should stop with an error; return the last line of what
+    it printed (the error a student reads under the traceback)."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0, out.stdout
+    return out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("where", ["missing repository", "unreachable host"])
+def test_colab_cell_says_what_failed_when_the_course_cannot_be_downloaded(tmp_path, where):
+    content = tmp_path / "content"
+    content.mkdir()
+    url = ((tmp_path / "no-such-repo").as_uri() if where == "missing repository"
+           else "https://127.0.0.1:9/vae-course")  # port 9 (discard): nothing answers
+    error = run_failing_cell(colab_cell(), content, colab_env(tmp_path, url))
+    assert error.startswith(f"RuntimeError: Could not download the course from {url} (git: ")
+    assert "Check the internet connection" in error and "VAE_COURSE_REPO" in error
+    assert "CalledProcessError" not in error
+    assert list(content.iterdir()) == []  # no half-made vae-course/, no download folder left
+
+
+def test_colab_cell_downloads_again_into_an_empty_folder_an_interrupted_clone_left(
+        tmp_path, local_course):
+    content = tmp_path / "content"
+    (content / "vae-course").mkdir(parents=True)  # what an interrupted `git clone` leaves
+    where, cwd, _, mnist = run_cell(colab_cell(), content, colab_env(tmp_path, local_course))
+    course = content / "vae-course"
+    assert Path(where) == course / "vaelib" / "__init__.py" and Path(cwd) == course / "chapters"
+    assert "train=(10000, 28, 28)" in mnist
+    assert [p.name for p in content.iterdir()] == ["vae-course"]  # no download folder left
+
+
+def test_colab_cell_names_a_vae_course_folder_without_chapters_and_keeps_its_files(
+        tmp_path, local_course):
+    content = tmp_path / "content"
+    (content / "vae-course" / ".git").mkdir(parents=True)  # a clone stopped half way
+    (content / "vae-course" / "notes.txt").write_text("mine")  # or a student's own file
+    error = run_failing_cell(colab_cell(), content, colab_env(tmp_path, local_course))
+    assert error.startswith(f"RuntimeError: {content / 'vae-course'} exists but holds no "
+                            "chapters/ (an interrupted download?)")
+    assert "delete it" in error and "run this cell again" in error
+    assert (content / "vae-course" / "notes.txt").read_text() == "mine"  # nothing deleted
 
 
 def test_colab_cell_does_nothing_outside_colab(tmp_path):

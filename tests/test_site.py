@@ -9,11 +9,18 @@ import nbformat
 import pytest
 from nbconvert import SlidesExporter
 
-from scripts.build_site import build_site, figure_descriptions, progress_text, without_widgets
+from scripts.build_site import (
+    SETUP_TAG,
+    build_site,
+    figure_descriptions,
+    progress_text,
+    without_widgets,
+)
 from scripts.executed import executed_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SETUP_MARK = "VAE_COURSE_REPO"  # a word of the Colab set-up cell that no other cell uses
 
 
 def test_site_has_an_index_and_every_chapter_with_its_figures(tmp_path):
@@ -34,6 +41,7 @@ def test_site_has_an_index_and_every_chapter_with_its_figures(tmp_path):
         assert "No description has been provided" not in html
         assert 'href="notation.html"' in html and f'href="notebooks/{chapter.stem}.ipynb"' in html
         assert "A progress bar ran here" not in html, f"{page.name}: a progress bar lost its final text"
+        assert SETUP_MARK not in html, f"{page.name}: shows the Colab set-up cell"
     assert (tmp_path / "notation.html").is_file()
 
 
@@ -208,3 +216,60 @@ def test_slides_without_local_copies_still_bundle_mathjax(tmp_path):
     export_slides(_chapter(1, "First"), tmp_path / "s.slides.html", exporter)
     body = (tmp_path / "s.slides.html").read_text()
     assert 'src="mathjax/MathJax.js' in body and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in body
+
+
+# --- the Colab set-up cell: in the notebooks, not on the site or the slides ----------------------
+
+def _setup_cell():
+    """Chapter 1's real set-up cell, as the notebooks hold it (tests/test_one_click.py checks that
+    every chapter has the same one, tagged, as its first code cell)."""
+    nb = nbformat.read(CHAPTERS[0], as_version=4)
+    (cell,) = [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+    assert SETUP_MARK in cell.source
+    assert sum(SETUP_MARK in c.source for c in nb.cells) == 1  # the mark is the set-up cell's only
+    return cell
+
+
+def _chapter_with_setup(number, title, *, slide_type=None):
+    """A small chapter that opens with the real set-up cell; ``slide_type`` replaces its RISE
+    metadata (e.g. None: no "skip"), so the tag alone must keep it off the slides."""
+    nb = _chapter(number, title)
+    cell = nbformat.from_dict(_setup_cell())
+    cell.metadata.pop("slideshow", None)
+    if slide_type:
+        cell.metadata["slideshow"] = {"slide_type": slide_type}
+    nb.cells.insert(1, cell)
+    return nb
+
+
+def test_the_site_leaves_out_the_setup_cell_but_its_notebooks_keep_it(tmp_path):
+    notebooks = [_chapter_with_setup(1, "First"), _chapter_with_setup(2, "Second")]
+    build_site(notebooks, ["01_first", "02_second"], tmp_path)
+    for name in ("01_first", "02_second"):
+        page = (tmp_path / f"{name}.html").read_text()
+        assert SETUP_MARK not in page and "google.colab" not in page
+        assert "The ELBO of" in page  # the chapter's own cells are still there
+        downloaded = nbformat.read(tmp_path / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert [SETUP_TAG in c.metadata.get("tags", []) for c in downloaded.cells].count(True) == 1
+    assert SETUP_TAG in notebooks[0].cells[1].metadata["tags"]  # the input is left as it was
+
+
+@pytest.mark.parametrize("slide_type", [None, "slide", "skip"])
+def test_the_slides_leave_out_the_setup_cell(tmp_path, slide_type):
+    from scripts.build_slides import export_slides
+
+    nb = _chapter_with_setup(1, "First", slide_type=slide_type)
+    export_slides(nb, tmp_path / "s.slides.html")
+    body = (tmp_path / "s.slides.html").read_text()
+    assert SETUP_MARK not in body and "google.colab" not in body
+    assert "The ELBO of" in body
+    assert SETUP_TAG in nb.cells[1].metadata["tags"]
+
+
+def test_the_setup_cell_is_in_every_chapter_notebook_and_its_source():
+    cell = _setup_cell()
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c.source for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+        assert tagged == [cell.source], path.name
+        assert f'tags=["{SETUP_TAG}"]' in path.with_suffix(".py").read_text(), path.name

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -184,24 +185,65 @@ def fit_threads(environ: dict | None = None, cgroup_root: Path = CGROUP_ROOT) ->
     """Set torch's intra-op threads for this machine and return the number set.
 
     ``VAELIB_THREADS`` (a positive integer) wins, then ``OMP_NUM_THREADS``; otherwise
-    ``threads_for(usable_cpus())``.
+    ``threads_for(usable_cpus())``. The two are not treated alike when they are wrong:
+
+    - ``VAELIB_THREADS`` is the course's own setting, so a value that is no positive whole number
+      is an error (whoever set it meant a number; a silent fallback would hide the typo), and more
+      threads than usable CPUs is taken but warned about once (they would only wait on each other).
+    - ``OMP_NUM_THREADS`` is often set for every program on a hub: a value that is no positive
+      whole number is warned about once and the rule is used instead, so one bad setting does not
+      stop every chapter at ``import vaelib``.
     """
     environ = os.environ if environ is None else environ
+    threads = None
     for name in ("VAELIB_THREADS", "OMP_NUM_THREADS"):
         value = environ.get(name, "").strip()
         if value:
-            try:
-                threads = int(value.split(",")[0])  # OpenMP also allows "4,2" (outer, nested)
-            except ValueError:
-                threads = 0
-            if threads < 1:
+            threads = _parse_threads(value)
+            if threads is None and name == "VAELIB_THREADS":
                 raise ValueError(f"{name}={value!r} is not a positive whole number of threads; "
                                  f"unset it or use e.g. {name}=1.")
+            if threads is None:
+                _warn_once(f"{name}={value!r} is not a positive whole number of threads, so vaelib "
+                           f"ignores it and uses its own rule ({_rule(cgroup_root)}); set it to "
+                           f"e.g. {name}=1, or unset it.")
+                continue  # the rule below
+            if name == "VAELIB_THREADS" and threads > (cpus := usable_cpus(cgroup_root)):
+                _warn_once(f"{name}={threads} asks for more threads than the {cpus} CPU(s) this "
+                           f"process may use, so they will wait on each other (slower, and "
+                           f"slowing the neighbours on a shared machine); {_rule(cgroup_root)} "
+                           f"would be used without it, e.g. {name}={threads_for(cpus)}.")
             break
-    else:
+    if threads is None:
         threads = threads_for(usable_cpus(cgroup_root))
     torch.set_num_threads(threads)
     return threads
+
+
+def _parse_threads(value: str) -> int | None:
+    """A thread count from an environment variable (OpenMP also allows "4,2": outer, nested), or
+    None when it is no positive whole number."""
+    try:
+        threads = int(value.split(",")[0])
+    except ValueError:
+        return None
+    return threads if threads >= 1 else None
+
+
+def _rule(cgroup_root: Path) -> str:
+    cpus = usable_cpus(cgroup_root)
+    return f"{threads_for(cpus)} thread(s) for the {cpus} usable CPU(s)"
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A ``RuntimeWarning`` the first time this process meets ``message`` (each import of a chapter
+    would otherwise repeat it)."""
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 fit_threads()  # on import: every chapter imports this module before it computes anything

@@ -35,6 +35,17 @@ __all__ = [
 ]
 
 
+def check_dim(name: str, value: torch.Tensor, dim: object) -> int:
+    """``dim`` must be an int naming a dimension of ``value`` (negative counts from the end)."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__} ({dim!r}).")
+    if not -value.dim() <= dim < value.dim():
+        raise ValueError(f"dim={dim} is not a dimension of {name}, which has {value.dim()} "
+                         f"dimension(s) (shape {tuple(value.shape)}): use a dim from "
+                         f"{-value.dim()} to {value.dim() - 1}.")
+    return dim
+
+
 def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.Tensor:
     """``log (1/K) Σ_k exp(a_k) = logsumexp(a) - log K``, stably (ch. 2).
 
@@ -48,6 +59,7 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
         ``a`` reduced over ``dim``.
     """
     check_tensor("a", a, min_dim=1)
+    dim = check_dim("a", a, dim)
     if a.shape[dim] == 0:
         raise ValueError(f"log_mean_exp needs at least one value along dim {dim} (K >= 1) to "
                          f"average, got a tensor of shape {tuple(a.shape)}.")

@@ -59,7 +59,20 @@ class NotAttempted(Exception):
 
 
 class ExerciseFailed(Exception):
-    """Raised inside a check with the hint to show the student."""
+    """Raised inside a check with the hint to show the student.
+
+    A hint names the slip without giving the whole answer away; ``formula``, when given, is shown
+    only once the same check has failed :data:`REVEAL_AFTER` times in this session.
+    """
+
+    def __init__(self, hint: str, *, formula: str | None = None) -> None:
+        super().__init__(hint)
+        self.formula = formula
+
+
+#: Failed tries of one check after which a hint may show the whole formula.
+REVEAL_AFTER = 3
+_failures: dict[str, int] = {}
 
 
 def _is_stub(answer: Any) -> bool:
@@ -246,7 +259,11 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
     except ExerciseFailed as failure:
         cause = failure.__cause__
         where = _student_line(cause) if isinstance(cause, Exception) else ""
-        print(f"❌ {name}: not yet. {failure}{where}")
+        tries = _failures[name] = _failures.get(name, 0) + 1
+        reveal = ""
+        if failure.formula and tries >= REVEAL_AFTER:
+            reveal = f" (After {tries} tries, the formula: {failure.formula})"
+        print(f"❌ {name}: not yet. {failure}{where}{reveal}")
         return False
     except Exception as err:  # the student's code crashed: say how and where, without a traceback
         print(f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}{_student_line(err)}")

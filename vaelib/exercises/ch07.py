@@ -59,8 +59,12 @@ def check_pathwise_sample(pathwise_sample: Any) -> bool:
                 (mu + logvar.exp() * eps, "you scaled eps by the variance σ² = exp(logvar); the "
                  "scale is the standard deviation σ = exp(½ logvar)."),
                 (mu + logvar * eps, "logvar is log σ², not σ: the scale is σ = exp(½ logvar)."),
-                (mu + eps / std, "you divided eps by σ; multiply: z = μ + σ ⊙ eps."),
+                (mu + eps / std, "you divided eps by σ: the noise is scaled up by σ, not down."),
+                (mu + 2 * std * eps, "you scaled eps by 2σ: the ½ in exp(½ logvar) belongs in the "
+                 "exponent, and nothing multiplies σ."),
                 (std * eps, "you forgot to add the mean μ."),
+                (mu + torch.exp(2 * logvar) * eps, "exp(2 logvar) is σ⁴: halve logvar inside the exp "
+                 "instead of doubling it."),
                 (mu - std * eps, "-eps gives a valid sample too, but the convention (and this "
                  "check) is z = μ + σ ⊙ eps with the eps you are given."),
                 (mu + eps, "you forgot to scale eps by σ = exp(½ logvar)."),
@@ -92,7 +96,9 @@ def check_score_mu(score_mu: Any) -> bool:
         _callable(fn, "score_mu(z, mu, logvar)")
         mu, logvar, eps = _case(1)
         z = mu + torch.exp(0.5 * logvar) * eps
-        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.Tensor, "backward")]) as used:
+        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.autograd, "backward"),
+                                     (torch.Tensor, "backward")],
+                             c_names=["run_backward"]) as used:  # every autograd entry point
             got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
         want = (z - mu) / logvar.exp()
         got_t = as_float64(got)
@@ -106,15 +112,16 @@ def check_score_mu(score_mu: Any) -> bool:
         if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
             std = torch.exp(0.5 * logvar)
             raise ExerciseFailed(diagnose(got, want, extra=[
-                ((mu - z) / logvar.exp(), "wrong sign: ∂/∂μ of -(z - μ)²/(2σ²) is +(z - μ)/σ²."),
-                ((z - mu) / std, "you divided by σ; the score divides by the variance σ² = "
-                 "exp(logvar). (It equals eps/σ, not eps.)"),
+                ((mu - z) / logvar.exp(), "wrong sign: differentiating -(z - μ)² with respect to μ "
+                 "(not z) flips the sign once more."),
+                ((z - mu) / std, "you divided by σ; the score divides by the variance "
+                 "σ² = exp(logvar)."),
                 ((z - mu) * logvar.exp(), "you multiplied by σ²; divide by it."),
                 (z - mu, "you forgot to divide by σ² = exp(logvar)."),
                 ((z - mu) / logvar, "logvar is log σ²; divide by σ² = exp(logvar)."),
                 (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
                  "cancels against the 2 from differentiating the square."),
-            ]))
+            ]), formula="∇_μ log q(z) = (z - μ) / σ², σ² = exp(logvar).")
         if used:
             raise ExerciseFailed("the values are right, but your function calls autograd "
                                  f"({used[0]}): the exercise asks you to differentiate log q by hand "

@@ -72,7 +72,6 @@ def naive(model, x, num_samples, generator=None, *, reduce="log_mean_exp", use_j
 
 @pytest.mark.parametrize("right", [
     naive,
-    naive_mc_log_marginal,
     lambda model, x, K, generator=None: naive(model, x, K),  # ignores the generator: still right
 ])
 def test_naive_right_answers_pass(right, capsys):
@@ -240,3 +239,9 @@ def test_the_whole_formula_only_after_several_tries(capsys, monkeypatch):
     verdict(check_samples_needed, wrong, capsys)
     third = verdict(check_samples_needed, wrong, capsys)[1]
     assert "After 3 tries" in third and "mean(w²)/mean(w)² - 1" in third, third
+
+
+def test_the_naive_check_refuses_vaelibs_own_estimator(capsys):
+    """The chapter imports naive_mc_log_marginal: passing it is not writing the estimator."""
+    passed, text = verdict(check_naive_log_marginal, naive_mc_log_marginal, capsys)
+    assert not passed and "naive_mc_log_marginal" in text and "write it" in text, text

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
+__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "refuse_as_answer", "close", "as_float64", "diagnose",
            "first_ratio", "require_callable", "returned_value", "TIME_LIMIT_S", "NONFINITE_HINT",
            "forbidden_calls", "low_precision"]
 
@@ -190,6 +190,49 @@ def _stop_thread(worker: threading.Thread, give_up_after: float = 600.0) -> None
         worker.join(_REPEAT_S)
 
 
+#: The chapter's own functions that answer an exercise (see :func:`refuse_as_answer`): code -> name.
+_REFUSED: dict[Any, str] = {}
+
+
+def refuse_as_answer(*functions: Callable[..., Any]) -> None:
+    """Make every check refuse an answer that is, or calls, one of ``functions``.
+
+    The student edition calls it after the chapter's own derivations that an exercise asks the
+    student to write again (``make student`` adds the call to cells tagged ``answer``), so that
+    passing the chapter's function, or wrapping it, is refused with a hint. A copy of its source
+    is a new function and cannot be recognised: the exercise says so.
+    """
+    for function in functions:
+        code = _code_of(function)
+        if code is not None:
+            _REFUSED[code] = getattr(function, "__name__", repr(function))
+
+
+def _refusing(answer: Callable[..., Any]) -> Callable[..., Any]:
+    """``answer``, refused when it calls one of the chapter's functions registered with
+    :func:`refuse_as_answer`."""
+    if not _REFUSED:
+        return answer
+
+    @functools.wraps(answer)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        watch = _Watch({}, dict(_REFUSED), {}, {})
+        watchers = getattr(_state, "watchers", [])
+        _state.watchers = watchers + [watch]
+        try:
+            with _watching([watch]):
+                value = answer(*args, **kwargs)
+        finally:
+            _state.watchers = watchers
+        if watch.used:
+            raise ExerciseFailed(f"your function uses {watch.used[0]}, the chapter's own version "
+                                 "from the text: the exercise asks you to write yours (close that "
+                                 "section and derive it again).")
+        return value
+
+    return refusing
+
+
 def _timed(answer: Any, budget: float) -> Any:
     """The student's function, limited to ``budget`` seconds over all its calls in one check.
 
@@ -246,7 +289,8 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
     try:
         if _is_stub(answer):
             raise NotAttempted
-        detail = body(_timed(answer, TIME_LIMIT_S))
+        detail = body(_refusing(_timed(answer, TIME_LIMIT_S)) if callable(answer)
+                      else _timed(answer, TIME_LIMIT_S))
     except _TimedOut:
         print(f"❌ {name}: not yet. Your function did not return within {TIME_LIMIT_S:g} s, so the "
               "check stopped it: look for a loop that never ends (a `while` whose condition never "
@@ -390,7 +434,9 @@ def _dispatch_recorder(watches: list[_Watch]) -> Any:
 
 @contextmanager
 def _watching(watches: list[_Watch]) -> Iterator[None]:
-    """Install the hooks of ``watches`` in the current thread for the duration of the block."""
+    """Install the hooks of ``watches``, and of every watch already active in this thread (a block
+    nested in another keeps the outer one's watch), for the duration of the block."""
+    watches = list(watches) + [w for w in getattr(_state, "watchers", []) if w not in watches]
     if not watches:
         yield
         return

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .. import estimators
 from ..toy import LinearGaussian, _GaussianDecoderModel
 from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 
@@ -185,7 +186,13 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
         x, _ = model.sample(4, generator=torch.Generator().manual_seed(202))
         K = 20_000
         view = _SamplingOnly(model, seed=204)  # one view: its own generator moves on between calls
-        got = _call(fn, view, x.clone(), K, torch.Generator().manual_seed(203))
+        with forbidden_calls(others=[(estimators, "naive_mc_log_marginal"),
+                                     (estimators, "importance_log_marginal")]) as used:
+            got = _call(fn, view, x.clone(), K, torch.Generator().manual_seed(203))
+        if used:
+            raise ExerciseFailed(f"your function calls vaelib's {used[0].split('.')[-1]}, the "
+                                 "library's estimator: the exercise asks you to write it (prior "
+                                 "samples, log-likelihoods, a log-mean-exp).")
         want = model.log_marginal(x)
         if got.shape != want.shape:
             raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)}, one log p̂(x) per row of "

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, run_check
+from .. import objectives
+from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_normalized_weights", "check_iwae_gradient", "check_dreg_encoder_gradient"]
 
@@ -41,7 +42,11 @@ def check_normalized_weights(normalized_weights: Any) -> bool:
         _callable(fn, "normalized_weights(log_w)")
         g = torch.Generator().manual_seed(0)
         log_w = 2.0 * torch.randn(6, 4, generator=g, dtype=DT)  # (K, N)
-        got = _result(fn(log_w.clone()))
+        with forbidden_calls(others=[(objectives, "self_normalized_weights")]) as used:
+            got = _result(fn(log_w.clone()))
+        if used:
+            raise ExerciseFailed("your function calls vaelib.objectives.self_normalized_weights, the "
+                                 "library's answer: the exercise asks you to write it.")
         want = torch.softmax(log_w, dim=0)
         if not close(got, want, rtol=1e-8, atol=1e-12):
             raise ExerciseFailed(diagnose(got, want, extra=[

@@ -119,7 +119,7 @@ def test_minibatch_elbo_estimate_right_answers(capsys):
     (lambda log_w, n: log_w.mean(), "average ELBO per data point"),
     (lambda log_w, n: log_w.shape[1] / n * log_w.mean(dim=0).sum(), "not m/n"),
     (lambda log_w, n: n / log_w.shape[1] * log_w.sum(), "average them (1/V)"),
-    (lambda log_w, n: log_w.sum(), "sum over the batch"),
+    (lambda log_w, n: log_w.sum(), "you summed everything"),
     (lambda log_w, n: -n / log_w.shape[1] * log_w.mean(dim=0).sum(), "wrong sign"),
     (lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0), "return one number"),
     (lambda log_w, n: 25.0 * log_w.mean(dim=0).sum(), "another"),  # hard-coded n/m = 200/8
@@ -238,3 +238,15 @@ def test_score_sign_hint_does_not_state_the_answer(capsys, monkeypatch):
     monkeypatch.setattr(_core, "_failures", {})
     ok, out = verdict(check_score_mu, lambda z, mu, logvar: (mu - z) / logvar.exp(), capsys)
     assert not ok and "wrong sign" in out and "(z - μ)/σ²" not in out and "(z - μ) / σ²" not in out, out
+
+
+def test_pathwise_hints_name_the_slip_without_the_formula_at_first(capsys, monkeypatch):
+    from vaelib.exercises import _core
+
+    monkeypatch.setattr(_core, "_failures", {})
+    wrong = lambda mu, logvar, eps: mu + logvar.exp() * eps  # noqa: E731
+    ok, out = verdict(check_pathwise_sample, wrong, capsys)
+    assert not ok and "variance" in out and "exp(½ logvar)" not in out, out
+    verdict(check_pathwise_sample, wrong, capsys)
+    ok, out = verdict(check_pathwise_sample, wrong, capsys)
+    assert "After 3 tries" in out and "exp(½ logvar)" in out, out

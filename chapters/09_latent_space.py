@@ -530,7 +530,8 @@ interpolation
 # **Exercise 1 — slerp.** Write `slerp(z0, z1, t)` for two `(d,)` tensors and a number
 # $t \in [0, 1]$, returning
 # $\frac{\sin((1-t)\Omega)}{\sin\Omega}z_0 + \frac{\sin(t\Omega)}{\sin\Omega}z_1$ with
-# $\cos\Omega = z_0\cdot z_1 / (\|z_0\|\,\|z_1\|)$. *Hint:* `torch.arccos`.
+# $\cos\Omega = z_0\cdot z_1 / (\|z_0\|\,\|z_1\|)$. *Hint:* `torch.arccos`. (The check refuses
+# `vaelib.latent.slerp`, which section 5 used.)
 
 # %% tags=["solution"]
 def my_slerp(z0, z1, t):
@@ -547,7 +548,7 @@ check_slerp(my_slerp);
 # %% [markdown]
 # **Exercise 2 — the manifold's grid.** Write `my_inverse_cdf_grid(n)` returning the $n$
 # coordinates $z_i = \Phi^{-1}((i + \frac12)/n)$, $i = 0, \dots, n-1$, in increasing order.
-# *Hint:* `scipy.stats.norm.ppf` is $\Phi^{-1}$.
+# *Hint:* `scipy.stats.norm.ppf` is $\Phi^{-1}$. (The check refuses `vaelib.latent.inverse_cdf_grid`.)
 
 # %% tags=["solution"]
 def my_inverse_cdf_grid(n):

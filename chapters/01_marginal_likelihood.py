@@ -370,7 +370,7 @@ plt.show()
 # \log p(x) = -\frac12\Big[D\log 2\pi + \log\det C + (x-b)^\top C^{-1}(x-b)\Big].
 # $$
 
-# %%
+# %% tags=["answer"]
 def linear_log_marginal(x, W, b, noise_std):
     """log N(x; b, C) with C = W Wᵀ + s² I (derivation 1): x (N, D) -> (N,)."""
     D = W.shape[0]
@@ -405,7 +405,7 @@ def linear_log_marginal(x, W, b, noise_std):
 # Woodbury's $C^{-1} = s^{-2} I - s^{-4}\, W \Lambda^{-1} W^\top$ and the determinant lemma
 # $\det C = s^{2D} \det\Lambda$. We check all of it below.
 
-# %%
+# %% tags=["answer"]
 def linear_log_marginal_completed_square(x, W, b, noise_std):
     """log p(x) by completing the square in z (derivation 2): x (N, D) -> (N,)."""
     D, d = W.shape
@@ -752,10 +752,12 @@ assert all((error.abs() > 0.1).all() for error in mistakes.values())
 # **Exercise 1 — the linear-Gaussian marginal.** Write `my_linear_log_marginal(x, W, b, noise_std)`
 # returning $\log \mathcal N(x;\, b,\, WW^\top + s^2 I)$ for every row of `x` (shape `(N, D)` in,
 # `(N,)` out), from the formula, without `vaelib` or SciPy. The check tries several random models.
+# It refuses section 5's `linear_log_marginal` (and its completed square) itself, but cannot tell a
+# copy from your own work: close that section and write it from the formula.
 
 # %% tags=["solution"]
 def my_linear_log_marginal(x, W, b, noise_std):
-    """log N(x; b, W Wᵀ + s² I): x (N, D), W (D, d), b (D,), noise_std s -> (N,)."""
+    """The linear-Gaussian model's log p(x), one per row of x: x (N, D), W (D, d), b (D,), noise_std s -> (N,)."""
     D = W.shape[0]
     C = W @ W.T + noise_std**2 * torch.eye(D, dtype=W.dtype)
     u = x - b
@@ -777,7 +779,7 @@ check_linear_log_marginal(my_linear_log_marginal);
 
 # %% tags=["solution"]
 def my_toy_log_marginal(model, x):
-    """log p(x) = log ∫ p(z) p(x|z) dz by quadrature over the 1-D latent: x (N, 2) -> (N,)."""
+    """The nonlinear toy's log p(x) by quadrature over its 1-D latent: x (N, 2) -> (N,)."""
     # log Σ_g Δz p(z_g) p(x|z_g) on a fine, wide grid, with logsumexp.
     z_grid = torch.linspace(-10, 10, 8001, dtype=x.dtype)  # step 0.0025
     step = (z_grid[1] - z_grid[0]).item()
@@ -798,7 +800,7 @@ check_toy_log_marginal(my_toy_log_marginal);
 
 # %% tags=["solution"]
 def ml_noise_std(x):
-    """The maximum-likelihood noise std s_ML of probabilistic PCA with D = 2, d = 1: x (N, 2) -> float."""
+    """The maximum-likelihood noise std s_ML of probabilistic PCA, two data dimensions, one latent: x (N, 2) -> float."""
     # s_ML² is the smallest eigenvalue of the 1/N sample covariance (D - d = 1 direction left over).
     S = torch.cov(x.T, correction=0)
     return torch.linalg.eigvalsh(S)[0].sqrt().item()

@@ -179,7 +179,7 @@ assert torch.exp(torch.tensor(-104.0, dtype=torch.float32)) == 0  # float32 give
 # $K$ and its log is between 0 and $\log K$ (no underflow). That is `torch.logsumexp`, minus
 # $\log K$ for the *mean*:
 
-# %%
+# %% tags=["answer"]
 def my_log_mean_exp(a, dim=0):
     """log (1/K) Σ_k exp(a_k) = m + log Σ_k exp(a_k - m) - log K, m = max_k a_k."""
     m = a.max(dim=dim, keepdim=True).values
@@ -691,11 +691,14 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 # **Exercise 1 — a stable log-mean-exp.** Write `stable_log_mean_exp(a, dim=0)` that returns
 # $\log \frac1K \sum_k e^{a_k}$ along `dim` (removed from the shape), without overflow or underflow
 # for entries like $\pm 10^4$, and with $-\infty$ entries allowed (they contribute 0). Use only
-# elementary operations (`max`, `exp`, `sum`, `log`), not `torch.logsumexp`.
+# elementary operations (`max`, `exp`, `sum`, `log`), not `torch.logsumexp`. The check refuses the
+# library's log-sum-exps (torch's, SciPy's, a `log_softmax`) and section 2's `my_log_mean_exp`, but it
+# cannot tell a copy of that function, or a shortcut it does not know (`numpy.logaddexp.reduce`),
+# from your own work: close section 2 and write it from the idea.
 
 # %% tags=["solution"]
 def stable_log_mean_exp(a, dim=0):
-    """log (1/K) Σ_k exp(a_k) along dim (removed), stable for huge |a_k| and -inf entries."""
+    """The log-mean-exp of a along dim (removed), stable for huge |a_k| and -inf entries."""
     m = a.max(dim=dim, keepdim=True).values  # the largest term, kept as a size-1 dim
     log_sum = m + (a - m).exp().sum(dim=dim, keepdim=True).log()
     return log_sum.squeeze(dim) - math.log(a.shape[dim])
@@ -715,7 +718,7 @@ check_log_mean_exp(stable_log_mean_exp);
 
 # %% tags=["solution"]
 def my_naive_log_marginal(model, x, num_samples, generator=None):
-    """log p̂_K(x) = log (1/K) Σ_k p(x|z_k) with z_k ~ p(z), in log space: x (N, D) -> (N,)."""
+    """The naive Monte Carlo estimate of log p(x) from K prior samples, in log space: x (N, D) -> (N,)."""
     z = model.sample_prior(num_samples, num_points=x.shape[0], generator=generator)  # (K, N, d)
     return log_mean_exp(model.log_likelihood(x, z), dim=0)
 
@@ -734,7 +737,7 @@ check_naive_log_marginal(my_naive_log_marginal);
 
 # %% tags=["solution"]
 def samples_needed(model, x, rel_error, num_draws=1_000_000):
-    """The K for which p̂_K(x) / p(x) has standard deviation rel_error, for one x of shape (1, D)."""
+    """The number of prior samples K at which p̂_K(x) has relative standard deviation rel_error, for one x (1, D)."""
     # K = ρ̂ / ε², with ρ̂ = mean(w²) / mean(w)² - 1 estimated from prior samples.
     log_lik = model.log_likelihood(x, model.sample_prior(num_draws, num_points=1))[:, 0]  # (M,)
     log_w = log_lik - log_mean_exp(log_lik, dim=0)  # w_k / mean(w): the unknown p(x) cancels

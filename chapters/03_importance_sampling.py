@@ -1039,7 +1039,7 @@ check_self_normalized_posterior_mean(posterior_mean_estimate);
 
 # %% tags=["solution"]
 def best_proposal_variance(posterior_var, offset):
-    """The proposal variance v = σ_q² that minimizes κ when q's mean is off by `offset` = μ_q - μ⋆."""
+    """The proposal variance that minimizes κ when q's mean is off by `offset` (μ_q minus μ⋆)."""
     # d log κ / dv = 1/v - 1/(2v - σ⋆²) - 2Δ²/(2v - σ⋆²)² = 0  ⟺  2v² - (3σ⋆² + 2Δ²) v + σ⋆⁴ = 0;
     # the larger root is the minimum (the smaller one lies below σ⋆²/2, where κ = ∞)
     linear = 3 * posterior_var + 2 * offset**2
@@ -1066,7 +1066,7 @@ check_best_proposal_variance(best_proposal_variance);
 
 # %% tags=["solution"]
 def smallest_proposal_std(posterior_std, k):
-    """The threshold on σ_q above which E_q[w^k] is finite, for q = N(μ⋆, σ_q²) and p(z|x) = N(μ⋆, σ⋆²)."""
+    """The proposal std above which the k-th moment of the weights is finite (q centred on p(z|x))."""
     # p^k / q^(k-1) ∝ exp(-(z-μ⋆)²/2 · [k/σ⋆² - (k-1)/σ_q²]) decays iff σ_q² > σ⋆² (k-1)/k
     return posterior_std * math.sqrt((k - 1) / k)
 

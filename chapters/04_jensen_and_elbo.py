@@ -723,7 +723,8 @@ assert torch.exp(torch.tensor(-104.0)) == 0  # float32: e^-104 underflows to exa
 
 # %% tags=["solution"]
 def elbo_from_log_weights(log_w):
-    """(K, N) log-weights -> (N,) ELBO estimates (1/K) Σ_k log w_k."""
+    """(K, N) log-weights -> (N,) ELBO estimates, one per data point."""
+    # the mean of the log-weights over the K samples
     return log_w.mean(dim=0)
 
 
@@ -734,11 +735,13 @@ check_elbo_from_log_weights(elbo_from_log_weights);
 # ### Exercise 2 — the IWAE bound from log-weights
 # Return $\log \frac1K\sum_k w_k$ for each data point, shape `(N,)`, **stably**: the check includes
 # log-weights near $-1000$ and $+800$, where `exp` underflows or overflows. Write the log-sum-exp
-# trick yourself (subtract the maximum over the samples), without `torch.logsumexp`.
+# trick yourself (subtract the maximum over the samples), without `torch.logsumexp`. The check refuses
+# the library's log-sum-exps (torch's, SciPy's, a `log_softmax`); a shortcut it does not know
+# (`numpy.logaddexp.reduce`) it cannot stop: the exercise is for you.
 
 # %% tags=["solution"]
 def iwae_from_log_weights(log_w):
-    """(K, N) log-weights -> (N,) log (1/K) Σ_k exp(log w_k), computed stably."""
+    """(K, N) log-weights -> (N,) IWAE_K estimates, computed stably."""
     m = log_w.max(dim=0).values  # the largest log-weight per data point, (N,)
     return m + torch.log(torch.exp(log_w - m).mean(dim=0))  # m + log (1/K) Σ exp(log w_k - m)
 

@@ -1153,7 +1153,7 @@ check_kl_normal_1d(kl_normal_1d);
 
 # %% tags=["solution"]
 def optimal_q_variance(w, noise_std):
-    """The ELBO-maximizing variance of q(z|x) = N(m, v) for z ~ N(0, 1), x|z ~ N(w z + b, s² I)."""
+    """The ELBO-maximizing variance v of a Gaussian q(z|x), for weights w (D,) and noise std s -> float."""
     # ELBO(v) = -v ‖w‖² / (2 s²) - ½ (v - log v) + const  =>  -‖w‖²/(2s²) - ½ + 1/(2v) = 0
     return 1.0 / (1.0 + (w**2).sum() / noise_std**2)
 
@@ -1169,7 +1169,7 @@ check_optimal_q_variance(optimal_q_variance);
 
 # %% tags=["solution"]
 def mean_field_gap(rho):
-    """min over diagonal q of KL(q ‖ N(μ, Σ)) for a 2-D Σ with correlation rho."""
+    """The smallest KL from a diagonal Gaussian q to a 2-D Gaussian posterior with correlation rho."""
     # Λ = Σ⁻¹ = [[1, -ρ], [-ρ, 1]] / (1 - ρ²): Λ_jj = 1/(1 - ρ²), det Λ = 1/(1 - ρ²)
     return -0.5 * math.log(1 - rho**2)
 

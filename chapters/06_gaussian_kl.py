@@ -232,7 +232,7 @@ assert abs(e_log_p - e_log_p_closed) < 1e-10
 # `vaelib.kl.gaussian_kl`, which computes the simplified form; then both are compared with the two
 # integrals done by quadrature, coordinate by coordinate.
 
-# %%
+# %% tags=["answer"]
 def kl_from_two_integrals(mu, logvar):
     """E_q[log q] − E_q[log p] from steps 2 and 4, summed over the last dim: (..., d) -> (...)."""
     e_log_q = -0.5 * (LOG_2PI + logvar + 1)                   # −½ (log 2πσ² + 1)
@@ -935,11 +935,13 @@ assert mistakes["the −KL of the appendix"] < 0
 # Section 2 wrote the KL as the difference of two integrals. Write the **simplified** closed form
 # $\frac12\sum_j(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$ yourself, for `mu` and `logvar` of
 # shape `(N, d)`, returning one KL per data point, shape `(N,)`. Use only `torch` (not
-# `vaelib.kl`). Watch for σ versus σ², the ½, the sum, and the sign.
+# `vaelib.kl`). Watch for σ versus σ², the ½, the sum, and the sign. The check refuses `vaelib.kl`,
+# `torch.distributions` and section 2's `kl_from_two_integrals`, but cannot tell a copy from your
+# own work.
 
 # %% tags=["solution"]
 def my_gaussian_kl(mu, logvar):
-    """KL(N(mu, diag σ²) ‖ N(0, I)) with σ² = exp(logvar): (N, d), (N, d) -> (N,)."""
+    """KL(q ‖ N(0, I)) for a diagonal q with means mu and log-variances logvar: (N, d), (N, d) -> (N,)."""
     return 0.5 * (logvar.exp() + mu.square() - 1 - logvar).sum(dim=-1)
 
 
@@ -957,7 +959,8 @@ check_gaussian_kl(my_gaussian_kl);
 # = \frac12\big[\mathrm{tr}\,\Sigma + \mu^\top\mu - d - \log\det\Sigma\big]$, which is the boxed
 # formula when $\Sigma$ is diagonal. Implement it for `mu` of shape `(N, d)` and `scale_tril` ($L$)
 # of shape `(N, d, d)`, returning `(N,)`, reading $\mathrm{tr}\,\Sigma$ and $\log\det\Sigma$ off $L$
-# without forming $\Sigma$. This is σ versus σ² again, in matrix form.
+# without forming $\Sigma$. This is σ versus σ² again, in matrix form. Use only tensor operations
+# (the check refuses `torch.distributions`' KL and `vaelib.kl`).
 
 # %% tags=["solution"]
 def my_kl_full_covariance(mu, scale_tril):
@@ -982,7 +985,7 @@ check_kl_full_covariance(my_kl_full_covariance);
 
 # %% tags=["solution"]
 def my_kl_mean_only(mu, logvar):
-    """KL(N(μ, diag σ²) ‖ N(0, diag σ²)), σ² = exp(logvar) shared by q and p: (N, d) -> (N,)."""
+    """KL(q ‖ p) for diagonal q and p sharing the log-variances logvar, means mu and 0: (N, d) -> (N,)."""
     # the spread terms σ²/σ² − 1 − log(σ²/σ²) vanish; only the mean term (μ − 0)²/σ² is left
     return 0.5 * (mu.square() / logvar.exp()).sum(dim=-1)
 
@@ -1000,7 +1003,7 @@ check_kl_mean_only(my_kl_mean_only);
 
 # %% tags=["solution"]
 def my_kl_from_std(mu, std):
-    """KL(N(mu, diag std²) ‖ N(0, I)) from the standard deviations std > 0: (N, d) -> (N,)."""
+    """KL(q ‖ N(0, I)) for a diagonal q with means mu and standard deviations std > 0: (N, d) -> (N,)."""
     return 0.5 * (std.square() + mu.square() - 1 - 2 * std.log()).sum(dim=-1)
 
 

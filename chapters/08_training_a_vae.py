@@ -903,7 +903,7 @@ check_count_active_units(count_active_units);
 
 # %% tags=["solution"]
 def bce_integral(lam):
-    """∫_0^1 λ^x (1 - λ)^(1 - x) dx for a float lam = λ in (0, 1) -> float."""
+    """The integral over x in [0, 1] of the Bernoulli density with mean lam, for a float lam in (0, 1)."""
     if abs(lam - 0.5) < 1e-9:
         return 0.5
     return (2 * lam - 1) / math.log(lam / (1 - lam))

@@ -83,7 +83,8 @@ from vaelib.device import seed_everything
 from vaelib.evaluate import evaluate
 from vaelib.explorers import Interpolation, LatentExplorer, LatentMap, PosteriorUncertainty
 from vaelib.figures import COLORS, use_course_style
-from vaelib.latent import encode_dataset, inverse_cdf_grid, latent_activity, lerp, slerp
+from vaelib import latent  # latent.slerp and latent.inverse_cdf_grid: exercises 1 and 2 write them
+from vaelib.latent import encode_dataset, latent_activity, lerp
 from vaelib.train import train
 from vaelib.vae import VAE, VAEConfig
 
@@ -273,13 +274,12 @@ torch.testing.assert_close(variance_sampled, variance_formula, rtol=0.03, atol=0
 # the median of the $i$-th of $n$ slices of equal prior mass $\frac1n$. On the grid
 # $(z_i, z_j)$ every image then stands for the same prior mass $\frac1{n^2}$, and the grid reaches
 # only as far as there is mass to represent: $\pm\Phi^{-1}(1 - \frac1{2n}) = \pm 1.83$ for
-# $n = 15$. From the equation, then `vaelib.latent`:
+# $n = 15$. `vaelib.latent.inverse_cdf_grid` computes it (writing it from the equation is exercise 2),
+# checked here against what defines it: equal mass per slice, and each point its slice's median:
 
 # %%
 n = 15
-grid_inline = stats.norm.ppf((np.arange(n) + 0.5) / n)  # z_i = Φ⁻¹((i + ½)/n)
-grid = inverse_cdf_grid(n, dtype=torch.float64).numpy()
-assert np.allclose(grid, grid_inline, atol=1e-12)
+grid = latent.inverse_cdf_grid(n, dtype=torch.float64).numpy()  # writing it is exercise 2
 edges = stats.norm.ppf(np.arange(n + 1) / n)  # the slices' edges: -inf, ..., +inf
 assert np.allclose(np.diff(stats.norm.cdf(edges)), 1 / n)  # equal mass 1/n per slice, per axis
 assert np.allclose(stats.norm.cdf(grid) - stats.norm.cdf(edges[:-1]), 0.5 / n)  # medians
@@ -424,18 +424,16 @@ uncertainty
 # $\sqrt2$ for the nearly orthogonal codes of high dimension.
 
 # %%
-def slerp_inline(z0, z1, t):
-    """The formula above, for (d,) endpoints and one t."""
-    omega = torch.arccos(z0 @ z1 / (z0.norm() * z1.norm()))
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
-
-
 z0, z1 = torch.randn(2, 50, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
 z1 = z1 * z0.norm() / z1.norm()  # equal norms
 t = torch.linspace(0, 1, 11, dtype=torch.float64)
-path = slerp(z0, z1, t)  # (11, 50), vaelib
-for k in range(len(t)):
-    torch.testing.assert_close(path[k], slerp_inline(z0, z1, t[k]), rtol=1e-12, atol=1e-12)
+path = latent.slerp(z0, z1, t)  # (11, 50), vaelib (writing the formula yourself is exercise 1)
+# The left-hand side of the derivation: turn ẑ0 by the angle tΩ towards e in their plane.
+u0, u1 = z0 / z0.norm(), z1 / z1.norm()
+omega = torch.arccos(u0 @ u1)
+e = (u1 - torch.cos(omega) * u0) / torch.sin(omega)  # the unit vector orthogonal to ẑ0
+turned = z0.norm() * (torch.cos(t[:, None] * omega) * u0 + torch.sin(t[:, None] * omega) * e)
+torch.testing.assert_close(path, turned, rtol=1e-12, atol=1e-12)
 torch.testing.assert_close(path.norm(dim=1), z0.norm().expand(11))  # the norm is kept
 half_angle = torch.arccos(z0 @ z1 / z0.norm() ** 2) / 2
 torch.testing.assert_close(path[5], lerp(z0, z1, 0.5)[0] / torch.cos(half_angle))  # t = ½
@@ -457,7 +455,7 @@ for ax, d in zip(axes, (2, 50)):
                         dtype=torch.float64)
     norms = {"prior draws": pairs[0].norm(dim=1),
              "straight-line midpoints": lerp(pairs[0], pairs[1], 0.5)[0].norm(dim=1),
-             "great-circle midpoints": slerp(pairs[0], pairs[1], 0.5)[0].norm(dim=1)}
+             "great-circle midpoints": latent.slerp(pairs[0], pairs[1], 0.5)[0].norm(dim=1)}
     assert abs(norms["prior draws"].square().mean().item() / d - 1) < 0.03  # E‖z‖² = d
     assert abs(norms["straight-line midpoints"].square().mean().item() / (d / 2) - 1) < 0.03
     colors = [COLORS["prior"], COLORS["naive"], COLORS["importance"]]
@@ -550,7 +548,8 @@ interpolation
 # **Exercise 1 — slerp.** Write `slerp(z0, z1, t)` for two `(d,)` tensors and a number
 # $t \in [0, 1]$, returning
 # $\frac{\sin((1-t)\Omega)}{\sin\Omega}z_0 + \frac{\sin(t\Omega)}{\sin\Omega}z_1$ with
-# $\cos\Omega = z_0\cdot z_1 / (\|z_0\|\,\|z_1\|)$. *Hint:* `torch.arccos`.
+# $\cos\Omega = z_0\cdot z_1 / (\|z_0\|\,\|z_1\|)$. *Hint:* `torch.arccos`. (The check refuses
+# `vaelib.latent.slerp`, which section 5 used.)
 
 # %% tags=["solution"]
 def my_slerp(z0, z1, t):
@@ -567,7 +566,7 @@ check_slerp(my_slerp);
 # %% [markdown]
 # **Exercise 2 — the manifold's grid.** Write `my_inverse_cdf_grid(n)` returning the $n$
 # coordinates $z_i = \Phi^{-1}((i + \frac12)/n)$, $i = 0, \dots, n-1$, in increasing order.
-# *Hint:* `scipy.stats.norm.ppf` is $\Phi^{-1}$.
+# *Hint:* `scipy.stats.norm.ppf` is $\Phi^{-1}$. (The check refuses `vaelib.latent.inverse_cdf_grid`.)
 
 # %% tags=["solution"]
 def my_inverse_cdf_grid(n):
@@ -588,7 +587,7 @@ check_inverse_cdf_grid(my_inverse_cdf_grid);
 
 # %% tags=["solution"]
 def prior_mass_within(radius, d):
-    """P(‖z‖ <= radius) for z ~ N(0, I_d) in d dimensions -> float."""
+    """The prior probability that ‖z‖ is at most radius, for z ~ N(0, I_d) in d dimensions -> float."""
     return stats.chi2.cdf(radius**2, d)
 
 

@@ -969,7 +969,8 @@ plt.show()
 
 # %% tags=["solution"]
 def normalized_weights(log_w):
-    """w̃ = softmax of log w over the K samples (dim 0): (K, N) -> (K, N)."""
+    """The self-normalized weights over the K samples (dim 0): (K, N) -> (K, N)."""
+    # w̃ = softmax of log w over dim 0 (it subtracts the maximum: stable at any scale)
     return torch.softmax(log_w, dim=0)
 
 
@@ -985,7 +986,8 @@ check_normalized_weights(normalized_weights);
 
 # %% tags=["solution"]
 def iwae_gradient(grads, log_w):
-    """Σ_k w̃_k ∇ log w_k: (K, P), (K,) -> (P,)."""
+    """The gradient of log p̂_K from per-sample gradients: (K, P), (K,) -> (P,)."""
+    # Σ_k w̃_k ∇ log w_k
     return (torch.softmax(log_w, dim=0)[:, None] * grads).sum(dim=0)
 
 
@@ -1001,7 +1003,8 @@ check_iwae_gradient(iwae_gradient);
 
 # %% tags=["solution"]
 def dreg_encoder_gradient(path_grads, log_w):
-    """Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ: (K, P), (K,) -> (P,)."""
+    """DReG's estimate of the encoder's gradient: (K, P), (K,) -> (P,)."""
+    # Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ
     return (torch.softmax(log_w, dim=0).square()[:, None] * path_grads).sum(dim=0)
 
 

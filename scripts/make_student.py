@@ -2,7 +2,14 @@
 
 A cell tagged ``solution`` keeps its comments, its function signatures and docstrings, and the names
 it assigns; function bodies become ``raise NotImplementedError`` and assigned values become ``...``.
-The cell is re-tagged ``exercise``. The exercise checks that follow then report "not attempted yet"
+The cell is re-tagged ``exercise``. A docstring is kept for the student, so it may say what the
+function returns and its shapes, never how: a solution whose docstring states a formula (a Σ, an
+exp(...), a softmax, an equals sign, ... see :data:`FORMULA_MARKERS`) is refused with a message
+saying to move the formula into a comment in the body, which the stub drops.
+
+A cell tagged ``answer`` is the chapter's own derivation of a function an exercise asks the student
+to write again: it stays (the chapter uses it), followed by a call to
+:func:`vaelib.exercises.refuse_as_answer`, so that no check accepts it, or a wrapper of it. The exercise checks that follow then report "not attempted yet"
 instead of crashing, so the whole student notebook still runs top to bottom.
 
     python -m scripts.make_student            # chapters/*.ipynb -> student/*.ipynb
@@ -23,6 +30,21 @@ BANNER = ("**Student edition.** The reference solutions of the exercises are rem
           "✍️ holds a stub for you to complete, and the check below it tells you whether your answer "
           "is right. The full chapter (with solutions) is in `chapters/`.")
 STUB_HEADER = "# ✍️ Exercise: replace each `...` / `raise NotImplementedError` with your answer.\n"
+
+
+#: What a stub's docstring may not contain: the pieces a formula is written with. Words, shapes
+#: (N, d), arrows and names such as KL(q ‖ p) or log p(x) are fine.
+FORMULA_MARKERS = ("Σ", "∑", "∏", "∫", "∇", "∂", "√", "²", "³", "^", "=", "/", "exp(", "log(",
+                   "log (", "softmax", "w̃", "w̄", "Φ", "arccos", "sin(", ".mean", ".sum")
+
+
+class FormulaInDocstring(ValueError):
+    """A solution's docstring, which the student edition keeps, states the answer's formula."""
+
+
+def formula_markers(docstring: str) -> list[str]:
+    """The :data:`FORMULA_MARKERS` found in ``docstring``."""
+    return [marker for marker in FORMULA_MARKERS if marker in docstring]
 
 
 def stub_source(source: str) -> str:
@@ -48,6 +70,12 @@ def _stub_statement(node: ast.stmt, lines: list[str]) -> list[str]:
         first = node.body[0]
         has_doc = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
                    and isinstance(first.value.value, str))
+        found = formula_markers(first.value.value) if has_doc else []
+        if found:
+            raise FormulaInDocstring(
+                f"the docstring of the solution {node.name}() states a formula ({', '.join(found)}), "
+                "which the student edition would keep: say what it returns and its shapes, and move "
+                "the formula into a comment in its body (the stub drops the body).")
         head_end = first.end_lineno if has_doc else first.lineno - 1
         start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
         indent = " " * first.col_offset
@@ -61,14 +89,33 @@ def _stub_statement(node: ast.stmt, lines: list[str]) -> list[str]:
     return []  # other statements (prints, loops computing the answer) are the student's to write
 
 
+def refuse_answers_source(source: str) -> str:
+    """An ``answer`` cell (the chapter's own derivation of what an exercise asks for) followed by
+    the call that makes every check refuse its functions as answers."""
+    names = [node.name for node in ast.parse(source).body
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if not names:
+        raise ValueError("a cell tagged answer must define the function(s) an exercise asks for")
+    return (source.rstrip("\n") + "\n\n" + REFUSE_HEADER
+            + f"refuse_as_answer({', '.join(names)})")
+
+
+REFUSE_HEADER = ("# Student edition: the exercises at the end ask you to write this yourself, so "
+                 "their checks\n# refuse the function above as an answer.\n"
+                 "from vaelib.exercises import refuse_as_answer\n\n")
+
+
 def make_student_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``notebook`` with every ``solution`` cell stubbed and a banner on top."""
+    """A copy of ``notebook`` with every ``solution`` cell stubbed, every ``answer`` cell's
+    functions refused as answers, and a banner on top."""
     student = nbformat.from_dict(notebook)
     for cell in student.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if cell.cell_type == "code" and "solution" in tags:
             cell.source = stub_source(cell.source)
             cell.metadata["tags"] = [t for t in tags if t != "solution"] + ["exercise"]
+        elif cell.cell_type == "code" and "answer" in tags:
+            cell.source = refuse_answers_source(cell.source)
     banner = nbformat.v4.new_markdown_cell(BANNER)
     banner.id = "student-edition-banner"
     first = 1 if student.cells and student.cells[0].cell_type == "markdown" else 0
@@ -86,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no chapters/NN_name.ipynb found in {args.chapters}")
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sources:
-        student = make_student_notebook(nbformat.read(source, as_version=4))
+        try:
+            student = make_student_notebook(nbformat.read(source, as_version=4))
+        except FormulaInDocstring as err:
+            raise SystemExit(f"{source.name}: {err}") from None
         write_notebook_atomic(args.out / source.name, student)
     print(f"wrote {len(sources)} student notebooks to {args.out}")
 

@@ -189,3 +189,16 @@ def test_the_library_is_restored_after_a_check(capsys):
     before = (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf)
     verdict(check_linear_log_marginal, lambda x, W, b, s: LinearGaussian(W, b, s).log_marginal(x), capsys)
     assert (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf) == before
+
+
+def test_the_sign_of_the_log_determinant_is_named(capsys):
+    """Issue 24: +½ log det C once got only "the largest difference from the right value"."""
+    def flipped(x, W, b, s):
+        D = W.shape[0]
+        C = W @ W.T + s**2 * torch.eye(D, dtype=W.dtype)
+        u = x - b
+        return (-0.5 * D * math.log(2 * math.pi) + 0.5 * torch.logdet(C)
+                - 0.5 * (u * torch.linalg.solve(C, u.T).T).sum(-1))
+
+    passed, text = verdict(check_linear_log_marginal, flipped, capsys)
+    assert not passed and "log-determinant term has the wrong sign" in text, text

@@ -72,7 +72,6 @@ def naive(model, x, num_samples, generator=None, *, reduce="log_mean_exp", use_j
 
 @pytest.mark.parametrize("right", [
     naive,
-    naive_mc_log_marginal,
     lambda model, x, K, generator=None: naive(model, x, K),  # ignores the generator: still right
 ])
 def test_naive_right_answers_pass(right, capsys):
@@ -159,3 +158,90 @@ def test_checks_are_exported_from_the_package():
 
     for name in ("check_log_mean_exp", "check_naive_log_marginal", "check_samples_needed"):
         assert getattr(exercises, name) is globals()[name]
+
+
+# --- issue 24 / 23: the shortcuts and slips these checks once accepted --------------------------
+
+
+def global_max_log_mean_exp(a, dim=0):
+    """One maximum over the whole tensor instead of one along dim."""
+    m = a.max()
+    return m + (a - m).exp().mean(dim=dim).log()
+
+
+def test_log_mean_exp_refuses_one_global_maximum(capsys):
+    passed, text = verdict(check_log_mean_exp, global_max_log_mean_exp, capsys)
+    assert not passed and "one maximum over the whole tensor" in text, text
+
+
+def _scipy_lme(a, dim=0):
+    import scipy.special
+    return torch.as_tensor(scipy.special.logsumexp(a.numpy(), axis=dim)) - math.log(a.shape[dim])
+
+
+@pytest.mark.parametrize("back_door, hint", [
+    (_scipy_lme, "scipy.special.logsumexp"),
+    (lambda a, dim=0: torch.ops.aten.logsumexp(a, [dim]) - math.log(a.shape[dim]), "torch.logsumexp"),
+    # log-sum-exp = a_k - log_softmax(a)_k, for any k (here the largest)
+    (lambda a, dim=0: (a - torch.log_softmax(a, dim)).max(dim=dim).values - math.log(a.shape[dim]),
+     "log_softmax"),
+    (lambda a, dim=0: (a - torch.nn.functional.log_softmax(a, dim=dim)).amax(dim)
+     - math.log(a.shape[dim]), "log_softmax"),
+    (lambda a, dim=0: (a - a.softmax(dim).log()).amax(dim) - math.log(a.shape[dim]), "softmax"),
+])
+def test_log_mean_exp_back_doors_are_refused(back_door, hint, capsys):
+    passed, text = verdict(check_log_mean_exp, back_door, capsys)
+    assert not passed and hint in text and "write it" in text, text
+
+
+def test_log_mean_exp_refuses_logsumexp_imported_under_another_name(capsys):
+    from torch import logsumexp as lse
+
+    passed, text = verdict(check_log_mean_exp, lambda a, dim=0: lse(a, dim) - math.log(a.shape[dim]),
+                           capsys)
+    assert not passed and "torch.logsumexp" in text, text
+
+
+def test_the_naive_check_offers_no_way_to_the_exact_marginal(capsys):
+    def peek(model, x, K, generator=None):  # the real model behind the sampling-only view
+        inner = object.__getattribute__(model, "_model")
+        return inner.log_marginal(x) + 1e-4 * torch.randn(x.shape[0], dtype=x.dtype)
+
+    passed, text = verdict(check_naive_log_marginal, peek, capsys)
+    assert not passed and "log_marginal" in text, text
+
+
+def test_samples_needed_refuses_too_few_draws_every_time(capsys):
+    """100 draws of the right formula once passed about 4 runs in 20: now never."""
+    for _ in range(20):
+        passed, text = verdict(check_samples_needed,
+                               lambda m, x, e: samples_needed(m, x, e, num_draws=100), capsys)
+        assert not passed and "drew 100 prior samples" in text, text
+
+
+def test_samples_needed_is_deterministic_for_an_answer_without_a_generator(capsys):
+    def no_generator(model, x, rel_error):
+        log_lik = model.log_likelihood(x, model.sample_prior(20_000, num_points=1))[:, 0]
+        log_w = log_lik - log_mean_exp(log_lik, dim=0)
+        return ((2 * log_w).exp().mean().item() - 1) / rel_error**2
+
+    texts = {verdict(check_samples_needed, no_generator, capsys)[1] for _ in range(3)}
+    assert len(texts) == 1 and "✅" in texts.pop()
+
+
+def test_the_whole_formula_only_after_several_tries(capsys, monkeypatch):
+    from vaelib.exercises import _core
+
+    monkeypatch.setattr(_core, "_failures", {})
+    wrong = lambda m, x, e: 10 * samples_needed(m, x, e)  # noqa: E731
+    first = verdict(check_samples_needed, wrong, capsys)[1]
+    assert "times the exact value" in first and "mean(w²)/mean(w)² - 1" not in first
+    verdict(check_samples_needed, wrong, capsys)
+    third = verdict(check_samples_needed, wrong, capsys)[1]
+    assert "After 3 tries" in third and "mean(w²)/mean(w)² - 1" in third, third
+
+
+def test_the_naive_check_refuses_vaelibs_own_estimator(capsys):
+    """The chapter imports naive_mc_log_marginal: passing it is not writing the estimator."""
+    passed, text = verdict(check_naive_log_marginal, naive_mc_log_marginal, capsys)
+    assert not passed and "naive_mc_log_marginal" in text and "write it" in text, text

@@ -248,3 +248,19 @@ def test_question_4_single_log_weights_fall_on_both_sides_of_log_p(model_and_x):
     above = (log_w > log_px).double().mean(dim=0)  # (N,)
     assert ((above > 0.05) & (above < 0.95)).all()
     assert (log_w.mean(dim=0) < log_px).all()  # while the averages (ELBO estimates) stay below
+
+
+def _scipy_iwae(log_w):
+    import scipy.special
+    return torch.as_tensor(scipy.special.logsumexp(log_w.numpy(), axis=0)) - math.log(log_w.shape[0])
+
+
+@pytest.mark.parametrize(("back_door", "hint"), [
+    (_scipy_iwae, "scipy.special.logsumexp"),
+    (lambda log_w: torch.ops.aten.logsumexp(log_w, [0]) - math.log(log_w.shape[0]), "torch.logsumexp"),
+    (lambda log_w: (log_w - torch.log_softmax(log_w, 0)).amax(0) - math.log(log_w.shape[0]),
+     "log_softmax"),
+])
+def test_iwae_back_doors_to_logsumexp_are_refused(capsys, back_door, hint):
+    ok, out = verdict(capsys, check_iwae_from_log_weights, back_door)
+    assert not ok and hint in out and "write it" in out, out

@@ -34,8 +34,7 @@ def kl_right(mq, vq, mp, vp):
 @pytest.mark.parametrize("answer", [
     kl_right,
     lambda mq, vq, mp, vp: 0.5 * (torch.log(vp) - torch.log(vq) + (vq + (mq - mp) ** 2) / vp - 1),
-    lambda mq, vq, mp, vp: torch.distributions.kl_divergence(
-        torch.distributions.Normal(mq, vq.sqrt()), torch.distributions.Normal(mp, vp.sqrt())),
+    # (torch's kl_divergence is refused since issue 24: the exercise asks for the formula)
     lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp).numpy(),  # NumPy answers are accepted
 ])
 def test_kl_normal_1d_right_answers(answer, capsys):
@@ -138,3 +137,46 @@ def test_mean_field_gap_wrong_answers_get_the_right_hint(answer, hint, capsys):
 def test_mean_field_gap_stubs_are_not_attempted(stub, capsys):
     ok, out = verdict(check_mean_field_gap, stub, capsys)
     assert not ok and out.startswith("⏳")
+
+
+# --- issue 24: library answers refused, float32 blamed on precision, slips told apart ---------------
+
+def _kl_torch(mq, vq, mp, vp):
+    from torch.distributions import Normal, kl_divergence
+    return kl_divergence(Normal(mq, vq.sqrt()), Normal(mp, vp.sqrt()))
+
+
+def _kl_vaelib(mq, vq, mp, vp):
+    from vaelib.kl import gaussian_kl_between
+    return gaussian_kl_between(mq[:, None], vq.log()[:, None], mp[:, None], vp.log()[:, None])
+
+
+@pytest.mark.parametrize("answer", [_kl_torch, _kl_vaelib])
+def test_kl_normal_1d_refuses_library_kls(answer, capsys):
+    ok, out = verdict(check_kl_normal_1d, answer, capsys)
+    assert not ok and "library KL" in out, out
+
+
+def test_kl_normal_1d_in_float32_passes_or_blames_precision(capsys):
+    def kl32(mq, vq, mp, vp):
+        mq, vq, mp, vp = (t.float() for t in (mq, vq, mp, vp))
+        return 0.5 * (vq / vp + (mq - mp) ** 2 / vp - 1 - torch.log(vq / vp))
+
+    ok, out = verdict(check_kl_normal_1d, kl32, capsys)
+    assert ok, out
+    assert "broadcast" not in out
+
+
+def test_optimal_q_variance_two_s_squared_is_not_called_s_for_s_squared(capsys):
+    ok, out = verdict(check_optimal_q_variance, lambda w, s: 1 / (1 + (w**2).sum() / (2 * s**2)), capsys)
+    assert not ok and "2s²" in out and "s where the formula needs s²" not in out, out
+
+
+def test_optimal_q_variance_refuses_the_library_posterior(capsys):
+    from vaelib.toy import LinearGaussian
+
+    def library(w, s):
+        return LinearGaussian(w[:, None], None, s).posterior(torch.zeros(1, w.shape[0], dtype=w.dtype))[1]
+
+    ok, out = verdict(check_optimal_q_variance, library, capsys)
+    assert not ok and "LinearGaussian.posterior" in out, out

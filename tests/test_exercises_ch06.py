@@ -126,7 +126,7 @@ def full_right_slogdet(mu, L):  # forms Σ explicitly: also right
                   - torch.linalg.slogdet(cov).logabsdet)
 
 
-@pytest.mark.parametrize("answer", [full_right, full_right_torch, full_right_slogdet])
+@pytest.mark.parametrize("answer", [full_right, full_right_slogdet])
 def test_kl_full_covariance_accepts_right_answers(answer, capsys):
     ok, out = run(check_kl_full_covariance, answer, capsys)
     assert ok and out.startswith("✅")
@@ -327,3 +327,41 @@ def test_the_reference_formulas_are_the_true_kls():
 def test_a_log_of_an_underflowing_variance_is_refused(check, answer, hint, capsys):
     ok, out = run(check, answer, capsys)
     assert not ok and out.startswith("❌") and hint in out, out
+
+
+# --- issue 24: library KLs refused; the log σ hint suggests what passes --------------------------------
+
+def _vaelib_kl(mu, logvar):
+    from vaelib.kl import gaussian_kl
+    return gaussian_kl(mu, logvar)
+
+
+def _vaelib_kl_from_std(mu, std):
+    from vaelib.kl import gaussian_kl as kl  # imported under another name
+    return kl(mu, 2 * std.log())
+
+
+def _vaelib_mean_only(mu, logvar):
+    from vaelib.kl import gaussian_kl_between
+    return gaussian_kl_between(mu, logvar, torch.zeros_like(mu), logvar)
+
+
+@pytest.mark.parametrize("check, answer", [
+    (check_gaussian_kl, _vaelib_kl),
+    (check_kl_full_covariance, full_right_torch),
+    (check_kl_mean_only, _vaelib_mean_only),
+    (check_kl_from_std, _vaelib_kl_from_std),
+])
+def test_library_kls_are_refused(check, answer, capsys):
+    ok, out = run(check, answer, capsys)
+    assert not ok and "library KL" in out, out
+
+
+def test_the_log_sigma_hint_suggests_what_passes_in_float32(capsys):
+    ok, out = run(check_kl_from_std,
+                  lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - std.log()).sum(-1), capsys)
+    assert not ok and "2 * log(std)" in out, out
+    # ... and what it suggests passes, also at std = 1e-25 in float32
+    ok, out = run(check_kl_from_std,
+                  lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - 2 * std.log()).sum(-1), capsys)
+    assert ok, out

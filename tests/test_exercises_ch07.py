@@ -119,7 +119,7 @@ def test_minibatch_elbo_estimate_right_answers(capsys):
     (lambda log_w, n: log_w.mean(), "average ELBO per data point"),
     (lambda log_w, n: log_w.shape[1] / n * log_w.mean(dim=0).sum(), "not m/n"),
     (lambda log_w, n: n / log_w.shape[1] * log_w.sum(), "average them (1/V)"),
-    (lambda log_w, n: log_w.sum(), "sum over the batch"),
+    (lambda log_w, n: log_w.sum(), "you summed everything"),
     (lambda log_w, n: -n / log_w.shape[1] * log_w.mean(dim=0).sum(), "wrong sign"),
     (lambda log_w, n: n / log_w.shape[1] * log_w.mean(dim=0), "return one number"),
     (lambda log_w, n: 25.0 * log_w.mean(dim=0).sum(), "another"),  # hard-coded n/m = 200/8
@@ -204,3 +204,49 @@ def _score_by_backward(z, mu, logvar):
 def test_score_mu_by_autograd_is_refused(answer, capsys):
     ok, out = verdict(check_score_mu, answer, capsys)
     assert not ok and "by hand" in out and "autograd" in out, out
+
+
+# --- issue 24: every autograd entry point refused; slips named without the formula -------------------
+
+def _score_by_backward(z, mu, logvar):
+    mu = mu.clone().requires_grad_(True)
+    log_q = -0.5 * ((z - mu) ** 2 / logvar.exp()).sum()
+    torch.autograd.backward(log_q, inputs=[mu])
+    return mu.grad
+
+
+def _score_by_func_grad(z, mu, logvar):
+    return torch.func.grad(lambda m: (-0.5 * (z - m) ** 2 / logvar.exp()).sum())(mu)
+
+
+@pytest.mark.parametrize("answer", [_score_by_backward, _score_by_func_grad])
+def test_score_by_any_autograd_entry_point_is_refused(answer, capsys):
+    torch.func.grad(lambda m: m.sum())(torch.zeros(1))  # torch.func's first use imports for seconds
+    ok, out = verdict(check_score_mu, answer, capsys)
+    assert not ok and "autograd" in out, out
+
+
+def test_pathwise_two_sigma_is_named(capsys):
+    ok, out = verdict(check_pathwise_sample,
+                      lambda mu, logvar, eps: mu + 2 * torch.exp(0.5 * logvar) * eps, capsys)
+    assert not ok and "2σ" in out, out
+
+
+def test_score_sign_hint_does_not_state_the_answer(capsys, monkeypatch):
+    from vaelib.exercises import _core
+
+    monkeypatch.setattr(_core, "_failures", {})
+    ok, out = verdict(check_score_mu, lambda z, mu, logvar: (mu - z) / logvar.exp(), capsys)
+    assert not ok and "wrong sign" in out and "(z - μ)/σ²" not in out and "(z - μ) / σ²" not in out, out
+
+
+def test_pathwise_hints_name_the_slip_without_the_formula_at_first(capsys, monkeypatch):
+    from vaelib.exercises import _core
+
+    monkeypatch.setattr(_core, "_failures", {})
+    wrong = lambda mu, logvar, eps: mu + logvar.exp() * eps  # noqa: E731
+    ok, out = verdict(check_pathwise_sample, wrong, capsys)
+    assert not ok and "variance" in out and "exp(½ logvar)" not in out, out
+    verdict(check_pathwise_sample, wrong, capsys)
+    ok, out = verdict(check_pathwise_sample, wrong, capsys)
+    assert "After 3 tries" in out and "exp(½ logvar)" in out, out

@@ -72,11 +72,21 @@ def test_negative_elbo_wrong_answers_get_the_right_hint(answer, hint, capsys):
     assert not ok and out.startswith("❌") and hint in out, out
 
 
-def test_negative_elbo_plain_float_is_accepted(capsys):
-    # A float (e.g. via .item()) has the right value; the check cannot see gradients then and says so
-    # only for tensors, so a float passes: the value is what the exercise asks for.
+def test_negative_elbo_plain_float_is_refused(capsys):
+    # A float (e.g. via .item()) has the right value but no gradient: training cannot use it (issue 24).
     ok, out = verdict(check_negative_elbo, lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)).mean().item(), capsys)
-    assert ok, out
+    assert not ok and "Python number" in out, out
+
+
+@pytest.mark.parametrize("answer, part", [
+    (lambda l, x, mu, lv: -((x * l.detach() - torch.nn.functional.softplus(l)).sum(-1) - _kl(mu, lv)).mean(),
+     "logits"),
+    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu.detach(), lv)).mean() + 0 * mu.sum(), "mu"),
+    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv.detach())).mean() + 0 * lv.sum(), "logvar"),
+])
+def test_negative_elbo_right_value_wrong_gradient_is_refused(answer, part, capsys):
+    ok, out = verdict(check_negative_elbo, answer, capsys)
+    assert not ok and f"gradient with respect to {part} is not" in out, out
 
 
 @pytest.mark.parametrize("stub", [..., None, _not_implemented, _stub_body])
@@ -117,6 +127,11 @@ def test_count_active_units_right_answers(capsys):
     (lambda mu: True, "not True/False"),
     (lambda mu: 2.5, "whole number"),
     (lambda mu: 1, "fewer than all"),
+    # issue 24: these once passed (both cases had 5 active units) or got another slip's hint
+    (lambda mu: 5, "for every test case"),
+    (lambda mu: int((mu.mean(dim=0).abs() > 0.01).sum()), "mean of μ_j"),
+    (lambda mu: int((mu.var(dim=0) > 0.001).sum()), "threshold is 0.001"),
+    (lambda mu: int((mu.var(dim=0) > 0.1).sum()), "threshold is 0.1"),
 ])
 def test_count_active_units_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_count_active_units, answer, capsys)
@@ -182,3 +197,16 @@ def test_bce_integral_crash_and_non_function(capsys):
     assert not ok and "raised ValueError" in out
     ok, out = verdict(check_bce_integral, 0.5, capsys)
     assert not ok and "the function itself" in out
+
+
+def test_count_active_units_cases_give_each_slip_its_own_count():
+    from vaelib.exercises.ch08 import _active_case
+
+    mu = _active_case(0)
+    d = mu.shape[1]
+    want = int((mu.var(0) > 0.01).sum())
+    counts = [want, int((mu.std(0) > 0.01).sum()), d - want, int((mu.abs().mean(0) > 0.01).sum()),
+              int((mu.mean(0).abs() > 0.01).sum()), int((mu.square().mean(0) > 0.01).sum()), d,
+              int((mu.var(0) > 0.001).sum()), int((mu.var(0) > 0.1).sum())]
+    assert len(set(counts)) == len(counts), counts
+    assert want != int((_active_case(1).var(0) > 0.01).sum())

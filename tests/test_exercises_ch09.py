@@ -141,3 +141,41 @@ def test_prior_mass_within_stubs(capsys):
     for stub in (..., _not_implemented, _stub_body):
         ok, out = verdict(check_prior_mass_within, stub, capsys)
         assert not ok and "not attempted yet" in out
+
+
+# --- issue 24: vaelib's own functions, a table of the fixed cases, named slips ---------------------
+
+def test_vaelibs_own_slerp_is_refused_even_imported_before_the_check(capsys):
+    from vaelib.latent import slerp  # as the chapter imports it
+
+    ok, out = verdict(check_slerp, lambda z0, z1, t: slerp(z0, z1, t)[0], capsys)
+    assert not ok and "vaelib's own vaelib.latent.slerp" in out, out
+
+
+def test_vaelibs_own_grid_is_refused(capsys):
+    from vaelib.latent import inverse_cdf_grid as grid
+
+    ok, out = verdict(check_inverse_cdf_grid, lambda n: grid(n, dtype=torch.float64), capsys)
+    assert not ok and "vaelib's own" in out, out
+
+
+def test_slerp_with_the_angle_in_degrees_is_named(capsys):
+    def degrees(z0, z1, t):
+        omega = torch.rad2deg(_angle(z0, z1))
+        return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+    ok, out = verdict(check_slerp, degrees, capsys)
+    assert not ok and "in degrees" in out, out
+
+
+def test_prior_mass_with_d_minus_one_degrees_of_freedom_is_named(capsys):
+    ok, out = verdict(check_prior_mass_within, lambda r, d: stats.chi2.cdf(r**2, d - 1), capsys)
+    assert not ok and "d - 1 degrees of freedom" in out, out
+
+
+def test_prior_mass_table_of_the_fixed_cases_is_refused(capsys):
+    fixed = ((1.0, 2), (2.0, 2), (1.5, 1), (math.sqrt(25.0), 50), (3.0, 5))
+    table = {case: stats.chi2.cdf(case[0] ** 2, case[1]) for case in fixed}
+    for _ in range(5):
+        ok, out = verdict(check_prior_mass_within, lambda r, d: table.get((r, d), 0.5), capsys)
+        assert not ok, out

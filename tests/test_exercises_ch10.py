@@ -127,3 +127,64 @@ def test_checks_are_exported():
 
     assert set(ch10.__all__) == {"check_normalized_weights", "check_iwae_gradient",
                                  "check_dreg_encoder_gradient"}
+
+
+# --- issue 24 / 23: slips these checks once accepted or answered vaguely ---------------------------
+
+def test_normalized_weights_refuses_one_global_maximum(capsys):
+    ok, out = verdict(check_normalized_weights,
+                      lambda log_w: (lambda e: e / e.sum(0))((log_w - log_w.max()).exp()), capsys)
+    assert not ok and "one maximum over the whole tensor" in out, out
+
+
+def test_normalized_weights_names_the_flipped_sign(capsys):
+    ok, out = verdict(check_normalized_weights, lambda log_w: torch.softmax(-log_w, 0), capsys)
+    assert not ok and "sign of log w is flipped" in out, out
+
+
+def _naive_weights(log_w):
+    w = log_w.exp()
+    return w / w.sum(0)
+
+
+@pytest.mark.parametrize("check, answer", [
+    (check_iwae_gradient, lambda grads, log_w: (_naive_weights(log_w)[:, None] * grads).sum(0)),
+    (check_dreg_encoder_gradient,
+     lambda grads, log_w: (_naive_weights(log_w).square()[:, None] * grads).sum(0)),
+])
+def test_unstabilized_exp_is_refused_at_mnist_scale(check, answer, capsys):
+    ok, out = verdict(check, answer, capsys)
+    assert not ok and "MNIST's scale" in out and "underflows" in out, out
+
+
+@pytest.mark.parametrize("check, answer", [
+    (check_iwae_gradient, lambda grads, log_w: (torch.softmax(log_w, 0)[:, None] * grads).sum(0)),
+    (check_dreg_encoder_gradient,
+     lambda grads, log_w: (torch.softmax(log_w, 0).square()[:, None] * grads).sum(0)),
+])
+def test_stable_answers_pass_at_mnist_scale_in_float32(check, answer, capsys):
+    ok, out = verdict(check, answer, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize("check, answer, hint", [
+    (check_iwae_gradient, lambda g, lw: (torch.softmax(-lw, 0)[:, None] * g).sum(0), "flipped"),
+    (check_dreg_encoder_gradient, lambda g, lw: (torch.softmax(lw, 0).pow(3)[:, None] * g).sum(0),
+     "w̃_k³"),
+    (check_dreg_encoder_gradient,
+     lambda g, lw: (torch.softmax(lw, 0).square()[:, None] * g).mean(0), "averaged over the K"),
+    (check_dreg_encoder_gradient,
+     lambda g, lw: (torch.softmax(-lw, 0).square()[:, None] * g).sum(0), "flipped"),
+])
+def test_named_weighting_slips_get_their_own_hint(check, answer, hint, capsys):
+    ok, out = verdict(check, answer, capsys)
+    assert not ok and hint in out, out
+
+
+def test_the_stl_hint_does_not_give_the_dreg_weights_away(capsys, monkeypatch):
+    from vaelib.exercises import _core
+
+    monkeypatch.setattr(_core, "_failures", {})
+    stl = lambda g, lw: (torch.softmax(lw, 0)[:, None] * g).sum(0)  # noqa: E731
+    ok, out = verdict(check_dreg_encoder_gradient, stl, capsys)
+    assert not ok and "STL" in out and "w̃_k²" not in out, out

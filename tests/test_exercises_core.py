@@ -190,3 +190,62 @@ def test_non_finite_hints_name_this_exercises_cause_not_log_sum_exp(capsys):
     for check, answer, hint in cases:
         ok, out = verdict(check, answer, capsys)
         assert not ok and hint in out and "log-sum-exp" not in out, out
+
+
+def _retry_until_finite(log_w):
+    """A realistic answer that hangs: "retry until the weights are finite" around a bare except."""
+    while True:
+        try:
+            w = log_w.exp()
+            w = w / w.sum(0)
+            if torch.isfinite(w).all() and (w.sum(0) > 2).all():  # never true
+                return w
+        except:  # noqa: E722 - the student's bare except, which swallows the time limit's stop
+            continue
+
+
+def _retry_sleeping(*args):
+    """The same, spending its time in C (a sleep), where the stop almost always lands in the try."""
+    while True:
+        try:
+            time.sleep(0.01)
+        except:  # noqa: E722
+            pass
+
+
+@pytest.mark.parametrize("answer", [_retry_until_finite, _retry_sleeping])
+def test_a_bare_except_retry_loop_cannot_swallow_the_time_limit(answer, short_limit, capsys):
+    from vaelib.exercises import check_normalized_weights
+
+    start = time.monotonic()
+    ok, out = verdict(check_normalized_weights, answer, capsys)
+    assert time.monotonic() - start < 3
+    assert not ok and "did not return within 0.5 s" in out, out
+    assert sys.gettrace() is None or sys.gettrace() is not _core._no_trace  # no tracer left behind
+
+
+@pytest.mark.parametrize("answer", [_retry_until_finite, _retry_sleeping])
+def test_a_bare_except_retry_loop_is_stopped_off_the_main_thread_too(answer, short_limit, capsys):
+    from vaelib.exercises import check_normalized_weights
+
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("ok", check_normalized_weights(answer)))
+    start = time.monotonic()
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive() and time.monotonic() - start < 3 and result["ok"] is False
+    assert "did not return within" in capsys.readouterr().out
+    codes = {_retry_until_finite.__code__, _retry_sleeping.__code__}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_runs(t, codes) for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(_runs(t, codes) for t in threading.enumerate())
+
+
+def _runs(thread: threading.Thread, codes) -> bool:
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False

@@ -7,7 +7,7 @@ chapter (``ch01`` ... ``ch10``); every check is re-exported here::
     from vaelib.exercises import check_log_mean_exp
 """
 
-from ._core import ExerciseFailed, NotAttempted, run_check  # noqa: F401
+from ._core import ExerciseFailed, NotAttempted, refuse_as_answer, run_check  # noqa: F401
 from .ch01 import *  # noqa: F401,F403
 from .ch02 import *  # noqa: F401,F403
 from .ch03 import *  # noqa: F401,F403

@@ -23,6 +23,7 @@ import functools
 import math
 import os
 import signal
+import sys
 import sysconfig
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "close", "as_float64", "diagnose",
+__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "refuse_as_answer", "close", "as_float64", "diagnose",
            "first_ratio", "require_callable", "returned_value", "TIME_LIMIT_S", "NONFINITE_HINT",
            "forbidden_calls", "low_precision"]
 
@@ -58,7 +59,20 @@ class NotAttempted(Exception):
 
 
 class ExerciseFailed(Exception):
-    """Raised inside a check with the hint to show the student."""
+    """Raised inside a check with the hint to show the student.
+
+    A hint names the slip without giving the whole answer away; ``formula``, when given, is shown
+    only once the same check has failed :data:`REVEAL_AFTER` times in this session.
+    """
+
+    def __init__(self, hint: str, *, formula: str | None = None) -> None:
+        super().__init__(hint)
+        self.formula = formula
+
+
+#: Failed tries of one check after which a hint may show the whole formula.
+REVEAL_AFTER = 3
+_failures: dict[str, int] = {}
 
 
 def _is_stub(answer: Any) -> bool:
@@ -70,26 +84,41 @@ class _TimedOut(BaseException):
     the student's own ``except Exception`` cannot swallow it)."""
 
 
+#: Once the time limit is reached, the stop is raised again every this many seconds until the answer
+#: returns: a student's bare ``except:`` (a "retry until it works" loop) cannot swallow it for good.
+_REPEAT_S = 0.05
+
+
 def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, limit: float) -> Any:
     """``fn(*args, **kwargs)``, interrupted after ``limit`` seconds.
 
     On the main thread of a platform with ``SIGALRM`` (Linux, macOS: where notebooks run their
-    cells) a timer signal interrupts the call; elsewhere the call runs in a daemon thread that is
-    abandoned (left to finish in the background) when it overruns.
+    cells) a repeating timer signal raises :class:`_TimedOut` in the call, again and again until it
+    escapes; elsewhere the call runs in a daemon thread that is stopped the same way (an
+    asynchronous exception, repeated until the thread ends) while the check reports at once.
+    The forbidden-call watchers of the calling thread (:func:`forbidden_calls`) follow the call.
     """
     if limit <= 0:
         raise _TimedOut
+    watchers = list(getattr(_state, "watchers", ()))
     if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        running = [True]
+
         def on_alarm(signum: int, frame: Any) -> None:
-            raise _TimedOut
+            if running[0]:
+                _trace_to_stop(frame, running)
+                raise _TimedOut
 
         start = time.monotonic()
+        previous_trace = sys.gettrace()
         previous_handler = signal.signal(signal.SIGALRM, on_alarm)
-        previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, limit)
+        previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, limit, _REPEAT_S)
         try:
             return fn(*args, **kwargs)
         finally:
+            running[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.settrace(previous_trace)
             signal.signal(signal.SIGALRM, previous_handler)
             if previous_delay > 0:  # someone else's timer was running: give back what is left of it
                 left = max(previous_delay - (time.monotonic() - start), 1e-3)
@@ -97,8 +126,10 @@ def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, lim
     outcome: dict[str, Any] = {}
 
     def target() -> None:
+        sys.settrace(_no_trace)  # lets _stop_thread trace this thread's frames when it must stop it
         try:
-            outcome["value"] = fn(*args, **kwargs)
+            with _watching(watchers):
+                outcome["value"] = fn(*args, **kwargs)
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             outcome["error"] = err
 
@@ -106,20 +137,100 @@ def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, lim
     worker.start()
     worker.join(limit)
     if worker.is_alive():
-        _stop_thread(worker)
+        threading.Thread(target=_stop_thread, args=(worker,), daemon=True).start()
         raise _TimedOut
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
 
 
-def _stop_thread(worker: threading.Thread) -> None:
-    """Raise _TimedOut inside ``worker`` (CPython's asynchronous exception), so that a student's
-    endless loop does not keep spinning, and slowing the kernel, after the check has given up."""
+_CALLERS = ("_call_with_time_limit", "target")  # where the student's call starts
+
+
+def _no_trace(frame: Any, event: str, arg: Any) -> None:
+    """A global trace function that traces nothing (it only switches tracing on for a thread)."""
+    return None
+
+
+def _trace_to_stop(frame: Any, running: list[bool]) -> None:
+    """Make every line the stopped code runs next raise :class:`_TimedOut` (while ``running``).
+
+    A student's ``except:`` catches the first stop; the next line it runs, in the except clause
+    itself, raises again from there, where that ``try`` no longer catches it.
+    """
+    def stop(frame: Any, event: str, arg: Any) -> Any:
+        if running[0] and event in ("line", "call", "return"):
+            raise _TimedOut
+        return stop
+
+    if frame is None:
+        return
+    if threading.current_thread() is threading.main_thread() and sys.gettrace() is None:
+        sys.settrace(_no_trace)
+    while frame is not None:  # the frames of the student's call only, not its callers'
+        if frame.f_code.co_filename == __file__ and frame.f_code.co_name in _CALLERS:
+            break
+        frame.f_trace = stop
+        frame.f_trace_lines = True
+        frame = frame.f_back
+
+
+def _stop_thread(worker: threading.Thread, give_up_after: float = 600.0) -> None:
+    """Raise _TimedOut inside ``worker`` (CPython's asynchronous exception), again every
+    :data:`_REPEAT_S` seconds until it ends, so that a student's endless loop, even one inside a
+    bare ``except:``, does not keep spinning, and slowing the kernel, after the check has given up."""
     import ctypes
 
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
-                                               ctypes.py_object(_TimedOut))
+    deadline = time.monotonic() + give_up_after
+    running = [True]
+    while worker.is_alive() and time.monotonic() < deadline:
+        _trace_to_stop(sys._current_frames().get(worker.ident), running)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
+                                                   ctypes.py_object(_TimedOut))
+        worker.join(_REPEAT_S)
+
+
+#: The chapter's own functions that answer an exercise (see :func:`refuse_as_answer`): code -> name.
+_REFUSED: dict[Any, str] = {}
+
+
+def refuse_as_answer(*functions: Callable[..., Any]) -> None:
+    """Make every check refuse an answer that is, or calls, one of ``functions``.
+
+    The student edition calls it after the chapter's own derivations that an exercise asks the
+    student to write again (``make student`` adds the call to cells tagged ``answer``), so that
+    passing the chapter's function, or wrapping it, is refused with a hint. A copy of its source
+    is a new function and cannot be recognised: the exercise says so.
+    """
+    for function in functions:
+        code = _code_of(function)
+        if code is not None:
+            _REFUSED[code] = getattr(function, "__name__", repr(function))
+
+
+def _refusing(answer: Callable[..., Any]) -> Callable[..., Any]:
+    """``answer``, refused when it calls one of the chapter's functions registered with
+    :func:`refuse_as_answer`."""
+    if not _REFUSED:
+        return answer
+
+    @functools.wraps(answer)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        watch = _Watch({}, dict(_REFUSED), {}, {})
+        watchers = getattr(_state, "watchers", [])
+        _state.watchers = watchers + [watch]
+        try:
+            with _watching([watch]):
+                value = answer(*args, **kwargs)
+        finally:
+            _state.watchers = watchers
+        if watch.used:
+            raise ExerciseFailed(f"your function uses {watch.used[0]}, the chapter's own version "
+                                 "from the text: the exercise asks you to write yours (close that "
+                                 "section and derive it again).")
+        return value
+
+    return refusing
 
 
 def _timed(answer: Any, budget: float) -> Any:
@@ -178,7 +289,8 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
     try:
         if _is_stub(answer):
             raise NotAttempted
-        detail = body(_timed(answer, TIME_LIMIT_S))
+        detail = body(_refusing(_timed(answer, TIME_LIMIT_S)) if callable(answer)
+                      else _timed(answer, TIME_LIMIT_S))
     except _TimedOut:
         print(f"❌ {name}: not yet. Your function did not return within {TIME_LIMIT_S:g} s, so the "
               "check stopped it: look for a loop that never ends (a `while` whose condition never "
@@ -191,7 +303,11 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
     except ExerciseFailed as failure:
         cause = failure.__cause__
         where = _student_line(cause) if isinstance(cause, Exception) else ""
-        print(f"❌ {name}: not yet. {failure}{where}")
+        tries = _failures[name] = _failures.get(name, 0) + 1
+        reveal = ""
+        if failure.formula and tries >= REVEAL_AFTER:
+            reveal = f" (After {tries} tries, the formula: {failure.formula})"
+        print(f"❌ {name}: not yet. {failure}{where}{reveal}")
         return False
     except Exception as err:  # the student's code crashed: say how and where, without a traceback
         print(f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}{_student_line(err)}")
@@ -274,44 +390,126 @@ def close(got: Any, want: torch.Tensor, rtol: float = 1e-6, atol: float = 1e-8,
     return bool(torch.allclose(got, want, rtol=rtol, atol=atol))
 
 
+class _Watch:
+    """What one :func:`forbidden_calls` block looks for, and the list it records into.
+
+    Two hooks, installed in the thread that runs the student's code: a profile function that sees
+    every Python function called (matched by its code object, so a function imported under another
+    name, or before the check ran, is still recognised) and every C function (matched by identity
+    or name), and a torch dispatch mode that sees every aten operator, however it was reached
+    (``torch.logsumexp``, ``Tensor.logsumexp``, ``torch.special.logsumexp``,
+    ``torch.ops.aten.logsumexp``).
+    """
+
+    def __init__(self, aten: dict[str, str], codes: dict[Any, str], c_functions: dict[Any, str],
+                 c_names: dict[str, str]) -> None:
+        self.aten, self.codes, self.c_functions, self.c_names = aten, codes, c_functions, c_names
+        self.used: list[str] = []
+
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            label = self.codes.get(frame.f_code)
+            if label is not None:
+                self.used.append(label)
+        elif event == "c_call":
+            label = self.c_functions.get(id(arg)) or self.c_names.get(getattr(arg, "__name__", ""))
+            if label is not None:
+                self.used.append(label)
+
+
+def _dispatch_recorder(watches: list[_Watch]) -> Any:
+    """A torch dispatch mode recording the aten operators the ``watches`` look for."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+            name = func._schema.name.split("::")[-1].lstrip("_")
+            for watch in watches:
+                if name in watch.aten:
+                    watch.used.append(watch.aten[name])
+            return func(*args, **(kwargs or {}))
+
+    return _Recorder()
+
+
 @contextmanager
-def forbidden_calls(*names: str, others: Iterable[tuple[Any, str]] = ()) -> Iterator[list[str]]:
-    """Record calls of the torch functions ``names`` (e.g. ``"logsumexp"``) made inside the block.
+def _watching(watches: list[_Watch]) -> Iterator[None]:
+    """Install the hooks of ``watches``, and of every watch already active in this thread (a block
+    nested in another keeps the outer one's watch), for the duration of the block."""
+    watches = list(watches) + [w for w in getattr(_state, "watchers", []) if w not in watches]
+    if not watches:
+        yield
+        return
+    previous_profile = sys.getprofile()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        for watch in watches:
+            watch.profile(frame, event, arg)
+
+    aten = any(watch.aten for watch in watches)
+    sys.setprofile(profile)
+    try:
+        if aten:
+            with _dispatch_recorder(watches):
+                yield
+        else:
+            yield
+    finally:
+        sys.setprofile(previous_profile)
+
+
+def _code_of(function: Any) -> Any:
+    """The code object a call of ``function`` runs (through decorators and bound methods)."""
+    import inspect
+
+    try:
+        function = inspect.unwrap(function)
+    except ValueError:
+        pass
+    function = getattr(function, "__func__", function)
+    return getattr(function, "__code__", None)
+
+
+@contextmanager
+def forbidden_calls(*names: str, others: Iterable[tuple[Any, str]] = (),
+                    c_names: Iterable[str] = ()) -> Iterator[list[str]]:
+    """Record calls of the torch operators ``names`` (e.g. ``"logsumexp"``) made inside the block.
 
     Yields a list that collects the names called; the functions still work, so an exercise that
-    forbids one can say so instead of failing with an unrelated error. Covers ``torch.name``,
-    ``torch.special.name`` and the tensor method ``Tensor.name``, and each ``(owner, attribute)``
-    of ``others`` (a class's method, a module's function), recorded as ``"Owner.attribute"``.
+    forbids one can say so instead of failing with an unrelated error. A torch name is caught at the
+    operator level, however the student reached it (``torch.name``, ``torch.special.name``,
+    ``Tensor.name``, ``torch.ops.aten.name``, and ``_name``: ``"log_softmax"`` also catches
+    ``F.log_softmax``). Each ``(owner, attribute)`` of ``others`` (a class's method, a module's
+    function), recorded as ``"Owner.attribute"``, is caught by its code, so also when the student
+    imported it under another name; ``c_names`` are C functions caught by name (e.g.
+    ``"run_backward"``, which every autograd entry point reaches).
+
+    The student's code is watched in the thread that runs it (see :func:`_call_with_time_limit`).
+    In-process checks cannot stop a determined student (who can rebind these very helpers): they
+    are for learning; grading should run them in a separate process.
     """
-    used: list[str] = []
-    patched: list[tuple[Any, str, Any, bool]] = []  # (owner, attribute, original, was in owner's __dict__)
-
-    def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            used.append(name)
-            return original(*args, **kwargs)
-        return wrapper
-
-    targets = [(owner, name, name) for name in names for owner in (torch, torch.special, torch.Tensor)]
-    targets += [(owner, attribute, f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}")
-                for owner, attribute in others]
-    for owner, name, label in targets:
-        original = vars(owner).get(name) if isinstance(owner, type) else None
-        original = original if original is not None else getattr(owner, name, None)
-        if original is None:
+    codes: dict[Any, str] = {}
+    c_functions: dict[Any, str] = {}
+    for owner, attribute in others:
+        function = vars(owner).get(attribute) if isinstance(owner, type) else None
+        function = function if function is not None else getattr(owner, attribute, None)
+        if function is None:
             continue
-        patched.append((owner, name, original, name in vars(owner)))
-        wrapped = spy(label, getattr(owner, name))
-        setattr(owner, name, wrapped)
+        label = f"{getattr(owner, '__name__', type(owner).__name__)}.{attribute}"
+        code = _code_of(function)
+        if code is not None:
+            codes.setdefault(code, label)
+        else:
+            c_functions[id(function)] = label
+    watch = _Watch({name.lstrip("_"): name for name in names}, codes, c_functions,
+                   {name: name for name in c_names})
+    watchers = getattr(_state, "watchers", [])
+    _state.watchers = watchers + [watch]
     try:
-        yield used
+        with _watching([watch]):
+            yield watch.used
     finally:
-        for owner, name, original, own in reversed(patched):
-            if own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
+        _state.watchers = watchers
 
 
 def first_ratio(got: Any, want: Any) -> float:

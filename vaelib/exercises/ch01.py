@@ -109,6 +109,8 @@ def check_linear_log_marginal(fn: Callable[..., Any]) -> bool:
                 (want + 0.5 * D * LOG_2PI, "the constant -D/2 · log 2π is missing."),
                 (want + 0.5 * torch.logdet(C), "the term -½ log det C is missing."),
                 (want - 0.5 * torch.logdet(C), "log det C needs the factor ½ (it is -½ log det C)."),
+                (want + torch.logdet(C), "the log-determinant term has the wrong sign: a wider "
+                 "Gaussian (larger det C) has a lower density."),
                 (want - 0.5 * maha, "the quadratic term needs the factor ½: -½ (x-b)ᵀ C⁻¹ (x-b)."),
                 (want + maha, "the quadratic term has the wrong sign: it is -½ (x-b)ᵀ C⁻¹ (x-b)."),
                 (want.exp(), "you returned p(x); the function should return log p(x)."),

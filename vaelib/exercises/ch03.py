@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import math
+import os
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +82,23 @@ def _posterior_mean_variants(model: Any, x: torch.Tensor, proposal: Any, num_sam
             (weighted(log_w, dim=1), "you normalized the weights over the data points: normalize "
                                      "over the K samples, dim=0."),
         ]
+        # The same random numbers, used with the wrong distribution or one sample short.
+        eps = (z - proposal.mean) / proposal.std  # the standard-normal draws behind z, (K, N, d)
+        short = proposal.rsample(num_samples - 1, generator=torch.Generator().manual_seed(seed))
+        short_w = model.log_joint(x, short) - proposal.log_prob(short)
+        variants += [
+            ((torch.softmax(short_w, 0)[..., None] * short).sum(0),
+             f"you used {num_samples - 1} samples, one fewer than num_samples = {num_samples} (an "
+             "off-by-one in a range or a slice?): draw and weigh all K."),
+            ((torch.softmax(model.log_likelihood(x, eps), 0)[..., None] * eps).sum(0),
+             "you drew the z_k from the prior p(z) (model.sample_prior), with weights p(x|z_k): "
+             "that is a valid estimator, but this exercise importance-samples from the proposal "
+             "q(z|x): draw z with proposal.rsample."),
+            ((torch.softmax(model.log_joint(x, eps) - proposal.log_prob(eps), 0)[..., None]
+              * eps).sum(0),
+             "your z_k are prior draws (model.sample_prior) but your weights divide by q(z_k|x): "
+             "draw the z_k from the proposal, proposal.rsample."),
+        ]
     return reference, std_err, variants
 
 
@@ -114,8 +133,9 @@ def check_self_normalized_posterior_mean(posterior_mean_estimate: Callable[..., 
             if ((got - exact_mean).abs() < 6 * std_err + 1e-9).all():  # right in distribution
                 raise ExerciseFailed(
                     f"on {what} your estimate is near E[z|x] but differs from the reference computed "
-                    "with the same random numbers: draw all K samples with one call "
-                    "proposal.rsample(num_samples, generator=generator).")
+                    "with the same random numbers: draw all K samples from the proposal in one call, "
+                    "proposal.rsample(num_samples, generator=generator), with the generator you "
+                    "are given.")
             raise ExerciseFailed(f"on {what}, " + diagnose(got, reference))
         return "Self-normalized weights estimate posterior expectations without knowing p(x)."
 
@@ -133,10 +153,18 @@ def _best_variance(posterior_var: float, offset: float) -> tuple[float, float]:
     return (linear + root) / 4, (linear - root) / 4
 
 
+def _fresh_random() -> random.Random:
+    """A generator seeded from the operating system on every call: a case no table can list."""
+    return random.Random(os.urandom(16))
+
+
 def check_best_proposal_variance(best_proposal_variance: Callable[[float, float], Any]) -> bool:
     """Check ``best_proposal_variance(posterior_var, offset)``: the σ_q² minimizing
-    ``κ = σ_q² / (σ⋆ √(2σ_q² - σ⋆²)) · exp(Δ² / (2σ_q² - σ⋆²))``."""
-    cases = [(0.3, 0.5), (2.0, -3.0), (1.0, 0.0), (0.05, 0.1)]  # (σ⋆², Δ)
+    ``κ = σ_q² / (σ⋆ √(2σ_q² - σ⋆²)) · exp(Δ² / (2σ_q² - σ⋆²))``, on fixed cases and one drawn at
+    random on every call."""
+    rng = _fresh_random()
+    cases = [(0.3, 0.5), (2.0, -3.0), (1.0, 0.0), (0.05, 0.1),  # (σ⋆², Δ)
+             (round(rng.uniform(0.1, 3.0), 6), round(rng.uniform(-3.0, 3.0), 6))]
 
     def body(fn: Callable[[float, float], Any]) -> str:
         for posterior_var, offset in cases:
@@ -183,8 +211,11 @@ def check_best_proposal_variance(best_proposal_variance: Callable[[float, float]
 
 def check_smallest_proposal_std(smallest_proposal_std: Callable[[float, int], Any]) -> bool:
     """Check ``smallest_proposal_std(posterior_std, k) = σ⋆ √((k-1)/k)``: for a proposal centred on
-    the posterior, ``E_q[w^k] = p(x)^k ∫ p^k / q^(k-1) dz`` is finite iff σ_q is above it."""
-    cases = [(0.3, 4), (2.0, 3), (1.0, 2), (0.5, 10), (1.5, 1)]  # (σ⋆, k)
+    the posterior, ``E_q[w^k] = p(x)^k ∫ p^k / q^(k-1) dz`` is finite iff σ_q is above it. Fixed
+    cases and one drawn at random on every call."""
+    rng = _fresh_random()
+    cases = [(0.3, 4), (2.0, 3), (1.0, 2), (0.5, 10), (1.5, 1),  # (σ⋆, k)
+             (round(rng.uniform(0.1, 3.0), 6), rng.randint(3, 20))]
 
     def body(fn: Callable[[float, int], Any]) -> str:
         for posterior_std, k in cases:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
+from .ch02 import _LIBRARY_LOGSUMEXP, _library_name
 
 __all__ = ["check_elbo_from_log_weights", "check_iwae_from_log_weights", "check_which_is_larger"]
 
@@ -105,7 +106,8 @@ def check_iwae_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
 
     def body(fn: Any) -> str:
         for case, log_w in _log_weight_cases():
-            with forbidden_calls("logsumexp") as used:
+            with forbidden_calls("logsumexp", "log_softmax", "softmax",
+                                 others=_LIBRARY_LOGSUMEXP()) as used:
                 got = _call(fn, log_w)
             _check_shape(got, log_w, case)
             want = _reference_iwae(log_w)
@@ -116,14 +118,15 @@ def check_iwae_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
                 raise ExerciseFailed(
                     f"on the case '{case}': your answer contains inf or NaN: exp(log_w) "
                     f"underflowed or overflowed. {where}Use the log-sum-exp trick: subtract the "
-                    "maximum m over the K samples of each data point, log (1/K) Σ exp(log w_k) = "
-                    "m + log (1/K) Σ exp(log w_k - m).")
+                    "maximum m over the K samples of each data point before exp, and add it back "
+                    "after the log.",
+                    formula="log (1/K) Σ_k exp(log w_k) = m + log (1/K) Σ_k exp(log w_k - m).")
             if close(got, want, rtol=1e-9, atol=1e-9):
                 if used:
-                    raise ExerciseFailed("the values are right, but your function calls "
-                                         "torch.logsumexp, which this exercise asks you to write "
-                                         "yourself: m + log (1/K) Σ exp(log w_k - m) with m the "
-                                         "maximum over dim 0.")
+                    raise ExerciseFailed(f"the values are right, but your function calls "
+                                         f"{_library_name(used[0])}, which computes the log-sum-exp "
+                                         "for you: this exercise asks you to write it yourself "
+                                         "(subtract the maximum over dim 0 first).")
                 continue
             K = log_w.shape[0]
             hint = diagnose(got, want, extra=[
@@ -133,10 +136,10 @@ def check_iwae_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
                  "to get the log of the mean weight."),
                 (torch.logsumexp(log_w, dim=0) + math.log(K), "you added log K: the mean is the "
                  "sum divided by K, so subtract log K."),
-                (log_w.max(dim=0).values, "that is only the largest log-weight m: add "
-                 "log (1/K) Σ exp(log w_k - m) to it."),
+                (log_w.max(dim=0).values, "that is only the largest log-weight m: the other "
+                 "weights count too (add the log of the mean of exp(log w_k - m))."),
                 (log_w.max(dim=0).values - math.log(K), "you kept only the largest weight: the "
-                 "other weights contribute too, m + log (1/K) Σ exp(log w_k - m)."),
+                 "other weights contribute too."),
             ])
             raise ExerciseFailed(f"on the case '{case}': {hint}")
         return ("log (1/K) Σ w_k computed stably; with K = 1 it is the single log-weight, so "

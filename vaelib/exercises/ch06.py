@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from .. import kl as library_kl
 from ..kl import gaussian_kl, gaussian_kl_between
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 
 __all__ = ["check_gaussian_kl", "check_kl_full_covariance", "check_kl_mean_only",
            "check_kl_from_std"]
@@ -37,12 +38,22 @@ def _inputs(seed: int, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, logvar
 
 
+#: The library KLs these exercises ask the student to write instead of calling.
+_LIBRARY_KLS = [(library_kl, "gaussian_kl"), (library_kl, "gaussian_kl_between"),
+                (library_kl, "mc_kl"), (torch.distributions, "kl_divergence")]
+
+
 def _call(fn: Callable[..., Any], *args: torch.Tensor) -> torch.Tensor:
-    """Call the student's function on copies of the inputs; its answer as float64."""
+    """Call the student's function on copies of the inputs; its answer as float64. A library KL
+    (vaelib's, or torch.distributions') is refused: each exercise asks for the formula."""
     if not callable(fn):
         raise ExerciseFailed(f"pass your function itself (e.g. check(my_function)), not a "
                              f"{type(fn).__name__}.")
-    got = fn(*(a.clone() for a in args))
+    with forbidden_calls(others=_LIBRARY_KLS) as used:
+        got = fn(*(a.clone() for a in args))
+    if used:
+        raise ExerciseFailed(f"your function calls {used[0]}, a library KL: the exercise asks you to "
+                             "write the closed form from the formula.")
     if got is None:
         raise ExerciseFailed("your function returned None: did you forget `return`?")
     return as_float64(got)
@@ -224,7 +235,8 @@ def check_kl_from_std(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
              "you used σ where the formula has σ²: the variance is std ** 2, and "
              "log σ² = 2 log(std)."),
             (0.5 * (var + mu**2 - 1 - std.log()).sum(-1),
-             "log σ² = 2 log σ: the log term needs a factor 2 (or log(std ** 2))."),
+             "log σ² = 2 log σ: the log term needs a factor 2, 2 * log(std) (not log(std ** 2), "
+             "which is -inf in float32 once std ** 2 underflows)."),
             (0.5 * (std + mu**2 - 1 - 2 * std.log()).sum(-1),
              "the first term is the variance σ² = std ** 2, not std."),
             (0.5 * (std.exp() + mu**2 - 1 - std).sum(-1),

@@ -57,14 +57,19 @@ def check_pathwise_sample(pathwise_sample: Any) -> bool:
                                      "given, z = μ + σ ⊙ eps.")
             raise ExerciseFailed(diagnose(got, want, extra=[
                 (mu + logvar.exp() * eps, "you scaled eps by the variance σ² = exp(logvar); the "
-                 "scale is the standard deviation σ = exp(½ logvar)."),
-                (mu + logvar * eps, "logvar is log σ², not σ: the scale is σ = exp(½ logvar)."),
-                (mu + eps / std, "you divided eps by σ; multiply: z = μ + σ ⊙ eps."),
+                 "scale is the standard deviation σ, the square root of the variance."),
+                (mu + logvar * eps, "logvar is log σ², not σ: recover the standard deviation σ "
+                 "from it first."),
+                (mu + eps / std, "you divided eps by σ: the noise is scaled up by σ, not down."),
+                (mu + 2 * std * eps, "you scaled eps by 2σ: the ½ in exp(½ logvar) belongs in the "
+                 "exponent, and nothing multiplies σ."),
                 (std * eps, "you forgot to add the mean μ."),
+                (mu + torch.exp(2 * logvar) * eps, "exp(2 logvar) is σ⁴: halve logvar inside the exp "
+                 "instead of doubling it."),
                 (mu - std * eps, "-eps gives a valid sample too, but the convention (and this "
                  "check) is z = μ + σ ⊙ eps with the eps you are given."),
                 (mu + eps, "you forgot to scale eps by σ = exp(½ logvar)."),
-            ]))
+            ]), formula="z = μ + σ ⊙ eps with σ = exp(½ logvar).")
         if not isinstance(got, torch.Tensor) or not got.requires_grad:
             raise ExerciseFailed(
                 "the values are right, but z does not depend differentiably on mu and logvar "
@@ -92,7 +97,9 @@ def check_score_mu(score_mu: Any) -> bool:
         _callable(fn, "score_mu(z, mu, logvar)")
         mu, logvar, eps = _case(1)
         z = mu + torch.exp(0.5 * logvar) * eps
-        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.Tensor, "backward")]) as used:
+        with forbidden_calls(others=[(torch.autograd, "grad"), (torch.autograd, "backward"),
+                                     (torch.Tensor, "backward")],
+                             c_names=["run_backward"]) as used:  # every autograd entry point
             got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
         want = (z - mu) / logvar.exp()
         got_t = as_float64(got)
@@ -106,15 +113,16 @@ def check_score_mu(score_mu: Any) -> bool:
         if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
             std = torch.exp(0.5 * logvar)
             raise ExerciseFailed(diagnose(got, want, extra=[
-                ((mu - z) / logvar.exp(), "wrong sign: ∂/∂μ of -(z - μ)²/(2σ²) is +(z - μ)/σ²."),
-                ((z - mu) / std, "you divided by σ; the score divides by the variance σ² = "
-                 "exp(logvar). (It equals eps/σ, not eps.)"),
+                ((mu - z) / logvar.exp(), "wrong sign: differentiating -(z - μ)² with respect to μ "
+                 "(not z) flips the sign once more."),
+                ((z - mu) / std, "you divided by σ; the score divides by the variance "
+                 "σ² = exp(logvar)."),
                 ((z - mu) * logvar.exp(), "you multiplied by σ²; divide by it."),
                 (z - mu, "you forgot to divide by σ² = exp(logvar)."),
                 ((z - mu) / logvar, "logvar is log σ²; divide by σ² = exp(logvar)."),
                 (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
                  "cancels against the 2 from differentiating the square."),
-            ]))
+            ]), formula="∇_μ log q(z) = (z - μ) / σ², σ² = exp(logvar).")
         if used:
             raise ExerciseFailed("the values are right, but your function calls autograd "
                                  f"({used[0]}): the exercise asks you to differentiate log q by hand "
@@ -171,11 +179,13 @@ def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
                     ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over batch "
                      "size), not m/n."),
                     ((n / m) * log_w.sum(), "you summed over the V samples; average them (1/V)."),
-                    (log_w.sum(), "sum over the batch, average over the V samples, then scale by n/m."),
-                    (n * log_w.sum(), "average over the V samples, and scale the batch sum by n/m."),
+                    (log_w.sum(), "you summed everything: the V samples of a point are averaged, "
+                     "and the batch stands for the whole data set (a scale factor is missing)."),
+                    (n * log_w.sum(), "the V samples of a point are averaged, not summed, and the "
+                     "batch's share of the data set sets the scale (not n alone)."),
                     ((200 / 8) * log_w.mean(dim=0).sum(), "right on one case but not on another: "
                      "read V and m from log_w.shape and use num_data instead of fixed numbers."),
-                ]))
+                ]), formula="(n/m) Σ_{i in batch} (1/V) Σ_v log w_iv.")
             if not isinstance(got, torch.Tensor):
                 raise ExerciseFailed("the value is right, but you returned a Python number (.item(), "
                                      "float() or math inside?): return a tensor, so the gradient "

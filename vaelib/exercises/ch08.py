@@ -103,16 +103,30 @@ def check_negative_elbo(negative_elbo: Any) -> bool:
                     (-(-F.softplus(logits).sum(-1) - kl).mean(), "the x ℓ term of log p(x|z) = "
                      "Σ (x ℓ - softplus(ℓ)) is missing."),
                 ]))
-            if isinstance(got, torch.Tensor) and got.requires_grad:
-                grads = torch.autograd.grad(got, args, allow_unused=True)
-                if any(g is None for g in grads):
-                    raise ExerciseFailed("the value is right, but the loss does not depend "
-                                         "differentiably on logits, mu and logvar (a .detach() or "
-                                         ".item() inside?): training needs the gradient.")
-            elif isinstance(got, torch.Tensor):
+            if not isinstance(got, torch.Tensor):
+                raise ExerciseFailed("the value is right, but you returned a Python number (.item(), "
+                                     "float() or math inside?): training differentiates the loss, so "
+                                     "return the tensor computed with torch operations.")
+            if not got.requires_grad:
                 raise ExerciseFailed("the value is right, but the loss has no gradient (a .detach(), "
                                      "torch.no_grad() or .item() inside?): return a tensor computed "
                                      "with torch operations.")
+            grads = torch.autograd.grad(got.sum(), args, allow_unused=True)
+            if any(g is None for g in grads):
+                raise ExerciseFailed("the value is right, but the loss does not depend "
+                                     "differentiably on logits, mu and logvar (a .detach() or "
+                                     ".item() inside?): training needs the gradient.")
+            reference = [t.clone().requires_grad_(True) for t in (logits, mu, logvar)]
+            ref_rec = (x * reference[0] - F.softplus(reference[0])).sum(-1)
+            ref_loss = -(ref_rec - _kl(reference[1], reference[2])).mean()
+            want_grads = torch.autograd.grad(ref_loss, reference)
+            for name, g, w in zip(("logits", "mu", "logvar"), grads, want_grads):
+                if not close(g, w, rtol=1e-6, atol=1e-9):
+                    raise ExerciseFailed(
+                        f"the value is right, but its gradient with respect to {name} is not: part "
+                        "of the loss is computed from a detached tensor (.detach(), .data, or a "
+                        "value copied in with torch.tensor(...)), so training would follow a wrong "
+                        "direction. Compute every term from the inputs with torch operations.")
         return ("loss = -(1/N) Σ_n [Σ_pixels (x ℓ - softplus ℓ) - KL_n]: summed over the pixels and "
                 "the latent dims, averaged over the images.")
 
@@ -121,19 +135,28 @@ def check_negative_elbo(negative_elbo: Any) -> bool:
 
 # ----------------------------------------------------------------------- count_active_units
 
-#: Per-unit variances of the posterior means in the test cases: active iff > 0.01.
-_VARIANCES = (1.0, 0.5, 0.05, 0.02, 0.005, 0.0005, 0.00005, 0.0, 0.3)
-_MEANS = (0.0, 0.5, 0.0, -0.2, 0.3, 0.05, -0.02, 0.001, 0.0)
+#: Per-unit variances and means of the posterior means in the test cases: active iff variance > 0.01.
+#: The first case is built so that each typical slip gives its own count (the standard deviation
+#: 10, the inactive units 12, the mean |μ_j| 11, the mean 3, E[μ_j²] 5, every unit 16, the threshold
+#: 0.001 7, 0.1 2) and the right count, 4, differs from the second case's, 5.
+_CASES = (
+    ((1.0, 0.3, 0.05, 0.02, 0.008, 0.004, 0.002, 0.0005, 0.0004, 0.0003, 0.00005, 0.0, 0.00002, 0.0,
+      0.00001, 0.0),
+     (0.5, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.005, 0.0, 0.0)),
+    ((1.0, 0.5, 0.05, 0.02, 0.005, 0.0005, 0.00005, 0.0, 0.3),
+     (0.0, 0.5, 0.0, -0.2, 0.3, 0.05, -0.02, 0.001, 0.0)),
+)
 
 
 def _active_case(seed: int, n: int = 200) -> torch.Tensor:
-    """mu (N, d) whose column j has sample variance exactly _VARIANCES[j] (unbiased) and mean _MEANS[j]."""
+    """mu (N, d) whose column j has sample variance exactly variances[j] (unbiased) and mean means[j]."""
+    variances, means = _CASES[seed]
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(n, len(_VARIANCES), generator=g, dtype=DT)
+    noise = torch.randn(n, len(variances), generator=g, dtype=DT)
     noise = (noise - noise.mean(0)) / noise.std(0)  # exactly mean 0, unbiased variance 1
-    perm = torch.randperm(len(_VARIANCES), generator=g)  # so "the first k" is not the answer
-    var = torch.tensor(_VARIANCES, dtype=DT)[perm]
-    mean = torch.tensor(_MEANS, dtype=DT)[perm]
+    perm = torch.randperm(len(variances), generator=g)  # so "the first k" is not the answer
+    var = torch.tensor(variances, dtype=DT)[perm]
+    mean = torch.tensor(means, dtype=DT)[perm]
     return (mean + var.sqrt() * noise).to(torch.float32)
 
 
@@ -156,10 +179,15 @@ def check_count_active_units(count_active_units: Any) -> bool:
 
     def body(fn: Any) -> str:
         _callable(fn, "count_active_units(mu)")
-        for seed in (0, 1):
-            mu = _active_case(seed)
-            got = _as_count(_result(fn(mu.clone())))
-            want = int((mu.var(dim=0) > 0.01).sum())
+        cases = [_active_case(seed) for seed in range(len(_CASES))]
+        answers = [_as_count(_result(fn(mu.clone()))) for mu in cases]
+        wants = [int((mu.var(dim=0) > 0.01).sum()) for mu in cases]
+        if answers != wants and len(set(answers)) == 1:
+            raise ExerciseFailed(f"your function returned {answers[0]} for every test case, but the "
+                                 f"cases have {' and '.join(map(str, wants))} active units: count, "
+                                 "from mu, the units j whose variance over the data points is above "
+                                 "0.01 (there are fewer than all of them).")
+        for mu, got, want in zip(cases, answers, wants):
             if got == want:
                 continue
             d = mu.shape[1]
@@ -173,6 +201,10 @@ def check_count_active_units(count_active_units: Any) -> bool:
                  "is how much μ_j(x) *varies* across data points: its variance over dim=0."),
                 (int((mu.mean(dim=0).abs() > 0.01).sum()), "you thresholded the mean of μ_j; the "
                  "activity is its variance over the data points."),
+                (int((mu.var(dim=0) > 0.001).sum()), "your threshold is 0.001: the course (after "
+                 "Burda et al., 2015) calls a unit active when its variance is above 0.01."),
+                (int((mu.var(dim=0) > 0.1).sum()), "your threshold is 0.1: a unit is active when its "
+                 "variance is above 0.01."),
                 (int((mu.square().mean(dim=0) > 0.01).sum()), "E[μ_j²] is not the variance: subtract "
                  "the mean first (use mu.var(dim=0))."),
                 (d, "every unit came out active: is the threshold 0.01 applied to Var over dim=0?"),

@@ -9,19 +9,27 @@
 from __future__ import annotations
 
 import math
+import os
+import random
 from typing import Any
 
 import torch
 from scipy import stats
 
 from ..latent import inverse_cdf_grid, lerp, slerp
-from ._core import ExerciseFailed, as_float64, close, diagnose, run_check
+from .. import latent
+from ._core import ExerciseFailed, as_float64, close, diagnose, forbidden_calls, run_check
 from ._core import require_callable as _callable
 from ._core import returned_value as _result
 
 __all__ = ["check_slerp", "check_inverse_cdf_grid", "check_prior_mass_within"]
 
 DT = torch.float64
+
+
+def _library(name: str) -> str:
+    return (f"your function calls vaelib's own {name}, the answer the exercise asks you to write "
+            "from the formula.")
 
 
 def _finite(got: Any, hint: str) -> torch.Tensor:
@@ -53,7 +61,10 @@ def check_slerp(slerp_answer: Any) -> bool:
     def body(fn: Any) -> str:
         _callable(fn, "slerp(z0, z1, t)")
         for z0, z1, t in _slerp_cases():
-            raw = _result(fn(z0.clone(), z1.clone(), t))
+            with forbidden_calls(others=[(latent, "slerp")]) as used:
+                raw = _result(fn(z0.clone(), z1.clone(), t))
+            if used:
+                raise ExerciseFailed(_library("vaelib.latent.slerp"))
             want = slerp(z0, z1, t)[0]  # (d,)
             got = _finite(raw, "your answer contains NaN: the arccos of a number outside [-1, 1]? "
                                "Take the angle between the unit vectors, cos Ω = z0·z1 / "
@@ -76,6 +87,10 @@ def check_slerp(slerp_answer: Any) -> bool:
                  "z1/‖z1‖: apply the weights to z0 and z1 themselves (normalize only to find Ω)."),
                 ((torch.sin((1 - t) * cos) * z0 + torch.sin(t * cos) * z1) / torch.sin(cos),
                  "you used cos Ω where the formula needs the angle Ω = arccos(cos Ω)."),
+                ((torch.sin((1 - t) * omega.rad2deg()) * z0 + torch.sin(t * omega.rad2deg()) * z1)
+                 / torch.sin(omega.rad2deg()),
+                 "your angle Ω is in degrees: torch.sin takes radians, and torch.arccos already "
+                 "returns radians (no conversion needed)."),
             ]) + f" (checked at t = {t}.)")
         return "your path starts at z0, ends at z1, and keeps ‖z‖ when ‖z0‖ = ‖z1‖."
 
@@ -92,7 +107,10 @@ def check_inverse_cdf_grid(inverse_cdf_grid_answer: Any) -> bool:
         for n in (15, 4, 1):
             want = inverse_cdf_grid(n, dtype=DT)
             u_mid = (torch.arange(n, dtype=DT) + 0.5) / n
-            raw = _result(fn(n))
+            with forbidden_calls(others=[(latent, "inverse_cdf_grid"), (latent, "latent_grid")]) as used:
+                raw = _result(fn(n))
+            if used:
+                raise ExerciseFailed(_library(f"vaelib.{used[0]}"))
             got = as_float64(raw).reshape(-1) if as_float64(raw).dim() > 1 else as_float64(raw)
             if got.shape != want.shape:
                 raise ExerciseFailed(f"for n = {n} expected {n} coordinates (shape ({n},)), got "
@@ -141,7 +159,9 @@ def check_prior_mass_within(prior_mass_within: Any) -> bool:
 
     def body(fn: Any) -> str:
         _callable(fn, "prior_mass_within(radius, d)")
-        for radius, d in ((1.0, 2), (2.0, 2), (1.5, 1), (math.sqrt(25.0), 50), (3.0, 5)):
+        rng = random.Random(os.urandom(16))  # a case no table of the fixed ones can list
+        drawn = (round(rng.uniform(0.5, 8.0), 6), rng.randint(3, 60))
+        for radius, d in ((3.0, 5), (1.0, 2), (2.0, 2), (1.5, 1), (math.sqrt(25.0), 50), drawn):
             raw = _result(fn(radius, d))
             got = as_float64(raw)
             if got.numel() != 1:
@@ -163,6 +183,9 @@ def check_prior_mass_within(prior_mass_within: Any) -> bool:
                  "is smaller: ‖z‖² = Σ_j z_j² ~ χ²_d."),
                 (torch.tensor(stats.chi2.sf(radius**2, d), dtype=DT),
                  "you computed the mass *outside* the radius (1 - the answer)."),
+                (torch.tensor(stats.chi2.cdf(radius**2, max(d - 1, 1e-9)), dtype=DT),
+                 "you used d - 1 degrees of freedom: ‖z‖² sums d squared coordinates, so it has d "
+                 "(no mean is estimated here, nothing to subtract)."),
             ]
             raise ExerciseFailed(diagnose(got, want, extra=extra)
                                  + f" (checked with radius = {radius:g}, d = {d}.)")

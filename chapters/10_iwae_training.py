@@ -965,7 +965,8 @@ plt.show()
 #
 # **Exercise 1 — self-normalized weights.** Write `normalized_weights(log_w)`: for log-weights of shape
 # `(K, N)` return $\tilde w_{kn} = w_{kn} / \sum_j w_{jn}$, each column summing to 1. It must work for
-# log-weights around $-1000$ (where `exp` underflows to 0).
+# log-weights around $-1000$ (where `exp` underflows to 0), and for data points whose log-weights lie
+# thousands of nats apart.
 
 # %% tags=["solution"]
 def normalized_weights(log_w):
@@ -982,7 +983,8 @@ check_normalized_weights(normalized_weights);
 # %% [markdown]
 # **Exercise 2 — the IWAE gradient from per-sample gradients.** Given `grads` of shape `(K, P)` (row $k$:
 # $\nabla\log w_k$ with respect to $P$ parameters) and the log-weights `log_w` of shape `(K,)`, return the
-# gradient of $\log\frac1K\sum_k w_k$, shape `(P,)`.
+# gradient of $\log\frac1K\sum_k w_k$, shape `(P,)`. The check includes float32 log-weights at
+# MNIST's scale ($-200$ to $-110$), where `exp` underflows to 0.
 
 # %% tags=["solution"]
 def iwae_gradient(grads, log_w):

@@ -219,7 +219,7 @@ def test_a_bare_except_retry_loop_cannot_swallow_the_time_limit(answer, short_li
 
     start = time.monotonic()
     ok, out = verdict(check_normalized_weights, answer, capsys)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 20  # it returns (before: never); generous for a loaded machine
     assert not ok and "did not return within 0.5 s" in out, out
     assert sys.gettrace() is None or sys.gettrace() is not _core._no_trace  # no tracer left behind
 
@@ -232,11 +232,11 @@ def test_a_bare_except_retry_loop_is_stopped_off_the_main_thread_too(answer, sho
     worker = threading.Thread(target=lambda: result.setdefault("ok", check_normalized_weights(answer)))
     start = time.monotonic()
     worker.start()
-    worker.join(10)
-    assert not worker.is_alive() and time.monotonic() - start < 3 and result["ok"] is False
+    worker.join(30)
+    assert not worker.is_alive() and time.monotonic() - start < 20 and result["ok"] is False
     assert "did not return within" in capsys.readouterr().out
     codes = {_retry_until_finite.__code__, _retry_sleeping.__code__}
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(_runs(t, codes) for t in threading.enumerate()):
         time.sleep(0.05)
     assert not any(_runs(t, codes) for t in threading.enumerate())

@@ -118,7 +118,8 @@ def _call_with_time_limit(fn: Callable[..., Any], args: tuple, kwargs: dict, lim
         finally:
             running[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
-            sys.settrace(previous_trace)
+            if sys.gettrace() is not previous_trace:
+                sys.settrace(previous_trace)
             signal.signal(signal.SIGALRM, previous_handler)
             if previous_delay > 0:  # someone else's timer was running: give back what is left of it
                 left = max(previous_delay - (time.monotonic() - start), 1e-3)
@@ -396,7 +397,7 @@ class _Watch:
     Two hooks, installed in the thread that runs the student's code: a profile function that sees
     every Python function called (matched by its code object, so a function imported under another
     name, or before the check ran, is still recognised) and every C function (matched by identity
-    or name), and a torch dispatch mode that sees every aten operator, however it was reached
+    or name), and a torch function mode that sees every torch operator, however it was reached
     (``torch.logsumexp``, ``Tensor.logsumexp``, ``torch.special.logsumexp``,
     ``torch.ops.aten.logsumexp``).
     """
@@ -418,12 +419,14 @@ class _Watch:
 
 
 def _dispatch_recorder(watches: list[_Watch]) -> Any:
-    """A torch dispatch mode recording the aten operators the ``watches`` look for."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """A torch function mode recording the torch operators the ``watches`` look for (it sees
+    ``torch.name``, ``Tensor.name``, ``torch.special.name`` and ``torch.ops.aten.name`` alike)."""
+    from torch.overrides import TorchFunctionMode
 
-    class _Recorder(TorchDispatchMode):
-        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
-            name = func._schema.name.split("::")[-1].lstrip("_")
+    class _Recorder(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+            name = getattr(func, "__name__", str(func)).split(".")[0]
+            name = name.removeprefix("special_").lstrip("_")
             for watch in watches:
                 if name in watch.aten:
                     watch.used.append(watch.aten[name])
@@ -441,13 +444,17 @@ def _watching(watches: list[_Watch]) -> Iterator[None]:
         yield
         return
     previous_profile = sys.getprofile()
+    # A profiler written in C (cProfile, %prun) cannot be handed back from Python: leave it in place
+    # (calls by code are then not watched; torch operators still are).
+    hook = previous_profile is None or callable(previous_profile)
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         for watch in watches:
             watch.profile(frame, event, arg)
 
     aten = any(watch.aten for watch in watches)
-    sys.setprofile(profile)
+    if hook:
+        sys.setprofile(profile)
     try:
         if aten:
             with _dispatch_recorder(watches):
@@ -455,7 +462,8 @@ def _watching(watches: list[_Watch]) -> Iterator[None]:
         else:
             yield
     finally:
-        sys.setprofile(previous_profile)
+        if hook:
+            sys.setprofile(previous_profile)
 
 
 def _code_of(function: Any) -> Any:

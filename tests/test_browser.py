@@ -30,6 +30,7 @@ SCREENSHOTS = ROOT / "build" / "browser"
 WIDGET_ERRORS = ["Error displaying widget", "model not found", "Failed to load model class"]
 
 pytestmark = [
+    pytest.mark.slow,  # a Jupyter server and a browser
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; "
                                                 ".ci/run installs it)"),
     pytest.mark.skipif(not (ROOT / "chapters" / NOTEBOOK).exists(),

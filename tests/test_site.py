@@ -23,6 +23,7 @@ CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 SETUP_MARK = "VAE_COURSE_REPO"  # a word of the Colab set-up cell that no other cell uses
 
 
+@pytest.mark.notebooks  # every chapter, executed: build/executed/ from make test, or run here now
 def test_site_has_an_index_and_every_chapter_with_its_figures(tmp_path):
     notebooks = [executed_notebook(c) for c in CHAPTERS]  # kept from make test's nbval run
     figures = build_site(notebooks, [c.stem for c in CHAPTERS], tmp_path)

@@ -79,6 +79,7 @@ def test_every_chapter_has_at_least_two_exercises_with_solutions(chapter):
     assert len(solutions) >= 2, f"{chapter.name} needs at least two exercises (cells tagged solution)"
 
 
+@pytest.mark.notebooks  # each student notebook, executed: build/executed/ from make test, or run now
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_student_edition_runs_and_reports_not_attempted(chapter, student_dir):
     student = student_dir / chapter.name

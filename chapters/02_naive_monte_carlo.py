@@ -206,10 +206,11 @@ print("log_mean_exp([1e4, 1e4 - 1]) =", log_mean_exp(a[:, 0], dim=0).item())
 # The estimate is finite, and it is also *good* here, although the posterior is much narrower than
 # the prior: with $d = 1$ a small but steady fraction of the prior samples still lands where the
 # posterior has its mass, and $K$ in the thousands collects enough of them. (In $d$ dimensions that
-# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1: the error of $\hat p_K$
-# relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section 3 computes $\rho(x)$
-# exactly (the helper `relative_variance` below). `vaelib.estimators.naive_mc_log_marginal` is the
-# same estimator: given the same random numbers it returns exactly our value.
+# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1:
+# the error of $\hat p_K$ relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section
+# 3 computes $\rho(x)$ exactly (the helper `relative_variance` below).
+# `vaelib.estimators.naive_mc_log_marginal` is the same estimator: given the same random numbers it
+# returns exactly our value.
 
 # %%
 def relative_variance(model, x):
@@ -649,8 +650,9 @@ FigureExplorer(
 # >   and are all too low: their spread says nothing about their error (section 4).
 #
 # The first one, measured on the linear model. Here $\mathbb E_{p(z)}[\log p(x \mid z)]$ has its own
-# closed form, since $\mathbb E\lVert x - b - Wz\rVert^2 = \lVert x - b\rVert^2 + \operatorname{tr}(W^\top W)$
-# for $z \sim \mathcal N(0, I)$; it must equal $\log p(x) - \mathrm{KL}(p(z) \Vert p(z \mid x))$
+# closed form, since
+# $\mathbb E\lVert x - b - Wz\rVert^2 = \lVert x - b\rVert^2 + \operatorname{tr}(W^\top W)$ for
+# $z \sim \mathcal N(0, I)$; it must equal $\log p(x) - \mathrm{KL}(p(z) \Vert p(z \mid x))$
 # (section 5), and the average of the logs must estimate it.
 
 # %%
@@ -673,14 +675,17 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 # ## Summary
 #
 # - Naive Monte Carlo estimates $p(x) = \mathbb E_{p(z)}[p(x \mid z)]$ by
-#   $\hat p_K = \frac1K\sum_k p(x \mid z_k)$ with codes from the prior. It is unbiased, with relative
-#   error $\sqrt{\rho(x)/K}$, where $\rho(x) = \operatorname{Var}_{p(z)}[p(x \mid z)/p(x)]$.
-# - Compute it in log space: $\log \hat p_K = \operatorname{logsumexp}_k \log p(x \mid z_k) - \log K$.
-#   The naive `log(mean(exp(.)))` returns $-\infty$ for realistic $D$.
+#   $\hat p_K = \frac1K\sum_k p(x \mid z_k)$ with codes from the prior. It is unbiased, with
+#   relative error $\sqrt{\rho(x)/K}$, where
+#   $\rho(x) = \operatorname{Var}_{p(z)}[p(x \mid z)/p(x)]$.
+# - Compute it in log space:
+#   $\log \hat p_K = \operatorname{logsumexp}_k \log p(x \mid z_k) - \log K$. The naive
+#   `log(mean(exp(.)))` returns $-\infty$ for realistic $D$.
 # - $\rho(x)$ is the $\chi^2$ divergence between the posterior and the prior, and $1 + \rho(x)$
-#   multiplies across latent dimensions, so the error at fixed $K$ and the samples needed **grow exponentially in $d$**:
-#   on a simple family we measured a rate within a few % of the predicted $c \approx 0.955$ per
-#   dimension, which means $K \approx 2 \times 10^{10}$ at $d = 20$ for a 10 % error.
+#   multiplies across latent dimensions, so the error at fixed $K$ and the samples needed **grow
+#   exponentially in $d$**: on a simple family we measured a rate within a few % of the predicted
+#   $c \approx 0.955$ per dimension, which means $K \approx 2 \times 10^{10}$ at $d = 20$ for a 10 %
+#   error.
 # - The reason: prior samples almost never land where the posterior is, so one sample ends up
 #   carrying the whole estimate. The cure is to sample *from near the posterior* instead, and
 #   reweight: **importance sampling**, chapter 3.
@@ -692,8 +697,8 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 # $\log \frac1K \sum_k e^{a_k}$ along `dim` (removed from the shape), without overflow or underflow
 # for entries like $\pm 10^4$, and with $-\infty$ entries allowed (they contribute 0). Use only
 # elementary operations (`max`, `exp`, `sum`, `log`), not `torch.logsumexp`. The check refuses the
-# library's log-sum-exps (torch's, SciPy's, a `log_softmax`) and section 2's `my_log_mean_exp`, but it
-# cannot tell a copy of that function, or a shortcut it does not know (`numpy.logaddexp.reduce`),
+# library's log-sum-exps (torch's, SciPy's, a `log_softmax`) and section 2's `my_log_mean_exp`, but
+# it cannot tell a copy of that function, or a shortcut it does not know (`numpy.logaddexp.reduce`),
 # from your own work: close section 2 and write it from the idea.
 
 # %% tags=["solution"]
@@ -710,11 +715,12 @@ from vaelib.exercises import check_log_mean_exp
 check_log_mean_exp(stable_log_mean_exp);
 
 # %% [markdown]
-# **Exercise 2 — the naive estimator.** Write `my_naive_log_marginal(model, x, num_samples,
-# generator=None)` returning $\log \hat p_K(x)$, shape `(N,)`, for any model with
-# `sample_prior(K, num_points=N, generator=...)` and `log_likelihood(x, z)` (like those of
-# `vaelib.toy`), working in log space. The check runs it on a linear-Gaussian model with $K = 20\,000$
-# and compares with the exact $\log p(x)$, allowing 6 standard errors.
+# **Exercise 2 — the naive estimator.** Write
+# `my_naive_log_marginal(model, x, num_samples, generator=None)` returning $\log \hat p_K(x)$, shape
+# `(N,)`, for any model with `sample_prior(K, num_points=N, generator=...)` and
+# `log_likelihood(x, z)` (like those of `vaelib.toy`), working in log space. The check runs it on a
+# linear-Gaussian model with $K = 20\,000$ and compares with the exact $\log p(x)$, allowing 6
+# standard errors.
 
 # %% tags=["solution"]
 def my_naive_log_marginal(model, x, num_samples, generator=None):

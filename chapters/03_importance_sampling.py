@@ -292,8 +292,9 @@ assert abs(one_sample.item() - log_px) < 1e-12
 # How much? Write $\hat p_K = p(x)\,(1 + \varepsilon)$ with $\mathbb{E}[\varepsilon] = 0$ and
 # $\operatorname{Var}[\varepsilon] = \operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$, where
 # $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ is the second moment of $w/p(x)$ (computed below, derived in
-# section 5). A second-order Taylor expansion $\log(1 + \varepsilon) \approx \varepsilon -
-# \varepsilon^2/2$ (the *delta method*, good once $K$ is large enough that $\varepsilon$ is small) gives
+# section 5). A second-order Taylor expansion
+# $\log(1 + \varepsilon) \approx \varepsilon - \varepsilon^2/2$ (the *delta method*, good once $K$
+# is large enough that $\varepsilon$ is small) gives
 #
 # $$
 # \mathbb{E}\big[\log \hat p_K(x)\big] \approx \log p(x) - \frac{\kappa - 1}{2K}.
@@ -330,9 +331,9 @@ log_ratio = {name: running_log_ratio(lw)[k_index] for name, lw in log_w_rel.item
 # %% [markdown]
 # We need $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions (the second moment of $w/p(x)$;
 # chapter 2's relative variance $\rho(x)$ is this chapter's $\kappa - 1$; we write $\kappa$ for the
-# second moment because it appears more simply in the formulas below). Section 5 derives it in closed
-# form; for now we compute it independently, as a 1-D integral by quadrature (`scipy.integrate.quad`),
-# using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
+# second moment because it appears more simply in the formulas below). Section 5 derives it in
+# closed form; for now we compute it independently, as a 1-D integral by quadrature
+# (`scipy.integrate.quad`), using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
 #
 # $$
 # \kappa = \frac{\mathbb{E}_q[w^2]}{p(x)^2} = \int q(z\mid x)\,\frac{p(z\mid x)^2}{q(z\mid x)^2}\,dz
@@ -437,7 +438,8 @@ plt.show()
 # $\kappa \ge 1$ because a variance is non-negative, with equality only when $w$ is constant, i.e.
 # $q = p(z\mid x)$. The relative standard error is $\sqrt{(\kappa - 1)/K}$: ten times more accuracy
 # costs a hundred times more samples, *whatever* the proposal — the proposal only sets the constant
-# $\kappa - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by $\log(\kappa-1)$.
+# $\kappa - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by
+# $\log(\kappa-1)$.
 
 # %%
 relative_variance = {name: ratio[name].var(dim=1) for name in proposals}  # Var[p̂_K]/p(x)², (len(Ks),)
@@ -500,8 +502,8 @@ plt.show()
 # $$
 #
 # Checks by eye: $\mu_q = \mu_\star, \sigma_q = \sigma_\star$ gives $\kappa = 1$ (zero variance);
-# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\kappa = e$. Below we check the
-# formula against quadrature for our proposals and for random ones.
+# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\kappa = e$. Below we check
+# the formula against quadrature for our proposals and for random ones.
 
 # %%
 def relative_second_moment(mean_q, std_q, mean_post=mu_post, std_post=sigma_post):
@@ -531,7 +533,8 @@ print("closed-form κ agrees with quadrature to 1e-7 (relative) on 24 proposals"
 # $(\mu_q - \mu_\star)/\sigma_\star$ and the width $\sigma_q/\sigma_\star$. The hatched band is
 # $\sigma_q < \sigma_\star/\sqrt2$, where the variance is infinite. The landscape is lopsided: a
 # centred proposal twice too wide has $\kappa = 4/\sqrt7 \approx 1.51$ (relative variance per sample
-# $\kappa - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has infinite variance.
+# $\kappa - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has
+# infinite variance.
 
 # %%
 offsets = np.linspace(-5, 5, 301)  # (μ_q - μ⋆) / σ⋆
@@ -568,10 +571,10 @@ plt.show()
 # The variance formula needs $\kappa$, which needs the posterior. In practice we only have the $K$
 # weights we drew. How many samples are they worth?
 #
-# Kish's argument: normalize the weights, $\bar w_k = w_k / \sum_j w_j$, and consider a weighted average
-# $\sum_k \bar w_k f(z_k)$ of independent values $f(z_k)$ with variance $\sigma_f^2$ each (holding the
-# weights fixed). Its variance is $\sigma_f^2 \sum_k \bar w_k^2$. An unweighted average of $n$
-# independent values has variance $\sigma_f^2/n$. Setting the two equal defines the
+# Kish's argument: normalize the weights, $\bar w_k = w_k / \sum_j w_j$, and consider a weighted
+# average $\sum_k \bar w_k f(z_k)$ of independent values $f(z_k)$ with variance $\sigma_f^2$ each
+# (holding the weights fixed). Its variance is $\sigma_f^2 \sum_k \bar w_k^2$. An unweighted average
+# of $n$ independent values has variance $\sigma_f^2/n$. Setting the two equal defines the
 # **effective sample size** (Kish, 1965):
 #
 # $$
@@ -583,8 +586,8 @@ plt.show()
 # - It is **scale-free**: multiplying every weight by a constant (such as the unknown $p(x)$)
 #   changes nothing, so unnormalized log-weights are enough.
 # - $1 \le \mathrm{ESS} \le K$: Cauchy–Schwarz gives $(\sum w_k)^2 \le K \sum w_k^2$ (equality iff
-#   all weights are equal) and $\sum w_k^2 \le (\sum w_k)^2$ for $w_k \ge 0$ (equality iff one weight
-#   carries everything).
+#   all weights are equal) and $\sum w_k^2 \le (\sum w_k)^2$ for $w_k \ge 0$ (equality iff one
+#   weight carries everything).
 # - For large $K$, dividing numerator and denominator by $K^2$ and $K$:
 #   $\dfrac{\mathrm{ESS}}{K} = \dfrac{(\frac1K\sum w_k)^2}{\frac1K\sum w_k^2}
 #   \to \dfrac{\mathbb{E}_q[w]^2}{\mathbb{E}_q[w^2]} = \dfrac{1}{\kappa}$
@@ -650,11 +653,11 @@ plt.show()
 #
 # - $\sigma_q \ge \sigma_\star$ (heavier tails than the target): the exponent is $\le 0$, so every
 #   weight is **bounded**, $w \le p(x)\,\sigma_q/\sigma_\star$.
-# - $\sigma_q < \sigma_\star$ (lighter tails): the weight **grows without bound** in the tails. Samples
-#   from $q$ rarely go there — but when one does, its weight is huge. Whether the variance survives
-#   is the section-5 condition: the integrand of $\kappa$,
-#   $p(z\mid x)^2/q \propto \exp\!\big(-\tfrac{(z-\mu_\star)^2}{2}\big(\tfrac{2}{\sigma_\star^2} -
-#   \tfrac{1}{\sigma_q^2}\big)\big)$, decays only if $\sigma_q^2 > \sigma_\star^2/2$.
+# - $\sigma_q < \sigma_\star$ (lighter tails): the weight **grows without bound** in the tails.
+#   Samples from $q$ rarely go there — but when one does, its weight is huge. Whether the variance
+#   survives is the section-5 condition: the integrand of $\kappa$,
+#   $p(z\mid x)^2/q \propto \exp\!\big(-\tfrac{(z-\mu_\star)^2}{2}\big(\tfrac{2}{\sigma_\star^2} - \tfrac{1}{\sigma_q^2}\big)\big)$,
+#   decays only if $\sigma_q^2 > \sigma_\star^2/2$.
 #
 # We compare three centred proposals: **wide** $\sigma_q = 1.2\,\sigma_\star$ (bounded weights),
 # **narrow** $\sigma_q = 0.75\,\sigma_\star$ ($\sigma_q^2 = 0.56\,\sigma_\star^2$: finite but
@@ -712,7 +715,8 @@ def running_moments(log_w):
 
 moments = {label: [running_moments(lw) for lw in lws] for label, lws in runs.items()}
 
-# the weight function: log w(z) - log p(x) from the model equals log(σ_q/σ⋆) + (z-μ⋆)²/2 · (1/σ_q² - 1/σ⋆²)
+# the weight function: log w(z) - log p(x) from the model equals log(σ_q/σ⋆) + (z-μ⋆)²/2 · (1/σ_q² -
+# 1/σ⋆²)
 for label, t in widths_demo.items():
     q = gaussian_proposal(mu_post, t * sigma_post)
     log_w_model = model.log_joint(x, z_grid) - q.log_prob(z_grid) - log_px  # (G, 1)
@@ -792,21 +796,22 @@ plt.show()
 # %% [markdown]
 # Read the four panels together:
 #
-# - **Wide** ($\sigma_q = 1.2\,\sigma_\star$): weights never exceed $1.2\,p(x)$; the running estimate
-#   settles on the truth and the sample variance on $\kappa - 1$ — an error bar computed from the
-#   samples can be trusted.
+# - **Wide** ($\sigma_q = 1.2\,\sigma_\star$): weights never exceed $1.2\,p(x)$; the running
+#   estimate settles on the truth and the sample variance on $\kappa - 1$ — an error bar computed
+#   from the samples can be trusted.
 # - **Narrow** ($0.75\,\sigma_\star$): the variance is finite ($\kappa - 1 \approx 0.59$), but the
 #   weights are unbounded and the sample variance approaches its limit slowly and by jumps.
 # - **Too narrow** ($0.5\,\sigma_\star$): the estimate is still unbiased and converges (the mean of
-#   $w$ is finite for any $\sigma_q$), but by jumps, and the sample variance **never settles**: every
-#   rare tail sample pushes it up again, and ESS/K keeps falling as $K$ grows. Any error bar computed
-#   from the samples is meaningless, and most runs sit *below* the truth between jumps.
+#   $w$ is finite for any $\sigma_q$), but by jumps, and the sample variance **never settles**:
+#   every rare tail sample pushes it up again, and ESS/K keeps falling as $K$ grows. Any error bar
+#   computed from the samples is meaningless, and most runs sit *below* the truth between jumps.
 #
 # This is the practical danger for VAEs: an encoder trained by maximizing the ELBO tends to be
-# *narrower* than the true posterior (the KL it minimizes, $\mathrm{KL}(q\,\Vert\,p)$, penalizes mass
-# where the posterior has none far more than missing mass; chapter 5), exactly the dangerous side. When
-# such an encoder is used as the proposal for $\log p(x)$ (chapter 8), a proposal with heavier tails
-# (a wider Gaussian, a Student-$t$, or a mixture that keeps some mass on the prior) is the safe choice.
+# *narrower* than the true posterior (the KL it minimizes, $\mathrm{KL}(q\,\Vert\,p)$, penalizes
+# mass where the posterior has none far more than missing mass; chapter 5), exactly the dangerous
+# side. When such an encoder is used as the proposal for $\log p(x)$ (chapter 8), a proposal with
+# heavier tails (a wider Gaussian, a Student-$t$, or a mixture that keeps some mass on the prior) is
+# the safe choice.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. A good proposal in one dimension is not good enough in fifty
@@ -823,8 +828,8 @@ plt.show()
 # \qquad \frac{\mathrm{ESS}}{K} \to \kappa_d^{-1} \text{ — exponentially small in } d .
 # $$
 #
-# With $c = 2$ ($\sigma_q \approx 1.41\,\sigma_\star$ in every direction), one dimension keeps 87% of
-# the samples; fifty keep less than 0.1%. We check this on `LinearGaussian` models with
+# With $c = 2$ ($\sigma_q \approx 1.41\,\sigma_\star$ in every direction), one dimension keeps 87%
+# of the samples; fifty keep less than 0.1%. We check this on `LinearGaussian` models with
 # $d = 1, \dots, 50$ latents and $D = 64$, using `FullGaussian` for the inflated exact posterior.
 
 # %%
@@ -843,7 +848,8 @@ rho_1 = inflation / math.sqrt(2 * inflation - 1)
 predicted_by_dim = [rho_1 ** (-d) for d in latent_dims]
 for d, measured, predicted in zip(latent_dims, ess_by_dim, predicted_by_dim):
     print(f"d = {d:>2}: ESS/K = {measured:.5f}   predicted 1/rho_d = {predicted:.5f}")
-    # The ESS's own noise grows with d too (its relative s.d. is about 3% at d = 10 and 13% at d = 20
+    # The ESS's own noise grows with d too (its relative s.d. is about 3% at d = 10 and 13% at d =
+    # 20
     # here), and once κ_d is comparable to K the sample has not met the weights that matter.
     if d <= 10:
         assert abs(measured / predicted - 1) < 0.15, d
@@ -861,8 +867,8 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# At $d = 50$, $\kappa_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured ESS
-# *over*states its limit: the sample has not yet met the rare large weights that dominate
+# At $d = 50$, $\kappa_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured
+# ESS *over*states its limit: the sample has not yet met the rare large weights that dominate
 # $\mathbb{E}_q[w^2]$ — section 7's lesson again, in many dimensions.
 #
 # The proposal has to be close to the posterior **in every direction at once**. This is why the VAE
@@ -977,16 +983,16 @@ explorer
 #   for any $q$ positive where $p(x, z)$ is. The prior is the special case of chapter 2.
 # - $\hat p_K = \frac1K\sum_k w_k$ is unbiased for $p(x)$; $\log\hat p_K$ is biased low, by about
 #   $(\kappa - 1)/2K$ (Jensen — the idea behind the ELBO and the IWAE bound).
-# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$ with $\kappa = \int p(z\mid x)^2/q\,dz \ge 1$,
-#   measured on a log–log plot as slope $-1$. For Gaussians,
-#   $\kappa = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}}
-#   \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$; $\kappa = 1$ (zero variance) exactly at
-#   $q = p(z\mid x)$.
+# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$ with
+#   $\kappa = \int p(z\mid x)^2/q\,dz \ge 1$, measured on a log–log plot as slope $-1$. For
+#   Gaussians,
+#   $\kappa = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}} \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$;
+#   $\kappa = 1$ (zero variance) exactly at $q = p(z\mid x)$.
 # - $\mathrm{ESS} = (\sum w_k)^2/\sum w_k^2 \in [1, K]$, scale-free, computed from log-weights;
 #   $\mathrm{ESS}/K \to 1/\kappa$.
 # - A proposal lighter-tailed than the posterior has unbounded weights, and infinite variance when
-#   $\sigma_q^2 \le \sigma_\star^2/2$: the running estimate jumps and the sample variance never settles.
-#   Err on the wide side.
+#   $\sigma_q^2 \le \sigma_\star^2/2$: the running estimate jumps and the sample variance never
+#   settles. Err on the wide side.
 # - In $d$ dimensions $\kappa$ multiplies across directions: the proposal must match the posterior
 #   everywhere at once. That is what the VAE's encoder is trained to do.
 
@@ -1004,10 +1010,10 @@ explorer
 # $$
 #
 # Write `posterior_mean_estimate(model, x, proposal, num_samples, generator)` that returns this
-# estimate of $\mathbb{E}[z\mid x]$ with $f(z) = z$, shape `(N, d)`. Draw the $K$ samples with **one**
-# call `proposal.rsample(num_samples, generator=generator)` (the check compares with a reference that
-# uses the same random numbers), and stay in log space: the check includes data points whose
-# log-weights are below $-1000$ (where `exp` underflows to 0).
+# estimate of $\mathbb{E}[z\mid x]$ with $f(z) = z$, shape `(N, d)`. Draw the $K$ samples with
+# **one** call `proposal.rsample(num_samples, generator=generator)` (the check compares with a
+# reference that uses the same random numbers), and stay in log space: the check includes data
+# points whose log-weights are below $-1000$ (where `exp` underflows to 0).
 
 # %% tags=["solution"]
 def posterior_mean_estimate(model, x, proposal, num_samples, generator=None):
@@ -1031,11 +1037,11 @@ check_self_normalized_posterior_mean(posterior_mean_estimate);
 # ### Exercise 2 · When the mean is off, how wide should $q$ be?
 #
 # Your proposal's mean is off by $\Delta = \mu_q - \mu_\star$, and you may only choose its variance
-# $v = \sigma_q^2$. Using the closed form of $\kappa$ from section 5, find the $v$ that minimizes the
-# variance of the weights. (Hint: minimize $\log\kappa = \log v - \tfrac12\log(2v - \sigma_\star^2)
-# + \Delta^2/(2v - \sigma_\star^2)$; setting the derivative to zero gives a quadratic in $v$. Only one
-# root lies where $\kappa$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning
-# that $v$.
+# $v = \sigma_q^2$. Using the closed form of $\kappa$ from section 5, find the $v$ that minimizes
+# the variance of the weights. (Hint: minimize
+# $\log\kappa = \log v - \tfrac12\log(2v - \sigma_\star^2)
+# + \Delta^2/(2v -
+#   \sigma_\star^2)$; setting the derivative to zero gives a quadratic in $v$. Only one root lies where $\kappa$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning that $v$.
 
 # %% tags=["solution"]
 def best_proposal_variance(posterior_var, offset):
@@ -1079,5 +1085,5 @@ check_smallest_proposal_std(smallest_proposal_std);
 # %% [markdown]
 # For $k = 4$ the threshold is $\sigma_\star\sqrt{3/4} \approx 0.87\,\sigma_\star$: the "narrow"
 # proposal of section 7 ($0.75\,\sigma_\star$) has a finite variance but an infinite fourth moment,
-# which is why its sample variance wandered before settling. As $k \to \infty$ the threshold tends to
-# $\sigma_\star$: only a proposal at least as wide as the posterior has every moment finite.
+# which is why its sample variance wandered before settling. As $k \to \infty$ the threshold tends
+# to $\sigma_\star$: only a proposal at least as wide as the posterior has every moment finite.

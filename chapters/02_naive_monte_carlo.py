@@ -542,6 +542,8 @@ for d in dims_w:
     top_shares.append(torch.softmax(log_lik, dim=0).max(dim=0).values.median().item())
 log_w_quantiles, top_shares = np.array(log_w_quantiles), np.array(top_shares)
 
+
+# %%
 fig, (ax_z, ax_w, ax_top) = plt.subplots(1, 3, figsize=(15, 4.4),
                                          gridspec_kw={"width_ratios": [1, 1.2, 1.2]})
 sorted_shares = shares.sort(descending=True).values

@@ -715,6 +715,8 @@ def running_moments(log_w):
 
 moments = {label: [running_moments(lw) for lw in lws] for label, lws in runs.items()}
 
+
+# %%
 # the weight function: log w(z) - log p(x) from the model equals log(σ_q/σ⋆) + (z-μ⋆)²/2 · (1/σ_q² -
 # 1/σ⋆²)
 for label, t in widths_demo.items():
@@ -745,51 +747,68 @@ for label in widths_demo:
               + "  ".join(f"{ess_fraction[i]:.3f}" for i in at))
 
 # %%
+# Plotting: the weight function and the truncated second moment.
+def draw_weight_function(ax):
+    """w(z)/p(x) for each width of q: bounded only if q is wider than the posterior."""
+    z_tail = np.linspace(mu_post - 5 * sigma_post, mu_post + 5 * sigma_post, 400)
+    for label, t in widths_demo.items():
+        weight = t * np.exp(0.5 * ((z_tail - mu_post) / sigma_post) ** 2 * (1 / t**2 - 1))  # w/p(x)
+        ax.plot((z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label)
+    ax.axhline(1.0, color=COLORS["exact"], ls="--", lw=1.2, label="$w = p(x)$ (exact posterior)")
+    ax.set(yscale="log", xlabel=r"$(z - \mu_\star)/\sigma_\star$", ylabel=r"$w(z)\,/\,p(x)$",
+           title="The weight function: bounded only if $q$ is wider")
+    ax.legend(fontsize=8)
+
+
+def draw_truncated_moment(ax):
+    """κ integrated out to ±T: it converges to the closed form, or grows without bound."""
+    for label in widths_demo:
+        ax.plot(half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label)
+        closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
+        if math.isfinite(closed):
+            ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
+    ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
+    ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
+           title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
+    ax.legend(fontsize=8)
+
+
+# %%
+# Plotting: the running estimate and the running sample variance.
+def draw_running_means(ax, steps):
+    """The running p̂_k/p(x) of each run, at the sample counts `steps` + 1."""
+    for label in widths_demo:
+        for i, (mean, var, ess_fraction) in enumerate(moments[label]):
+            ax.plot(steps + 1, mean[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
+                    label=label if i == 0 else None)
+    reference_line(ax, 1.0, label="exact: 1")
+    ax.set(xscale="log", ylim=(0.5, 1.5), xlabel="number of samples $k$", ylabel=r"running $\hat p_k(x)\,/\,p(x)$",
+           title="The running estimate: jumps when a rare huge weight arrives")
+    ax.legend(fontsize=8)
+
+
+def draw_running_variances(ax, steps):
+    """The running sample variance of w/p(x) of each run, and the exact κ - 1 where finite."""
+    for label in widths_demo:
+        for i, (mean, var, ess_fraction) in enumerate(moments[label]):
+            ax.plot(steps + 1, var[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
+                    label=label if i == 0 else None)
+        closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
+        if math.isfinite(closed):
+            ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
+    ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
+    ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
+           ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
+    ax.legend(fontsize=8)
+
+
+# %%
 fig, axes = plt.subplots(2, 2, figsize=(13, 8))
-ax = axes[0, 0]
-z_tail = np.linspace(mu_post - 5 * sigma_post, mu_post + 5 * sigma_post, 400)
-for label, t in widths_demo.items():
-    weight = t * np.exp(0.5 * ((z_tail - mu_post) / sigma_post) ** 2 * (1 / t**2 - 1))  # w/p(x)
-    ax.plot((z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label)
-ax.axhline(1.0, color=COLORS["exact"], ls="--", lw=1.2, label="$w = p(x)$ (exact posterior)")
-ax.set(yscale="log", xlabel=r"$(z - \mu_\star)/\sigma_\star$", ylabel=r"$w(z)\,/\,p(x)$",
-       title="The weight function: bounded only if $q$ is wider")
-ax.legend(fontsize=8)
-
-ax = axes[0, 1]
-for label in widths_demo:
-    ax.plot(half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label)
-    closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
-    if math.isfinite(closed):
-        ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
-ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
-       title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
-ax.legend(fontsize=8)
-
-ax = axes[1, 0]
 steps = np.unique(np.geomspace(1, long_samples, 600).astype(int)) - 1  # log-spaced points to draw
-for label in widths_demo:
-    for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-        ax.plot(steps + 1, mean[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                label=label if i == 0 else None)
-reference_line(ax, 1.0, label="exact: 1")
-ax.set(xscale="log", ylim=(0.5, 1.5), xlabel="number of samples $k$", ylabel=r"running $\hat p_k(x)\,/\,p(x)$",
-       title="The running estimate: jumps when a rare huge weight arrives")
-ax.legend(fontsize=8)
-
-ax = axes[1, 1]
-for label in widths_demo:
-    for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-        ax.plot(steps + 1, var[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                label=label if i == 0 else None)
-    closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
-    if math.isfinite(closed):
-        ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
-ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
-       ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
-ax.legend(fontsize=8)
+draw_weight_function(axes[0, 0])
+draw_truncated_moment(axes[0, 1])
+draw_running_means(axes[1, 0], steps)
+draw_running_variances(axes[1, 1], steps)
 fig.tight_layout()
 plt.show()
 
@@ -889,15 +908,9 @@ plt.show()
 # ($z_k = \mu_q + \sigma_q\varepsilon_k$), so what changes is the proposal, not the luck.
 
 # %%
-def draw_importance_sampling(fig, mean, scale, num_samples):
-    q = gaussian_proposal(mean, scale)
-    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))  # (K, 1, 1), z_k = μ_q + σ_q ε_k
-    log_w = (model.log_joint(x, z) - q.log_prob(z))[:, 0]  # (K,)
-    estimate = log_mean_exp(log_w).item()
-    ess_value = effective_sample_size(log_w).item()
-    rho = relative_second_moment(mean, scale).item()
-
-    ax_z, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+# Plotting: the left panel.
+def draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples):
+    """Left panel: the target, q and the prior, each draw's normalized weight on a right axis."""
     grid = np.linspace(-2.5, 4.0, 500)
     ax_z.fill_between(grid, normal_pdf(grid, mu_post, sigma_post), color=COLORS["posterior"], alpha=0.25,
                       label=r"target $p(z\mid x)$")
@@ -914,6 +927,11 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
     ax_z.plot([], [], "o", color=COLORS["importance"], ms=3, label=r"$\bar w_k$ (right axis)")
     ax_z.legend(loc="upper left", fontsize=8)
 
+
+# %%
+# Plotting: the right panel.
+def draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples):
+    """Right panel: the running log p̂_k against the exact log p(x), with ±2 standard errors."""
     k = np.arange(1, num_samples + 1)
     running = (torch.logcumsumexp(log_w, dim=0).numpy() - np.log(k))
     ax_k.plot(k, running, color=COLORS["importance"], lw=1.5, label=r"running $\log \hat p_k$")
@@ -931,6 +949,20 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
              xlabel="number of samples $k$", ylabel=r"$\log \hat p_k(x)$",
              title=f"Estimate, ESS = {ess_value:.1f} of K = {num_samples}; " + variance_text)
     ax_k.legend(loc="lower right", fontsize=8)
+
+
+# %%
+def draw_importance_sampling(fig, mean, scale, num_samples):
+    q = gaussian_proposal(mean, scale)
+    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))  # (K, 1, 1), z_k = μ_q + σ_q ε_k
+    log_w = (model.log_joint(x, z) - q.log_prob(z))[:, 0]  # (K,)
+    estimate = log_mean_exp(log_w).item()
+    ess_value = effective_sample_size(log_w).item()
+    rho = relative_second_moment(mean, scale).item()
+
+    ax_z, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+    draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples)
+    draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples)
     fig.tight_layout()
     limit_text = f"large-K limit 1/κ = {1 / rho:.3g}" if math.isfinite(rho) else "κ = ∞, so ESS/K → 0 as K grows"
     return (f"<b>log p̂_K = {estimate:.4f}</b>, exact log p(x) = {log_px:.4f} (error {estimate - log_px:+.4f}); "

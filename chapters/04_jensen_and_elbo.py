@@ -607,8 +607,9 @@ plt.show()
 # slowly (chapter 3's light-tail danger).
 
 # %%
-def draw_log_weights(fig, K, scale, shift):
-    """Single log-weights and K-sample log-mean-weights under q = N(m + shift·sd, scale²·Σ)."""
+def log_weight_draws(K, scale, shift):
+    """Under q = N(m + shift·sd, scale²·Σ): 10,000 single log-weights (10_000,) and `reps` draws
+    of log p̂_K (reps,), both from one seeded stream; returns (pool, log_p_hat, reps)."""
     q_mean = post_mean + shift * post_std  # (1, d)
     q_cov = scale**2 * post_cov  # (d, d)
     gen = torch.Generator().manual_seed(5)
@@ -617,7 +618,14 @@ def draw_log_weights(fig, K, scale, shift):
     reps = max(100, min(2_000, 100_000 // K))  # draws of log p̂_K (fewer for large K: quicker)
     q_reps = FullGaussian(q_mean.expand(reps, -1), q_cov)
     log_p_hat = iwae_bound(model, x.expand(reps, -1), q_reps, K, generator=gen, chunk_size=100)
+    return pool, log_p_hat, reps
 
+
+# %%
+# Plotting: the two histograms for one (K, scale, shift).
+def draw_log_weights(fig, K, scale, shift):
+    """Single log-weights and K-sample log-mean-weights under q = N(m + shift·sd, scale²·Σ)."""
+    pool, log_p_hat, reps = log_weight_draws(K, scale, shift)
     exact = log_px.item()
     elbo_est, iwae_est = pool.mean().item(), log_p_hat.mean().item()
     log_mean_w = log_mean_exp(pool, dim=0).item()
@@ -656,6 +664,7 @@ def draw_log_weights(fig, K, scale, shift):
             f"exact log p(x) = {exact:.3f};  {above:.0%} of single log-weights lie above log p(x)")
 
 
+# %%
 static_figure(draw_log_weights, figsize=(8, 6), K=10, scale=1.5, shift=1.0)
 
 # %%

@@ -525,6 +525,7 @@ def climb_elbo_1d(gradient, steps=300, lr=0.1):
     return np.array(gaps), mean.detach(), logvar.detach()
 
 
+# %%
 runs = {name: climb_elbo_1d(name)
         for name in ["closed form", "reparameterized", "sticking the landing"]}
 gaps_closed, mean_closed, logvar_closed = runs["closed form"]
@@ -745,6 +746,7 @@ def fit_gaussian_q(model, x, init_mean, init_logvar=-1.0, steps=400, lr=0.05, le
     return mean.detach(), logvar.detach()
 
 
+# %%
 def best_gaussian_q(model, x, init_means=(-1.5, 0.0, 1.5), init_logvars=None):
     """The best of S starts, per data point: (mean (N, 1), logvar (N, 1), elbo (N,)).
 
@@ -897,6 +899,7 @@ def average_loglik(W, s2):
     return LinearGaussian(W, x_bar, math.sqrt(s2)).log_marginal(data).mean().item()
 
 
+# %%
 def em_step(W, s2):
     """One E-step (exact posteriors) and one M-step (closed form) for probabilistic PCA."""
     model = LinearGaussian(W, x_bar, math.sqrt(s2))
@@ -1070,6 +1073,8 @@ starts = [(m0, -1.0) for m0 in (-1.5, 0.0, 1.5)] + list(encoder_qs.values())
 _, _, best_elbo_toy = best_gaussian_q(toy, data_toy, *zip(*starts))
 approximation_gap = log_px_toy - best_elbo_toy  # (N,), the same for every encoder
 
+
+# %%
 print("mean over 256 points, nats per point")
 print(f"{'encoder':<36}{'total gap':>10}{'approx.':>10}{'amort.':>10}")
 amortization_gaps = {}

@@ -657,6 +657,8 @@ torch.testing.assert_close(v_param.grad, 0.5 * (sigma_axis.square() - 1))
 torch.testing.assert_close(mu_param.grad, mu_param.detach())
 assert v_param.grad[sigma_axis <= 1].abs().max() <= 0.5
 
+
+# %%
 step_size = 0.1
 sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad                # σ − η ∂KL/∂σ
 v_after_step = v_param.detach() - step_size * v_param.grad                        # v − η ∂KL/∂v
@@ -833,6 +835,7 @@ def draw_kl(fig, mu, logvar):
             f"({0.5 * (math.exp(logvar) - 1 - logvar):.4f}, the spread)")
 
 
+# %%
 static_figure(draw_kl, figsize=(13, 4), mu=1.2, logvar=-1.5)
 
 kl_explorer = FigureExplorer(

@@ -92,6 +92,7 @@ from vaelib.toy import LinearGaussian
 use_course_style()
 seed_everything(0)
 torch.set_default_dtype(torch.float64)  # exact math: float64 throughout this chapter
+LOG_2PI = math.log(2 * math.pi)
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
 EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
@@ -392,6 +393,7 @@ def variance_and_se(samples):
     return var_hat, ((centred.pow(4).mean(0) - var_hat.square()) / len(samples)).sqrt()
 
 
+# %%
 MU, SIGMA = 1.0, 1.0  # every coordinate: μ_j = 1, σ_j = 1
 dims = [1, 2, 4, 8, 16, 32, 64, 128]
 mean_f = lambda d: d * (MU**2 + SIGMA**2)  # noqa: E731  E_q[f], the baseline
@@ -570,6 +572,8 @@ for k in range(3):
 z_exp.square().mean().backward()
 assert torch.isclose(rate.grad, per_sample.mean(), rtol=1e-10)  # autograd follows the same path
 
+
+# %%
 # (a') Gaussian by the inverse CDF, parameters (μ, log σ²) as in the rest of the course
 mu_g, logvar_g = torch.tensor(0.5, requires_grad=True), torch.tensor(-0.5, requires_grad=True)
 eps_inv = math.sqrt(2) * torch.erfinv(2 * u - 1)  # Φ⁻¹(u)
@@ -724,9 +728,6 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 # $$
 
 # %%
-LOG_2PI = math.log(2 * math.pi)
-
-
 class LinearVAE(nn.Module):
     """Decoder p(x|z) = N(Wz + b, s² I), θ = (W, b, log s); encoder q(z|x) = N(Ax + c, diag σ²)."""
 
@@ -769,6 +770,7 @@ class LinearVAE(nn.Module):
         return LinearGaussian(self.W.detach(), self.b.detach(), self.log_s.exp().item())
 
 
+# %%
 D, d, n = 5, 2, 1000
 true_model = LinearGaussian.random(D, d, noise_std=0.5, generator=generator(30))
 x, _ = true_model.sample(n, generator=generator(31))  # (n, D)

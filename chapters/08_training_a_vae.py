@@ -88,6 +88,8 @@ from vaelib.kl import gaussian_kl
 from vaelib.train import TrainConfig, train, validation_data
 from vaelib.vae import VAE, VAEConfig
 
+
+# %%
 use_course_style()
 seed_everything(0)
 
@@ -402,6 +404,7 @@ with torch.no_grad():
     prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))  # x ~ p(x|z)
 
 
+# %%
 def show_row(ax_row, rows, title=None):
     """Draw (k, 784) images along a row of axes."""
     for ax, image in zip(ax_row, rows):

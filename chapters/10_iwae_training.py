@@ -490,6 +490,7 @@ def exact_gradient(K):
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(exact_iwae(K, params), params)])
 
 
+# %%
 Ks = [1, 4, 16, 64, 256, 1024]
 R = 2000
 MU_INDEX, B1_INDEX = 4, 2  # positions of μ and b_1 in the gradient vector

@@ -197,7 +197,8 @@ def riemann_log_marginal(model, x, z_step, z_limit=6.0):
     z_grid = torch.arange(-z_limit, z_limit + z_step / 2, z_step)[:, None, None]  # (G, 1, 1)
     chunks = []
     for x_chunk in x.split(4096):  # 4096 points at a time bounds the memory (G × 4096 slices)
-        log_slices = model.log_joint(x_chunk, z_grid) + math.log(z_step)  # each weighted slice, (G, n)
+        # each weighted slice, (G, n)
+        log_slices = model.log_joint(x_chunk, z_grid) + math.log(z_step)
         chunks.append(torch.logsumexp(log_slices, dim=0))
     return torch.cat(chunks)
 
@@ -218,7 +219,8 @@ x_plane = torch.stack([X1.flatten(), X2.flatten()], dim=-1)  # (M, 2)
 # %%
 log_p_fine = riemann_log_marginal(toy, x_toy[:500], z_step=0.02)
 assert torch.allclose(log_p_fine, toy.log_marginal(x_toy[:500]), rtol=0, atol=1e-8)
-density_exact = riemann_log_marginal(toy, x_plane, z_step=0.02).exp().reshape(X1.shape)  # p(x), for pictures
+# p(x), for pictures
+density_exact = riemann_log_marginal(toy, x_plane, z_step=0.02).exp().reshape(X1.shape)
 
 
 def quad_marginal(model, x_point):
@@ -563,7 +565,8 @@ print(f"(1/N) ℓ(θ) = {average:.4f} ± {standard_error:.4f}   -H - KL = {predi
 # $$
 # b_{\text{ML}} = \bar x, \qquad
 # s^2_{\text{ML}} = \frac{1}{D - d}\sum_{j > d} \lambda_j, \qquad
-# W_{\text{ML}} = U_d\,\big(\operatorname{diag}(\lambda_1, \dots, \lambda_d) - s^2_{\text{ML}} I\big)^{1/2} R
+# W_{\text{ML}} = U_d\,\big(\operatorname{diag}(\lambda_1, \dots, \lambda_d) - s^2_{\text{ML}}
+# I\big)^{1/2} R
 # $$
 #
 # for any orthogonal $d \times d$ matrix $R$: the likelihood depends on $W$ only through $WW^\top$,
@@ -699,16 +702,16 @@ FigureExplorer(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # > **Classic mistakes**
 # >
-# > - **$s$ for $s^2$.** The covariance of $x$ is $WW^\top + s^2 I$. Writing $WW^\top + sI$, or passing
-# >   the standard deviation where a library expects a variance (`cov=` in SciPy) or the reverse
-# >   (`scale=` in `torch.distributions.Normal` and `scipy.stats.norm` is the standard deviation), gives
-# >   a wrong density that still looks plausible.
-# > - **$W^\top W$ for $WW^\top$.** $W^\top W$ is $d \times d$ (it appears in the posterior's precision
-# >   $\Lambda$); the covariance of $x$ is the $D \times D$ matrix $WW^\top$.
+# > - **$s$ for $s^2$.** The covariance of $x$ is $WW^\top + s^2 I$. Writing $WW^\top + sI$, or
+# >   passing the standard deviation where a library expects a variance (`cov=` in SciPy) or the
+# >   reverse (`scale=` in `torch.distributions.Normal` and `scipy.stats.norm` is the standard
+# >   deviation), gives a wrong density that still looks plausible.
+# > - **$W^\top W$ for $WW^\top$.** $W^\top W$ is $d \times d$ (it appears in the posterior's
+# >   precision $\Lambda$); the covariance of $x$ is the $D \times D$ matrix $WW^\top$.
 # > - **$p(x \mid z)$ is not $p(x)$.** Plugging one code into the decoder (say $z = 0$, or a single
 # >   sample) gives the likelihood of that code, not the marginal, which averages over all codes.
-# > - **Dropping the normalizing constant.** $-\frac D2 \log 2\pi s^2$ depends on $s$: without it the
-# >   "log-likelihood" $-\lVert x - f(z)\rVert^2 / 2s^2$ keeps increasing as $s \to \infty$, and
+# > - **Dropping the normalizing constant.** $-\frac D2 \log 2\pi s^2$ depends on $s$: without it
+# >   the "log-likelihood" $-\lVert x - f(z)\rVert^2 / 2s^2$ keeps increasing as $s \to \infty$, and
 # >   "maximum likelihood" would choose infinite noise.
 # > - **A density is not a probability.** $p(x) > 1$ is fine (the sharp toy's peak is above 1); only
 # >   $\int p(x)\,dx = 1$.

@@ -92,7 +92,8 @@ LOG_2PI = math.log(2 * math.pi)
 # Draw $K$ codes from the prior and average the likelihoods:
 #
 # $$
-# \hat p_K(x) = \frac1K \sum_{k=1}^K p(x \mid z_k), \qquad z_1, \dots, z_K \overset{\text{iid}}{\sim} p(z).
+# \hat p_K(x) = \frac1K \sum_{k=1}^K p(x \mid z_k), \qquad z_1, \dots, z_K
+# \overset{\text{iid}}{\sim} p(z).
 # $$
 #
 # **Unbiased.** Each term has expectation $\mathbb E_{p(z)}[p(x \mid z)] = p(x)$, so
@@ -263,7 +264,8 @@ assert torch.allclose(ours, library, rtol=0, atol=1e-10)
 # %%
 rho = relative_variance(model, x_obs)
 z = model.sample_prior(1_000_000, num_points=3, generator=generator)
-w_squared = (2 * (model.log_likelihood(x_obs, z) - model.log_marginal(x_obs))).exp()  # w(z)², (K, 3)
+# w(z)², (K, 3)
+w_squared = (2 * (model.log_likelihood(x_obs, z) - model.log_marginal(x_obs))).exp()
 rho_mc = w_squared.mean(dim=0) - 1
 rho_se = w_squared.std(dim=0) / 1000
 assert ((rho_mc - rho).abs() < 5 * rho_se).all()
@@ -319,7 +321,8 @@ p_ratio = (running[999] - log_p_one).exp()  # p̂_1000 / p, (R,)
 assert abs(p_ratio.var().item() / (rho_one / 1000) - 1) < 0.25
 assert abs(p_ratio.mean().item() - 1) < 5 * p_ratio.std().item() / math.sqrt(num_runs)
 log_bias_k10 = (running[9] - log_p_one).mean().item()
-assert log_bias_k10 < -10 * (running[9] - log_p_one).std().item() / math.sqrt(num_runs)  # clearly below 0
+# clearly below 0
+assert log_bias_k10 < -10 * (running[9] - log_p_one).std().item() / math.sqrt(num_runs)
 print(f"var(p̂/p) at K=1000: {p_ratio.var():.5f}  (ρ/K = {rho_one / 1000:.5f})")
 print(f"mean of p̂/p at K=1000: {p_ratio.mean():.4f}  (unbiased: 1)")
 print(f"mean of log p̂ - log p at K = 10: {log_bias_k10:.3f}")
@@ -447,7 +450,8 @@ assert math.expm1(rate * 20) / 0.01 > 1e9
 #
 # $$
 # w(z) = \frac{p(x \mid z)}{p(x)} = \frac{p(z \mid x)}{p(z)}, \qquad
-# 1 + \rho(x) = \mathbb E_{p(z)}\Big[\frac{p(z \mid x)^2}{p(z)^2}\Big] = \int \frac{p(z \mid x)^2}{p(z)}\,dz ,
+# 1 + \rho(x) = \mathbb E_{p(z)}\Big[\frac{p(z \mid x)^2}{p(z)^2}\Big] = \int
+# \frac{p(z \mid x)^2}{p(z)}\,dz ,
 # $$
 #
 # so $\rho(x)$ is the **$\chi^2$ divergence** between the posterior and the prior: large whenever
@@ -457,7 +461,8 @@ assert math.expm1(rate * 20) / 0.01 > 1e9
 # \preceq I$)
 #
 # $$
-# 1 + \rho(x) = \frac{\exp\big(m^\top (2I - \Sigma)^{-1} m\big)}{\sqrt{\det\Sigma\,\det(2I - \Sigma)}} .
+# 1 + \rho(x) =
+# \frac{\exp\big(m^\top (2I - \Sigma)^{-1} m\big)}{\sqrt{\det\Sigma\,\det(2I - \Sigma)}} .
 # $$
 #
 # In one dimension with posterior variance $v$ the denominator gives $1/\sqrt{v(2 - v)} \approx
@@ -526,7 +531,8 @@ sharp = LinearGaussian(torch.eye(2), None, noise_std=0.25)
 x_sharp = torch.full((1, 2), math.sqrt(1 + 0.25**2))
 post_mean, post_cov = sharp.posterior(x_sharp)  # W = I: a diagonal covariance
 z_prior = sharp.sample_prior(300, num_points=1, generator=generator)[:, 0]  # (300, 2)
-shares = torch.softmax(sharp.log_likelihood(x_sharp, z_prior[:, None]), dim=0)[:, 0]  # w_k / Σ w, (300,)
+# w_k / Σ w, (300,)
+shares = torch.softmax(sharp.log_likelihood(x_sharp, z_prior[:, None]), dim=0)[:, 0]
 
 dims_w = np.arange(1, 17)
 log_w_quantiles, log_w_max, minus_kl, top_shares = [], [], [], []
@@ -581,8 +587,10 @@ ax_top.legend(fontsize=8, loc="center right")
 plt.show()
 
 # %%
-assert carriers < 100  # in d = 2 already, fewer than a third of the codes carry 99 % of the estimate
-assert np.allclose(log_w_quantiles[:, 1], minus_kl, atol=0.05 * np.abs(minus_kl).max())  # bulk near -KL
+# in d = 2 already, fewer than a third of the codes carry 99 % of the estimate
+assert carriers < 100
+# bulk near -KL
+assert np.allclose(log_w_quantiles[:, 1], minus_kl, atol=0.05 * np.abs(minus_kl).max())
 assert top_shares[0] < 0.01 and top_shares[-1] > 0.5 and np.all(np.diff(top_shares[::3]) > 0)
 print(f"d = 16: median log w = {log_w_quantiles[-1, 1]:.1f}, -KL = {minus_kl[-1]:.1f}, "
       f"largest of 5e4 = {log_w_max[-1]:.1f}; top sample's share at K = 1000: {top_shares[-1]:.2f}")
@@ -646,8 +654,8 @@ FigureExplorer(
 # >   about $-745$ (float64) or $-104$ (float32), the normal case for image-sized $D$ (section 2).
 # >   Use `log_mean_exp`.
 # > - **log-*sum*-exp for a *mean*.** `torch.logsumexp` sums; the mean needs $-\log K$ too.
-# > - **Unbiased for $p(x)$ is not unbiased for $\log p(x)$.** $\mathbb E[\log \hat p_K] < \log p(x)$
-# >   (section 3); the bias vanishes only as $K \to \infty$.
+# > - **Unbiased for $p(x)$ is not unbiased for $\log p(x)$.**
+# >   $\mathbb E[\log \hat p_K] < \log p(x)$ (section 3); the bias vanishes only as $K \to \infty$.
 # > - **Trusting agreement between runs.** When $\rho \gg K$, independent runs agree with each other
 # >   and are all too low: their spread says nothing about their error (section 4).
 #
@@ -661,7 +669,8 @@ FigureExplorer(
 s2, D = model.noise_std**2, model.data_dim
 u = x_obs - model.b
 expected_log_lik = (-0.5 * D * math.log(2 * math.pi * s2)
-                    - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))  # E_p(z)[log p(x|z)]
+                    # E_p(z)[log p(x|z)]
+                    - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))
 via_kl = model.log_marginal(x_obs) - kl_prior_to_posterior(model, x_obs)
 assert torch.allclose(expected_log_lik, via_kl, atol=1e-10)
 

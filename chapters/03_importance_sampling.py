@@ -186,8 +186,10 @@ print(f"posterior p(z|x) = N({mu_post:.4f}, {sigma_post:.4f}²);  exact log p(x)
 # We check it on a grid of 201 values of $z$ against the exact $\log p(x)$, to $10^{-10}$.
 
 # %%
-z_grid = torch.linspace(-3.0, 5.0, 201, dtype=torch.float64)[:, None, None]  # (G, N, d) = (201, 1, 1)
-exact_posterior = DiagonalGaussian(torch.tensor([[mu_post]], dtype=torch.float64),  # N(μ⋆, σ⋆²), (N, d) params
+# (G, N, d) = (201, 1, 1)
+z_grid = torch.linspace(-3.0, 5.0, 201, dtype=torch.float64)[:, None, None]
+# N(μ⋆, σ⋆²), (N, d) params
+exact_posterior = DiagonalGaussian(torch.tensor([[mu_post]], dtype=torch.float64),
                                    torch.tensor([[math.log(sigma2_post)]], dtype=torch.float64))
 log_w_exact = model.log_joint(x, z_grid) - exact_posterior.log_prob(z_grid)  # (G, 1)
 assert (log_w_exact - log_px).abs().max() < 1e-10
@@ -255,7 +257,8 @@ plt.show()
 # %%
 def my_importance_log_marginal(x, proposal, num_samples, generator=None):
     z = proposal.rsample(num_samples, generator=generator)  # z_k ~ q(z|x), (K, N, d)
-    log_w = model.log_joint(x, z) - proposal.log_prob(z)  # log w_k = log p(x, z_k) - log q(z_k|x), (K, N)
+    # log w_k = log p(x, z_k) - log q(z_k|x), (K, N)
+    log_w = model.log_joint(x, z) - proposal.log_prob(z)
     return torch.logsumexp(log_w, dim=0) - math.log(num_samples)  # log (1/K) Σ_k w_k, (N,)
 
 
@@ -266,7 +269,8 @@ for name, (mean, std) in proposals.items():
     library = importance_log_marginal(model, x, q, num_samples, torch.Generator().manual_seed(1))
     assert torch.allclose(ours, library, rtol=0, atol=1e-12)
     print(f"{name:>16}: log p̂_K = {library.item():.6f}   (exact {log_px:.6f}, error {library.item() - log_px:+.2e})")
-    assert abs(library.item() - log_px) < 0.3  # K = 1000: within about 4 standard deviations (section 5)
+    # K = 1000: within about 4 standard deviations (section 5)
+    assert abs(library.item() - log_px) < 0.3
 
 # the exact posterior: one sample is enough, and it is exact to rounding error
 one_sample = importance_log_marginal(model, x, gaussian_proposal(mu_post, sigma_post), 1, generator)
@@ -442,7 +446,8 @@ plt.show()
 # $\log(\kappa-1)$.
 
 # %%
-relative_variance = {name: ratio[name].var(dim=1) for name in proposals}  # Var[p̂_K]/p(x)², (len(Ks),)
+# Var[p̂_K]/p(x)², (len(Ks),)
+relative_variance = {name: ratio[name].var(dim=1) for name in proposals}
 for name in ["prior", "poor q", "good q"]:
     predicted = torch.tensor([(rho_quad[name] - 1) / K for K in sample_counts], dtype=torch.float64)
     agreement = relative_variance[name] / predicted
@@ -477,7 +482,8 @@ plt.show()
 # Writing out the two densities,
 #
 # $$
-# \kappa = \int \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
+# \kappa = \int
+# \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
 # = \frac{\sqrt{2\pi}\,\sigma_q}{2\pi\sigma_\star^2}
 #   \int \exp\!\Big(-\frac12\Big[\underbrace{\tfrac{2}{\sigma_\star^2}}_{\alpha}(z - \mu_\star)^2
 #   - \underbrace{\tfrac{1}{\sigma_q^2}}_{\beta}(z - \mu_q)^2\Big]\Big)\,dz .
@@ -608,7 +614,8 @@ for name in proposals:
     ours = my_effective_sample_size(log_w_rel[name])  # (R,): one ESS per run of K = 1000
     ess[name] = effective_sample_size(log_w_rel[name], dim=0)
     assert torch.allclose(ours, ess[name], rtol=1e-10)
-    assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)  # scale-free
+    # scale-free
+    assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)
 assert ((ess["prior"] >= 1) & (ess["prior"] <= max_samples)).all()
 assert torch.allclose(ess["exact posterior"], torch.tensor(float(max_samples), dtype=torch.float64), rtol=1e-9)
 print(f"{'proposal':>16}  median ESS/K over {R} runs   1/κ (large-K limit)")
@@ -954,7 +961,8 @@ def draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples):
 # %%
 def draw_importance_sampling(fig, mean, scale, num_samples):
     q = gaussian_proposal(mean, scale)
-    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))  # (K, 1, 1), z_k = μ_q + σ_q ε_k
+    # (K, 1, 1), z_k = μ_q + σ_q ε_k
+    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))
     log_w = (model.log_joint(x, z) - q.log_prob(z))[:, 0]  # (K,)
     estimate = log_mean_exp(log_w).item()
     ess_value = effective_sample_size(log_w).item()
@@ -992,17 +1000,19 @@ explorer
 # > **Classic mistakes**
 # >
 # > - **Averaging the log-weights instead of the weights.** $\frac1K\sum_k \log w_k$ is not an
-# >   estimate of $\log p(x)$: it is a Monte Carlo estimate of the ELBO (chapter 4),
-# >   whose expectation is a lower bound. Average the weights, then take
-# >   the log — in log space, `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
-# > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log* estimates
-# >   keeps the bias $\approx (\kappa-1)/2K$; pooling all their weights into one log-mean-exp shrinks it.
+# >   estimate of $\log p(x)$: it is a Monte Carlo estimate of the ELBO (chapter 4), whose
+# >   expectation is a lower bound. Average the weights, then take the log — in log space,
+# >   `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
+# > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log*
+# >   estimates keeps the bias $\approx (\kappa-1)/2K$; pooling all their weights into one
+# >   log-mean-exp shrinks it.
 # > - **Dropping a normalizing constant.** For $p(x)$ every constant matters: $q$'s
 # >   $-\tfrac12\log 2\pi\sigma_q^2$, the likelihood's $-\tfrac D2 \log 2\pi s^2$. (For the ESS or a
 # >   self-normalized average they cancel — which is why the mistake goes unnoticed there.)
 # > - **A proposal narrower than the posterior.** Below $\sigma_q^2 = \sigma_\star^2/2$ the weights
-# >   have infinite variance; above it but below $\sigma_\star^2$ they are still unbounded. The sample
-# >   variance and the ESS from one run look fine until a rare weight arrives. When unsure, err wide.
+# >   have infinite variance; above it but below $\sigma_\star^2$ they are still unbounded. The
+# >   sample variance and the ESS from one run look fine until a rare weight arrives. When unsure,
+# >   err wide.
 # > - **Reading a high ESS as proof.** The ESS only sees where $q$ sampled: a proposal that misses a
 # >   region (a second mode, a heavy tail) can report a large ESS and a wrong answer.
 # > - **A proposal with too little support.** $q(z\mid x)$ must be positive wherever $p(x, z)$ is; a

@@ -220,7 +220,8 @@ plt.show()
 # $\log p(x,z) = \log p(x\mid z) + \log p(z)$:
 #
 # $$
-# \mathrm{ELBO}(q) = \mathbb E_q\big[\log p(x\mid z)\big] + \mathbb E_q\big[\log p(z) - \log q(z\mid x)\big]
+# \mathrm{ELBO}(q) = \mathbb E_q\big[\log p(x\mid z)\big] + \mathbb E_q\big[\log p(z) - \log q(z\mid
+# x)\big]
 # = \underbrace{\mathbb E_q\big[\log p(x\mid z)\big]}_{\text{reconstruction}}
 # \;-\; \underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}_{\text{regularizer}} ,
 # $$
@@ -308,7 +309,8 @@ assert torch.allclose(elbo_vaelib, elbo_form1, rtol=0, atol=1e-12)
 # - \log\det V\big)$,
 #
 # $$
-# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, V)\,\|\,\mathcal N(0, I)\big)
+# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, V)\,\|\,\mathcal
+# N(0, I)\big)
 # \quad\text{(form 2, exactly).}
 # $$
 #
@@ -467,7 +469,8 @@ assert elbo_form1 + 4 * se_form1 < log_px  # ... while their average is clearly 
 # the $z$'s (every subset holds $K$ i.i.d. samples):
 #
 # $$
-# \mathrm{IWAE}_{K+1} = \mathbb E\Big[\log \mathbb E_I\Big[\tfrac1K\textstyle\sum_{k\in I} w_k\Big]\Big]
+# \mathrm{IWAE}_{K+1} = \mathbb E\Big[\log \mathbb E_I\Big[\tfrac1K\textstyle\sum_{k\in I}
+# w_k\Big]\Big]
 # \ge \mathbb E\Big[\mathbb E_I \log \tfrac1K\textstyle\sum_{k\in I} w_k\Big] = \mathrm{IWAE}_K .
 # $$
 #
@@ -689,9 +692,9 @@ FigureExplorer(
 # > 3. **Taking the log of an unbiased estimate of $p(x)$ as unbiased for $\log p(x)$.** It is
 # >    biased *low* by Jensen: $\mathbb E[\log\hat p_K] = \mathrm{IWAE}_K < \log p(x)$. Chapter 3's
 # >    estimate of $p(x)$ is unbiased; its log is a lower bound in expectation.
-# > 4. **The KL's sign or direction.** $\mathrm{ELBO} = \mathbb E_q[\log p(x\mid z)] \mathbin{\mathbf -}
-# >    \mathrm{KL}(q(z\mid x)\,\|\,p(z))$: minus, and $q$ first. With $+\mathrm{KL}$ the "bound" can
-# >    exceed $\log p(x)$ (shown below).
+# > 4. **The KL's sign or direction.**
+# >    $\mathrm{ELBO} = \mathbb E_q[\log p(x\mid z)] \mathbin{\mathbf -} \mathrm{KL}(q(z\mid x)\,\|\,p(z))$:
+# >    minus, and $q$ first. With $+\mathrm{KL}$ the "bound" can exceed $\log p(x)$ (shown below).
 # > 5. **Averaging over the wrong axis.** Log-weights are `(K, N)`: reduce over dim 0, the samples.
 # >    A log-mean-exp over dim 1 mixes different data points into one meaningless number.
 # > 6. **`log(mean(exp(log_w)))`.** A VAE on MNIST has $\log w \approx -100$ nats; in float32

@@ -108,8 +108,10 @@ GAP_COLOR = "firebrick"  # this chapter's colour for the gap KL(q ‖ p(z|x))
 # $$
 # \begin{aligned}
 # \log p(x) &= \mathbb{E}_{q}\big[\log p(x, z) - \log p(z\mid x)\big] \\
-#           &= \underbrace{\mathbb{E}_{q}\big[\log p(x, z) - \log q(z\mid x)\big]}_{\mathrm{ELBO}(q)}
-#            + \underbrace{\mathbb{E}_{q}\big[\log q(z\mid x) - \log p(z\mid x)\big]}_{\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))}.
+#           &=
+#           \underbrace{\mathbb{E}_{q}\big[\log p(x, z) - \log q(z\mid x)\big]}_{\mathrm{ELBO}(q)}
+#            +
+#            \underbrace{\mathbb{E}_{q}\big[\log q(z\mid x) - \log p(z\mid x)\big]}_{\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))}.
 # \end{aligned}
 # $$
 #
@@ -217,8 +219,10 @@ for direct, via_h in [(kl_gamma, kl_gamma_h), (kl_lt, kl_lt_h), (kl_tl, kl_tl_h)
 # $\Lambda = \Sigma_\star^{-1}$:
 #
 # $$
-# \mathrm{KL}(q\,\|\,p(z\mid x)) = \underbrace{\mathbb{E}_q[\log q(z)]}_{-\frac12\sum_j \log(2\pi e\, v_j)}
-#   + \tfrac12\Big[d\log 2\pi + \log\det\Sigma_\star + \mathbb{E}_q\big[(z-\mu_\star)^\top\Lambda(z-\mu_\star)\big]\Big],
+# \mathrm{KL}(q\,\|\,p(z\mid x)) =
+# \underbrace{\mathbb{E}_q[\log q(z)]}_{-\frac12\sum_j \log(2\pi e\, v_j)}
+#   + \tfrac12\Big[d\log 2\pi + \log\det\Sigma_\star +
+#   \mathbb{E}_q\big[(z-\mu_\star)^\top\Lambda(z-\mu_\star)\big]\Big],
 # $$
 #
 # and
@@ -227,7 +231,8 @@ for direct, via_h in [(kl_gamma, kl_gamma_h), (kl_lt, kl_lt_h), (kl_tl, kl_tl_h)
 # The $\log 2\pi$ terms cancel and $-\tfrac12\sum_j 1 = -\tfrac d2$, so
 #
 # $$
-# \mathrm{KL}(q\,\|\,p(z\mid x)) = \tfrac12\Big[\textstyle\sum_j \Lambda_{jj} v_j + (m-\mu_\star)^\top\Lambda(m-\mu_\star) - d
+# \mathrm{KL}(q\,\|\,p(z\mid x)) = \tfrac12\Big[\textstyle\sum_j \Lambda_{jj} v_j +
+# (m-\mu_\star)^\top\Lambda(m-\mu_\star) - d
 #   + \log\det\Sigma_\star - \sum_j \log v_j\Big].
 # $$
 #
@@ -460,7 +465,8 @@ def draw_gap(fig, mean, scale):
     draw_densities(ax_density, mean, scale)
     draw_budget(ax_budget, elbo_value, kl_value)
     draw_gap_map(fig, ax_map, mean, scale)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.4)  # fixed: fast redraws
+    # fixed: fast redraws
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.4)
     return (f"log p(x) = {log_px_1d:.4f} = ELBO {elbo_value:.4f} + KL {kl_value:.4f} "
             f"(sum {elbo_value + kl_value:.4f})")
 
@@ -585,7 +591,8 @@ plt.show()
 # Substituting back,
 #
 # $$
-# \min_{q\ \mathrm{diagonal}} \mathrm{KL}(q\,\|\,p(z\mid x)) = \tfrac12\Big[\textstyle\sum_j \log \Lambda_{jj} - \log\det\Lambda\Big]
+# \min_{q\ \mathrm{diagonal}} \mathrm{KL}(q\,\|\,p(z\mid x)) = \tfrac12\Big[\textstyle\sum_j \log
+# \Lambda_{jj} - \log\det\Lambda\Big]
 #   \;\overset{d=2}{=}\; -\tfrac12\log(1-\rho^2),
 # $$
 #
@@ -864,7 +871,8 @@ plt.show()
 # to zero:
 #
 # $$
-# W_{t+1} = \Big(\sum_n \tilde x_n \mu_{\star n}^\top\Big)\Big(\sum_n \mathbb{E}[z_n z_n^\top]\Big)^{-1},
+# W_{t+1} = \Big(\sum_n \tilde x_n \mu_{\star n}^\top\Big)\Big(\sum_n \mathbb{E}[z_n
+# z_n^\top]\Big)^{-1},
 # \qquad
 # s^2_{t+1} = \frac{1}{ND}\sum_n \Big(\|\tilde x_n\|^2 - 2\mu_{\star n}^\top W_{t+1}^\top\tilde x_n
 #   + \operatorname{tr}\big(W_{t+1}^\top W_{t+1}\,\mathbb{E}[z_n z_n^\top]\big)\Big).
@@ -1003,8 +1011,10 @@ plt.show()
 #
 # $$
 # \underbrace{\log p(x) - \mathrm{ELBO}\big(q(\cdot\mid x;\phi)\big)}_{\text{total gap} \;=\; \mathrm{KL}(q_\phi\,\|\,p(z\mid x))}
-# = \underbrace{\log p(x) - \mathrm{ELBO}(q^\star_x)}_{\text{approximation gap}\ \ge 0\text{: the family}}
-# + \underbrace{\mathrm{ELBO}(q^\star_x) - \mathrm{ELBO}\big(q(\cdot\mid x;\phi)\big)}_{\text{amortization gap}\ \ge 0\text{: the encoder}}.
+# =
+# \underbrace{\log p(x) - \mathrm{ELBO}(q^\star_x)}_{\text{approximation gap}\ \ge 0\text{: the family}}
+# +
+# \underbrace{\mathrm{ELBO}(q^\star_x) - \mathrm{ELBO}\big(q(\cdot\mid x;\phi)\big)}_{\text{amortization gap}\ \ge 0\text{: the encoder}}.
 # $$
 #
 # A better encoder (bigger, better trained) can only shrink the second term; only a richer family
@@ -1146,20 +1156,24 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # > **Classic mistakes**
 # >
-# > - **Flipping the KL.** The gap is $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, averaged under $q$. The other
-# >   direction, $\mathrm{KL}(p\,\|\,q)$, is minimized by matching the posterior's moments, a different (and,
-# >   for the ELBO, worse) $q$: section 6 measured it.
-# > - **Believing that optimizing $q$ improves the model.** For fixed $\theta$, $\log p(x)$ is a constant:
-# >   raising the ELBO over $q$ only tightens the bound. Only a change of $\theta$ moves $\log p(x)$.
-# > - **Reading a higher ELBO as a higher likelihood.** Across different $\theta$, the ELBO can rise because the
-# >   gap shrank while $\log p(x)$ stayed put (the rotation of sections 5 and 7) or fell. Compare models
-# >   by $\log p(x)$ or a tight estimate of it (importance sampling, chapter 3), not by the ELBO.
-# > - **Expecting a diagonal $q$ to reach a correlated posterior.** However long you optimize, mean field leaves
-# >   $-\tfrac12\log(1-\rho^2)$ and under-estimates the marginal variances.
-# > - **Blaming the encoder for the family's gap (or the reverse).** Measure both: fit $q^\star$ per point. A
-# >   bigger encoder cannot close the approximation gap; a richer family cannot fix an under-trained encoder.
-# > - **Checking an identity with Monte Carlo and float32.** Sampling noise and single precision hide errors of
-# >   $10^{-3}$. Exact identities deserve closed forms in float64, checked to $10^{-10}$.
+# > - **Flipping the KL.** The gap is $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$, averaged under $q$.
+# >   The other direction, $\mathrm{KL}(p\,\|\,q)$, is minimized by matching the posterior's
+# >   moments, a different (and, for the ELBO, worse) $q$: section 6 measured it.
+# > - **Believing that optimizing $q$ improves the model.** For fixed $\theta$, $\log p(x)$ is a
+# >   constant: raising the ELBO over $q$ only tightens the bound. Only a change of $\theta$ moves
+# >   $\log p(x)$.
+# > - **Reading a higher ELBO as a higher likelihood.** Across different $\theta$, the ELBO can rise
+# >   because the gap shrank while $\log p(x)$ stayed put (the rotation of sections 5 and 7) or
+# >   fell. Compare models by $\log p(x)$ or a tight estimate of it (importance sampling, chapter
+# >   3), not by the ELBO.
+# > - **Expecting a diagonal $q$ to reach a correlated posterior.** However long you optimize, mean
+# >   field leaves $-\tfrac12\log(1-\rho^2)$ and under-estimates the marginal variances.
+# > - **Blaming the encoder for the family's gap (or the reverse).** Measure both: fit $q^\star$ per
+# >   point. A bigger encoder cannot close the approximation gap; a richer family cannot fix an
+# >   under-trained encoder.
+# > - **Checking an identity with Monte Carlo and float32.** Sampling noise and single precision
+# >   hide errors of $10^{-3}$. Exact identities deserve closed forms in float64, checked to
+# >   $10^{-10}$.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -864,11 +864,11 @@ assert kl_explorer.readout.value.startswith("KL = 0.0000")
 # >
 # > 1. **σ where σ² belongs.** The formula has the variance,
 # >    $\frac12\sum(\sigma^2 + \mu^2 - 1 - \log\sigma^2)$ with $\sigma^2 = e^{\text{logvar}}$ and
-# >    $\log\sigma^2 = \text{logvar}$. Writing $e^{\text{logvar}/2}$ for $\sigma^2$, $\log\sigma$ for
-# >    $\log\sigma^2$, a covariance $\mathrm{diag}(\sigma)$, `Normal(mu, logvar.exp())` (PyTorch's
-# >    `Normal` takes the **standard deviation**), or a tensor named `logvar` that holds
-# >    $\log\sigma$: each gives a number that is wrong, yet positive and plausible. Nothing
-# >    crashes; the model just trains with the wrong regularizer.
+# >    $\log\sigma^2 = \text{logvar}$. Writing $e^{\text{logvar}/2}$ for $\sigma^2$, $\log\sigma$
+# >    for $\log\sigma^2$, a covariance $\mathrm{diag}(\sigma)$, `Normal(mu, logvar.exp())`
+# >    (PyTorch's `Normal` takes the **standard deviation**), or a tensor named `logvar` that holds
+# >    $\log\sigma$: each gives a number that is wrong, yet positive and plausible. Nothing crashes;
+# >    the model just trains with the wrong regularizer.
 # > 2. **Forgetting the sum over dimensions.** The KL of independent coordinates is the **sum** of
 # >    the per-coordinate KLs: `.sum(dim=-1)`, one number per data point. A `.mean()` over the
 # >    latent dimensions divides the KL by $d$ and silently re-weights the two terms of the ELBO.

@@ -17,7 +17,8 @@
 # A VAE is trained by gradient ascent on the ELBO of its $n$ training points,
 #
 # $$
-# \mathcal L(\theta, \phi) = \sum_{i=1}^{n} \mathbb E_{q_\phi(z \mid x_i)}\big[\log p_\theta(x_i, z) - \log q_\phi(z \mid x_i)\big].
+# \mathcal L(\theta, \phi) = \sum_{i=1}^{n} \mathbb E_{q_\phi(z \mid x_i)}\big[\log p_\theta(x_i, z)
+# - \log q_\phi(z \mid x_i)\big].
 # $$
 #
 # The decoder's gradient $\nabla_\theta$ is easy: $\theta$ does not change the distribution we
@@ -96,7 +97,8 @@ LOG_2PI = math.log(2 * math.pi)
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
 EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
-EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}  # a second cue beside the colour
+# a second cue beside the colour
+EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}
 EST_LINES = {"score": "--", "score + baseline": ":", "pathwise": "-"}
 
 
@@ -165,7 +167,8 @@ assert not naive.requires_grad  # no path from the samples back to (μ, log σ²
 # $\nabla_\phi \log q_\phi$ is called the **score**. It has mean zero,
 #
 # $$
-# \mathbb E_{q_\phi}[\nabla_\phi \log q_\phi(z)] = \int \nabla_\phi q_\phi(z)\, dz = \nabla_\phi \int q_\phi(z)\, dz = \nabla_\phi 1 = 0,
+# \mathbb E_{q_\phi}[\nabla_\phi \log q_\phi(z)] = \int \nabla_\phi q_\phi(z)\, dz = \nabla_\phi
+# \int q_\phi(z)\, dz = \nabla_\phi 1 = 0,
 # $$
 #
 # so a **baseline** $b$ that does not depend on $z$ can be subtracted for free:
@@ -177,9 +180,11 @@ assert not naive.requires_grad  # no path from the samples back to (μ, log σ²
 # so
 #
 # $$
-# \frac{\partial \log q}{\partial \mu_j} = \frac{z_j - \mu_j}{\sigma_j^2} = \frac{\varepsilon_j}{\sigma_j},
+# \frac{\partial \log q}{\partial \mu_j} = \frac{z_j - \mu_j}{\sigma_j^2} =
+# \frac{\varepsilon_j}{\sigma_j},
 # \qquad
-# \frac{\partial \log q}{\partial \log\sigma_j^2} = -\frac12 + \frac12 \frac{(z_j-\mu_j)^2}{\sigma_j^2} = \frac12(\varepsilon_j^2 - 1),
+# \frac{\partial \log q}{\partial \log\sigma_j^2} = -\frac12 + \frac12
+# \frac{(z_j-\mu_j)^2}{\sigma_j^2} = \frac12(\varepsilon_j^2 - 1),
 # \qquad \varepsilon_j = \frac{z_j - \mu_j}{\sigma_j}.
 # $$
 #
@@ -222,7 +227,8 @@ print("score-function estimate of ∇_μ E[f]:", g_mu.mean(0).numpy().round(3),
 # distribution does *not* depend on $\phi$:
 #
 # $$
-# z = g_\phi(\varepsilon) = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal N(0, I), \qquad \sigma = \exp(\tfrac12 \log\sigma^2).
+# z = g_\phi(\varepsilon) = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal N(0,
+# I), \qquad \sigma = \exp(\tfrac12 \log\sigma^2).
 # $$
 #
 # Then $\mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}[f(g_\phi(\varepsilon))]$ and now the
@@ -230,10 +236,12 @@ print("score-function estimate of ∇_μ E[f]:", g_mu.mean(0).numpy().round(3),
 # whose gradient does not grow too fast, by dominated convergence):
 #
 # $$
-# \nabla_\phi\, \mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}\big[\nabla_\phi f(g_\phi(\varepsilon))\big],
+# \nabla_\phi\, \mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}\big[\nabla_\phi
+# f(g_\phi(\varepsilon))\big],
 # \qquad
 # \frac{\partial f}{\partial \mu_j} = \frac{\partial f}{\partial z_j}, \qquad
-# \frac{\partial f}{\partial \log\sigma_j^2} = \frac{\partial f}{\partial z_j}\cdot \tfrac12 \sigma_j \varepsilon_j .
+# \frac{\partial f}{\partial \log\sigma_j^2} = \frac{\partial f}{\partial z_j}\cdot \tfrac12
+# \sigma_j \varepsilon_j .
 # $$
 #
 # In code this is nothing more than sampling $z$ *inside the graph*: autograd follows the path
@@ -349,11 +357,13 @@ plt.show()
 # \mathbb E R^2 = (d-1)(4\mu^2\sigma^2 + 2\sigma^4) + (\mathbb E R)^2,
 # $$
 # $$
-# \operatorname{Var}\hat g = \frac{\mathbb E[f^2\varepsilon_1^2] - 2b\,\mathbb E[f\varepsilon_1^2] + b^2}{\sigma^2} - 4\mu^2,
+# \operatorname{Var}\hat g =
+# \frac{\mathbb E[f^2\varepsilon_1^2] - 2b\,\mathbb E[f\varepsilon_1^2] + b^2}{\sigma^2} - 4\mu^2,
 # \quad
 # \mathbb E[f\varepsilon_1^2] = \mu^2 + 3\sigma^2 + \mathbb E R,
 # \quad
-# \mathbb E[f^2\varepsilon_1^2] = \mathbb E[z_1^4\varepsilon_1^2] + 2\,\mathbb E R\,(\mu^2 + 3\sigma^2) + \mathbb E R^2 .
+# \mathbb E[f^2\varepsilon_1^2] = \mathbb E[z_1^4\varepsilon_1^2] + 2\,\mathbb E R\,(\mu^2 +
+# 3\sigma^2) + \mathbb E R^2 .
 # $$
 #
 # Without a baseline the variance grows like $d^2$: every other coordinate's $z_j^2$ is noise
@@ -662,7 +672,8 @@ g_inverse = lambda z: (np.log(z) - mu_ln) / sigma_ln  # noqa: E731  ε = g⁻¹(
 g_inverse_slope = lambda z: 1 / (sigma_ln * z)  # noqa: E731  d g⁻¹/dz > 0
 z_grid_ln = np.linspace(0.01, 12, 500)
 q_change_of_variables = stats.norm.pdf(g_inverse(z_grid_ln)) * np.abs(g_inverse_slope(z_grid_ln))
-q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)  # an independent reference
+# an independent reference
+q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)
 assert np.allclose(q_change_of_variables, q_scipy, rtol=1e-12, atol=0)
 z_ln = np.exp(mu_ln + sigma_ln * torch.randn(n_draws, generator=generator(22), dtype=torch.float64).numpy())
 ks_ln = stats.kstest(z_ln, stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).cdf)
@@ -691,7 +702,8 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 #    $\varepsilon_{iv} \sim \mathcal N(0, I)$.
 #
 # $$
-# \hat g = \frac{n}{m} \sum_{i \in B} \frac1V \sum_{v=1}^V \nabla_{\theta,\phi}\Big[\log p_\theta(x_i, z_{iv}) - \log q_\phi(z_{iv}\mid x_i)\Big].
+# \hat g = \frac{n}{m} \sum_{i \in B} \frac1V \sum_{v=1}^V \nabla_{\theta,\phi}\Big[\log
+# p_\theta(x_i, z_{iv}) - \log q_\phi(z_{iv}\mid x_i)\Big].
 # $$
 #
 # **Unbiased.** Condition on $B$ and average over $\varepsilon$ first: by the pathwise argument of
@@ -724,7 +736,9 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 # ($w_j$ the $j$-th column of $W$), hence
 #
 # $$
-# \ell_i = -\frac D2 \log(2\pi s^2) - \frac{1}{2s^2}\Big(\lVert x_i - W\mu_i - b\rVert^2 + \sum_j \sigma_j^2 \lVert w_j\rVert^2\Big) - \mathrm{KL}\big(\mathcal N(\mu_i, \operatorname{diag}\sigma^2)\,\Vert\,\mathcal N(0, I)\big).
+# \ell_i = -\frac D2 \log(2\pi s^2) - \frac{1}{2s^2}\Big(\lVert x_i - W\mu_i - b\rVert^2 + \sum_j
+# \sigma_j^2 \lVert w_j\rVert^2\Big) - \mathrm{KL}\big(\mathcal N(\mu_i,
+# \operatorname{diag}\sigma^2)\,\Vert\,\mathcal N(0, I)\big).
 # $$
 
 # %%
@@ -957,8 +971,9 @@ plt.show()
 # > **Classic mistakes**
 # >
 # > * **Sampling outside the graph.** `q.sample()`, `torch.no_grad()`, `.detach()` or a NumPy
-# >   sampler cut the path $\phi \to z$: the encoder gets no gradient from $\mathbb E_q[\log p(x\mid z)]$,
-# >   and nothing warns you (section 1). Sample with `rsample`: $z = \mu + \sigma\odot\varepsilon$.
+# >   sampler cut the path $\phi \to z$: the encoder gets no gradient from
+# >   $\mathbb E_q[\log p(x\mid z)]$, and nothing warns you (section 1). Sample with `rsample`:
+# >   $z = \mu + \sigma\odot\varepsilon$.
 # > * **$\exp(\log\sigma^2)$ for $\sigma$.** The scale is $\sigma = \exp(\tfrac12\log\sigma^2)$;
 # >   multiplying $\varepsilon$ by the variance samples from the wrong distribution.
 # > * **Dropping or mis-scaling $n/m$.** For a plain sum over the data, omitting $n/m$ only rescales

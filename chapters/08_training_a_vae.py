@@ -170,7 +170,8 @@ plt.show()
 #
 # $$
 # p(z) = \mathcal N(0, I_d), \qquad
-# p_\theta(x \mid z) = \prod_{i=1}^{D} \operatorname{Bernoulli}\big(x_i;\ \operatorname{sigmoid}(\ell_i)\big),
+# p_\theta(x \mid z) = \prod_{i=1}^{D} \operatorname{Bernoulli}\big(x_i;\
+# \operatorname{sigmoid}(\ell_i)\big),
 # \qquad \ell = f_\theta(z) \in \mathbb R^{D}.
 # $$
 #
@@ -180,7 +181,8 @@ plt.show()
 # pixels**, computed stably from the logits:
 #
 # $$
-# \log p_\theta(x\mid z) = \sum_{i=1}^{D} \big[x_i \log \operatorname{sigmoid}(\ell_i) + (1 - x_i)\log(1 - \operatorname{sigmoid}(\ell_i))\big]
+# \log p_\theta(x\mid z) = \sum_{i=1}^{D} \big[x_i \log \operatorname{sigmoid}(\ell_i) + (1 -
+# x_i)\log(1 - \operatorname{sigmoid}(\ell_i))\big]
 # = \sum_{i=1}^{D} \big[x_i \ell_i - \operatorname{softplus}(\ell_i)\big].
 # $$
 #
@@ -205,7 +207,9 @@ plt.show()
 # direction) gives the loss we minimize, in **nats per image**:
 #
 # $$
-# \text{loss} = -\frac1m \sum_{b \in B} \Big[\underbrace{\sum_{i=1}^{D}\big(x_{b,i}\,\ell_{b,i} - \operatorname{softplus}(\ell_{b,i})\big)}_{\log p_\theta(x_b \mid z_b)} - \mathrm{KL}_b\Big],
+# \text{loss} = -\frac1m \sum_{b \in B}
+# \Big[\underbrace{\sum_{i=1}^{D}\big(x_{b,i}\,\ell_{b,i} - \operatorname{softplus}(\ell_{b,i})\big)}_{\log p_\theta(x_b \mid z_b)}
+# - \mathrm{KL}_b\Big],
 # \qquad \ell_b = f_\theta(z_b).
 # $$
 #
@@ -316,7 +320,8 @@ units_in_use = []  # per epoch: number of units with Var_x[μ_j(x)] > 0.01, and 
 def record_units_in_use(history, vae):
     """train() calls callback(history, model) after every epoch."""
     with torch.no_grad():
-        activity = vae.encode(val_bin)[0].var(dim=0)  # Var over the validation images of μ_j(x), (d,)
+        # Var over the validation images of μ_j(x), (d,)
+        activity = vae.encode(val_bin)[0].var(dim=0)
     units_in_use.append([(activity > 0.01).sum().item(), (activity > 0.1).sum().item()])
 
 
@@ -326,7 +331,8 @@ print(f"{len(history)} epochs in {history.seconds[-1]:.1f} s; final ELBO per ima
       f"{history.train_elbo[-1]:.2f}, validation {history.val_elbo[-1]:.2f} nats (KL {history.val_kl[-1]:.2f})")
 assert len(history) == SETTINGS["epochs"] and not history.interrupted
 assert history.val_elbo[-1] > -116  # measured ≈ -109.5 on the subset
-assert history.val_elbo[-1] > history.val_elbo[0] + 5  # it kept learning after the first epoch (≈ -174 then)
+# it kept learning after the first epoch (≈ -174 then)
+assert history.val_elbo[-1] > history.val_elbo[0] + 5
 assert history.train_kl[-1] > 15  # the code carries information (≈ 22 nats)
 assert units_in_use[0][0] > units_in_use[-1][0]  # units were switched off during training
 
@@ -401,7 +407,8 @@ with torch.no_grad():
     x_show = test_bin[first_of_each_class]  # (10, 784): one test digit of each class
     x_rec = cpu_model.reconstruct(x_show)  # sigmoid(f(μ(x))), (10, 784)
     prior_means = cpu_model.generate(64, generator=torch.Generator().manual_seed(0))  # (64, 784)
-    prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))  # x ~ p(x|z)
+    # x ~ p(x|z)
+    prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))
 
 
 # %%
@@ -465,7 +472,8 @@ plt.show()
 #
 # $$
 # \int_0^1 \lambda^x (1-\lambda)^{1-x}\, dx = (1-\lambda)\,\frac{r - 1}{\log r}
-# = \frac{2\lambda - 1}{\log\lambda - \log(1-\lambda)} \quad (\lambda \ne \tfrac12), \qquad = \tfrac12 \text{ at } \lambda = \tfrac12 ,
+# = \frac{2\lambda - 1}{\log\lambda - \log(1-\lambda)} \quad (\lambda \ne \tfrac12), \qquad =
+# \tfrac12 \text{ at } \lambda = \tfrac12 ,
 # $$
 #
 # which is at most $\frac12$ and depends on $\lambda$. ✗ Not a density: $-\mathrm{BCE}$ on grey
@@ -483,7 +491,8 @@ def bce_weight(x, lam):
 
 lams = np.linspace(0.005, 0.995, 199)
 sums = np.array([bce_weight(0, lam) + bce_weight(1, lam) for lam in lams])  # Σ over x in {0, 1}
-integrals = np.array([integrate.quad(bce_weight, 0, 1, args=(lam,))[0] for lam in lams])  # ∫ over [0, 1]
+# ∫ over [0, 1]
+integrals = np.array([integrate.quad(bce_weight, 0, 1, args=(lam,))[0] for lam in lams])
 off = ~np.isclose(lams, 0.5)
 closed_form = np.full_like(lams, 0.5)  # the limit at λ = ½, where the formula is 0/0
 closed_form[off] = (2 * lams[off] - 1) / np.log(lams[off] / (1 - lams[off]))
@@ -659,7 +668,8 @@ ks = [2**p for p in range(int(math.log2(SETTINGS["curve_samples"])) + 1)]  # 1, 
 # IWAE_k: split the K weights into K/k groups of k, log-mean-exp within each group, average the rest
 iwae_k = np.array([log_mean_exp(log_w.reshape(-1, k, num_curve), dim=1).mean().item() for k in ks])
 elbo_curve = log_w.mean().item()
-log_p_eval = evaluation.log_likelihood[:num_curve].mean().item()  # vaelib.evaluate, K = 500, other samples
+# vaelib.evaluate, K = 500, other samples
+log_p_eval = evaluation.log_likelihood[:num_curve].mean().item()
 print("IWAE_k:", ", ".join(f"k={k}: {v:.2f}" for k, v in zip(ks, iwae_k)))
 assert math.isclose(iwae_k[0], elbo_curve, rel_tol=1e-6)  # IWAE_1 = ELBO
 assert (np.diff(iwae_k) >= -1e-4).all()  # nested groups: each doubling can only raise it (Jensen)
@@ -701,7 +711,8 @@ plt.show()
 # of a unit,
 #
 # $$
-# A_j = \operatorname{Var}_{x}\big(\mathbb E_{q_\phi(z\mid x)}[z_j]\big) = \operatorname{Var}_{x}\big(\mu_{\phi,j}(x)\big),
+# A_j = \operatorname{Var}_{x}\big(\mathbb E_{q_\phi(z\mid x)}[z_j]\big) =
+# \operatorname{Var}_{x}\big(\mu_{\phi,j}(x)\big),
 # $$
 #
 # the variance over the test set of the posterior mean; the unit is **active** if $A_j > 0.01$.
@@ -716,7 +727,8 @@ plt.show()
 with torch.no_grad():
     test_mu, test_logvar = cpu_model.encode(test_bin)  # (N_test, d) each
 activity = test_mu.var(dim=0)  # A_j = Var_x[μ_j(x)], (d,)
-kl_per_unit = 0.5 * (test_mu.square() + test_logvar.exp() - 1 - test_logvar).mean(dim=0)  # E_x[KL_j], (d,)
+# E_x[KL_j], (d,)
+kl_per_unit = 0.5 * (test_mu.square() + test_logvar.exp() - 1 - test_logvar).mean(dim=0)
 active = activity > 0.01
 strong = activity > 0.1
 order = torch.argsort(activity, descending=True)
@@ -728,7 +740,8 @@ print(f"  of which activity > 0.1: {num_strong}, carrying {kl_per_unit[strong].s
 print(f"inactive units: mean σ² = {test_logvar[:, ~active].exp().mean():.3f} (prior: 1), "
       f"largest |μ| = {test_mu[:, ~active].abs().max():.3f}")
 assert num_strong >= 10 and num_active >= num_strong
-assert kl_per_unit[strong].sum() > 0.95 * total_kl  # the strongly active units carry the information
+# the strongly active units carry the information
+assert kl_per_unit[strong].sum() > 0.95 * total_kl
 assert kl_per_unit[~active].sum() < 0.01 * total_kl  # the inactive ones almost none
 assert torch.isclose(kl_per_unit.sum(), gaussian_kl(test_mu, test_logvar).mean(), rtol=1e-4)
 
@@ -827,8 +840,8 @@ FigureExplorer(draw_digit, figsize=(10, 4.4),
 # > * **Averaging over pixels instead of summing.** The ELBO sums $\log p(x_i\mid z)$ over the 784
 # >   pixels. `reduction="mean"` (the default of PyTorch's losses) divides the reconstruction term
 # >   by 784, which is the same as weighting the KL 784 times too strongly: the posterior is pushed
-# >   onto the prior (often complete posterior collapse) and the reported number is not the ELBO. Sum over pixels and latent
-# >   dimensions; average over the images of the batch.
+# >   onto the prior (often complete posterior collapse) and the reported number is not the ELBO.
+# >   Sum over pixels and latent dimensions; average over the images of the batch.
 # > * **The sign of the KL.** The ELBO *subtracts* $\mathrm{KL}(q\,\Vert\,p)$; the loss is
 # >   $-\mathrm{ELBO} = \text{reconstruction loss} + \mathrm{KL}$. With the sign flipped the KL is
 # >   rewarded, it has no upper bound, and the encoder drives μ and σ to extremes until the loss

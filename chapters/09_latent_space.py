@@ -463,7 +463,8 @@ for ax, d in zip(axes, (2, 50)):
     colors = [COLORS["prior"], COLORS["naive"], COLORS["importance"]]
     hatches = [None, "//", "\\\\"]  # a second cue beside the colour
     r = np.linspace(0, 1.15 * stats.chi.ppf(0.9999, d), 300)
-    for (label, values), color, hatch in zip(norms.items(), colors, hatches):  # (slerp's far swings: cut)
+    # (slerp's far swings: cut)
+    for (label, values), color, hatch in zip(norms.items(), colors, hatches):
         ax.hist(values.numpy(), bins=np.linspace(0, r[-1], 80), density=True, alpha=0.45,
                 color=color, hatch=hatch, label=label)
     ax.plot(r, stats.chi.pdf(r, d), color=COLORS["exact"], linestyle="--", label="exact χ_d")

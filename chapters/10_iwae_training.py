@@ -17,7 +17,8 @@
 # Chapter 4 derived the importance-weighted bound
 #
 # $$
-# \mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K = \mathbb E_{z_{1:K}\sim q_\phi}\Big[\log \frac1K\sum_{k=1}^K w_k\Big] \le \log p_\theta(x),
+# \mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K = \mathbb E_{z_{1:K}\sim q_\phi}\Big[\log
+# \frac1K\sum_{k=1}^K w_k\Big] \le \log p_\theta(x),
 # \qquad w_k = \frac{p_\theta(x, z_k)}{q_\phi(z_k\mid x)},
 # $$
 #
@@ -264,7 +265,8 @@ data_model = LinearGaussian(torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, 0.5], [0
 x_lin, _ = data_model.sample(n_LIN, generator=generator(31))  # (n, D)
 
 x_bar = x_lin.mean(0)
-eigvals = torch.linalg.eigvalsh((x_lin - x_bar).T @ (x_lin - x_bar) / n_LIN).flip(0)  # λ_1 ≥ ... ≥ λ_D
+# λ_1 ≥ ... ≥ λ_D
+eigvals = torch.linalg.eigvalsh((x_lin - x_bar).T @ (x_lin - x_bar) / n_LIN).flip(0)
 s2_ml = eigvals[d_LIN:].mean()
 ll_ml = (-0.5 * (D_LIN * LOG_2PI + eigvals[:d_LIN].log().sum() + (D_LIN - d_LIN) * s2_ml.log() + D_LIN)).item()
 
@@ -279,7 +281,8 @@ def closed_form_elbo(vae, x):
     q = vae.approximate_posterior(x)
     m, v = q.mean, q.logvar.exp()  # (N, d) each
     L, s2 = vae.loadings(), torch.exp(2 * vae.log_s)
-    sq = (x - m @ L.T - vae.b).square().sum(-1) + (v * L.square().sum(0)).sum(-1)  # E_q|x - Lz - b|²
+    # E_q|x - Lz - b|²
+    sq = (x - m @ L.T - vae.b).square().sum(-1) + (v * L.square().sum(0)).sum(-1)
     return (-0.5 * (sq / s2 + x.shape[-1] * torch.log(2 * math.pi * s2))
             - 0.5 * (m.square() + v + LOG_2PI).sum(-1) + 0.5 * (1 + LOG_2PI + q.logvar).sum(-1))
 
@@ -339,13 +342,18 @@ for K, t in trained.items():
 gaps = [remaining[K] for K in (1, 4, 16, 64)]
 assert all(g >= -1e-9 for g in gaps)  # nobody beats the maximum likelihood
 assert all(a > b for a, b in zip(gaps, gaps[1:]))  # the gap shrinks with every K
-assert 0.01 < gaps[0] < 0.02 and gaps[-1] < 2e-4  # "0.01 to 0.02 nats" (ELBO), "about 10⁻⁴" (K = 64)
+# "0.01 to 0.02 nats" (ELBO), "about 10⁻⁴" (K = 64)
+assert 0.01 < gaps[0] < 0.02 and gaps[-1] < 2e-4
 assert gaps[2] < gaps[1] / 8  # K = 4 -> 16: faster than 1/K (÷4), close to 1/K² (÷16)
-assert abs(trained[64]["rho"]) > 2 * abs(trained[1]["rho"])  # IWAE lets θ keep a correlated posterior
+# IWAE lets θ keep a correlated posterior
+assert abs(trained[64]["rho"]) > 2 * abs(trained[1]["rho"])
 assert trained[1]["elbo"] < trained[1]["log_px"]  # K = 1: the closed-form ELBO is a lower bound ...
-assert all(t["bound_gap"] < 3 * t["bound_se"] for t in trained.values())  # ... and IWAE_K, to 3 s.e.
-assert np.allclose(trained[1]["q_width"], 1, atol=0.05)  # the ELBO's q: the KL-optimal variances 1/Λ_jj
-assert all((trained[K]["q_width"] > 1.1).all() for K in (16, 64))  # IWAE's q: broader in every coordinate
+# ... and IWAE_K, to 3 s.e.
+assert all(t["bound_gap"] < 3 * t["bound_se"] for t in trained.values())
+# the ELBO's q: the KL-optimal variances 1/Λ_jj
+assert np.allclose(trained[1]["q_width"], 1, atol=0.05)
+# IWAE's q: broader in every coordinate
+assert all((trained[K]["q_width"] > 1.1).all() for K in (16, 64))
 
 # %%
 Ks_lin = np.array([1, 4, 16, 64])
@@ -423,7 +431,8 @@ plt.show()
 # $L(s) = \mathbb E_q[e^{-s\,w(z)/c}]$, so
 #
 # $$
-# \mathrm{IWAE}_K = \log c + \int_{-\infty}^{\infty}\Big(e^{-e^u} - L\big(e^u / K\big)^K\Big)\,du \qquad (t = e^u).
+# \mathrm{IWAE}_K = \log c + \int_{-\infty}^{\infty}\Big(e^{-e^u} - L\big(e^u / K\big)^K\Big)\,du
+# \qquad (t = e^u).
 # $$
 #
 # With a one-dimensional latent, $L$ is a one-dimensional integral over
@@ -548,7 +557,8 @@ plt.show()
 # $\log q_\phi$:
 #
 # $$
-# \nabla_\phi \log w_k = \underbrace{\frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}}_{\text{path}}
+# \nabla_\phi \log w_k =
+# \underbrace{\frac{\partial \log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}}_{\text{path}}
 # \;-\; \underbrace{\frac{\partial}{\partial\phi}\log q_\phi(z)\Big|_{z = z_k}}_{\text{score}} .
 # $$
 #
@@ -561,7 +571,8 @@ plt.show()
 # same gradient:
 #
 # $$
-# \mathbb E_{q_\phi}\big[f(z)\,\partial_\phi\log q_\phi(z)\big] = \partial_\phi\,\mathbb E_{q_\phi}[f(z)]
+# \mathbb E_{q_\phi}\big[f(z)\,\partial_\phi\log q_\phi(z)\big] = \partial_\phi\,\mathbb
+# E_{q_\phi}[f(z)]
 # = \mathbb E_\varepsilon\Big[\frac{\partial f}{\partial z}\frac{\partial z}{\partial\phi}\Big].
 # $$
 #
@@ -571,15 +582,18 @@ plt.show()
 #
 # $$
 # \mathbb E\Big[\sum_k \tilde w_k\,\partial_\phi\log q_\phi(z_k)\Big]
-# = \mathbb E\Big[\sum_k (\tilde w_k - \tilde w_k^2)\frac{\partial\log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}\Big],
+# = \mathbb E\Big[\sum_k (\tilde w_k - \tilde
+# w_k^2)\frac{\partial\log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi}\Big],
 # $$
 #
 # and subtracting it from the path part leaves the **DReG estimator** of the encoder's gradient
 # (Tucker, Lawson, Gu & Maddison, 2019):
 #
 # $$
-# \widehat\nabla_\phi^{\,\mathrm{DReG}} = \sum_{k=1}^K \tilde w_k^{\,2}\,\frac{\partial\log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi},
-# \qquad \frac{\partial \log w_k}{\partial z_k} = \partial_z\log p_\theta(x, z_k) - \partial_z \log q_\phi(z_k\mid x)\ \ (\phi\ \text{fixed}).
+# \widehat\nabla_\phi^{\,\mathrm{DReG}} = \sum_{k=1}^K \tilde
+# w_k^{\,2}\,\frac{\partial\log w_k}{\partial z_k}\frac{\partial z_k}{\partial\phi},
+# \qquad \frac{\partial \log w_k}{\partial z_k} = \partial_z\log p_\theta(x, z_k) - \partial_z \log
+# q_\phi(z_k\mid x)\ \ (\phi\ \text{fixed}).
 # $$
 #
 # Same expectation, no score term; the decoder keeps
@@ -610,7 +624,8 @@ lib = torch.autograd.grad(surrogate.sum(), params)
 plain = torch.autograd.grad(iwae_surrogate(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K,
                                            generator=generator(3)).sum(), params)
 assert torch.allclose(lib[2], dreg_mu, rtol=1e-10) and torch.allclose(lib[3], dreg_logvar, rtol=1e-10)
-assert torch.allclose(lib[0], plain[0], rtol=1e-12) and torch.allclose(lib[1], plain[1], rtol=1e-12)  # θ: unchanged
+# θ: unchanged
+assert torch.allclose(lib[0], plain[0], rtol=1e-12) and torch.allclose(lib[1], plain[1], rtol=1e-12)
 print(f"DReG ∂/∂μ = {dreg_mu.item():+.6f} (vaelib {lib[2].item():+.6f}); plain ∂/∂μ = {plain[2].item():+.6f}, same samples")
 
 # %% [markdown]
@@ -636,10 +651,12 @@ z = (MU_TOY + math.exp(0.5 * LOGVAR_TOY) * eps).requires_grad_(True)
 q_fixed = DiagonalGaussian(torch.full((R_big, 1), MU_TOY), torch.full((R_big, 1), LOGVAR_TOY))
 log_w = Toy(W_TOY, B_TOY).log_joint(X_TOY.expand(R_big, 2), z) - q_fixed.log_prob(z)
 (dz,) = torch.autograd.grad(log_w.sum(), z)
-path_only = (torch.softmax(log_w.detach(), 0)[..., None] * dz).sum(0)[:, 0]  # STL: Σ_k w̃_k ∂_z log w_k, (R,)
+# STL: Σ_k w̃_k ∂_z log w_k, (R,)
+path_only = (torch.softmax(log_w.detach(), 0)[..., None] * dz).sum(0)[:, 0]
 bias_z = ((path_only.mean() - exact_grads_8[MU_INDEX]) / (path_only.std() / R_big**0.5)).item()
 print(f"STL (path part alone): mean ∂/∂μ = {path_only.mean():+.5f}, {bias_z:+.0f} standard errors from the exact value")
-assert abs(bias_z) > 100  # the check can tell a biased estimator: more than a hundred standard errors off
+# the check can tell a biased estimator: more than a hundred standard errors off
+assert abs(bias_z) > 100
 
 # %% [markdown]
 # And its signal: the DReG encoder SNR from section 3's runs, beside the plain one.
@@ -648,7 +665,8 @@ assert abs(bias_z) > 100  # the check can tell a biased estimator: more than a h
 print(f"encoder SNR, K = {Ks}:\n  plain {np.round(snr['plain'], 3)}\n  DReG  {np.round(snr['DReG'], 3)}")
 print(f"slopes (K ≥ 16): plain {slopes['plain']:+.2f}, DReG {slopes['DReG']:+.2f}")
 assert slopes["DReG"] > 0.3  # DReG's encoder SNR grows with K instead of falling
-assert all(d > p for d, p in zip(snr["DReG"][1:], snr["plain"][1:]))  # and beats plain for every K > 1
+# and beats plain for every K > 1
+assert all(d > p for d, p in zip(snr["DReG"][1:], snr["plain"][1:]))
 
 fig, ax = plt.subplots(figsize=(8, 4.5))
 ax.loglog(Ks_np, snr["plain"], "o-", color=EST_COLORS["plain"], label=f"encoder μ, plain (slope {slopes['plain']:+.2f})")
@@ -718,7 +736,8 @@ FigureExplorer(draw_spread,
 torch.set_default_dtype(torch.float32)  # the neural VAE: float32
 mnist = load_mnist_subset()
 train_images = to_unit_interval(mnist.train_images)  # (N, 784) grey levels
-test_bin = fixed_binarization(to_unit_interval(mnist.test_images), seed=0)  # the fixed binary test set
+# the fixed binary test set
+test_bin = fixed_binarization(to_unit_interval(mnist.test_images), seed=0)
 EPOCHS, BATCH, LR = 6, 100, 2e-3
 OBJECTIVES = {  # name -> vaelib.train's options
     "ELBO": {},  # objective="elbo", the default
@@ -729,7 +748,8 @@ OBJECTIVES = {  # name -> vaelib.train's options
 
 def train_vae(**objective):
     """Chapter 8's model, trained by vaelib.train with the given objective; (model, seconds)."""
-    torch.manual_seed(0)  # the same initial weights for every run (and seed=0: the same minibatches)
+    # the same initial weights for every run (and seed=0: the same minibatches)
+    torch.manual_seed(0)
     model = VAE(VAEConfig.preset("burda"))
     history = train(model, train_images, epochs=EPOCHS, batch_size=BATCH, lr=LR, seed=0, progress=False,
                     **objective)
@@ -789,15 +809,20 @@ for (a, b), (gap, se) in gaps_vae.items():
     print(f"log p(x): {a} − {b} = {gap:+.2f} nats (paired s.e. {se:.2f})")
 shifts = [r["shift"] for r in results.values()]
 dreg_gaps = [gaps_vae["IWAE_5 + DReG", "ELBO"][0], gaps_vae["IWAE_5 + DReG", "IWAE_5"][0]]
-assert all(r["shift"] > 2 * r["shift_se"] for r in results.values())  # K = 5000 > K = 500 (independent draws)
-assert max(shifts) < min(dreg_gaps) / 3  # K = 500 -> 5000 moves each estimate by < 1/3 of DReG's gaps
+# K = 5000 > K = 500 (independent draws)
+assert all(r["shift"] > 2 * r["shift_se"] for r in results.values())
+# K = 500 -> 5000 moves each estimate by < 1/3 of DReG's gaps
+assert max(shifts) < min(dreg_gaps) / 3
 assert all(r["ess"][0] < 20 for r in results.values())  # far from ideal weights: ESS < 20 of 500
 dreg_over_elbo, dreg_over_plain = gaps_vae["IWAE_5 + DReG", "ELBO"], gaps_vae["IWAE_5 + DReG", "IWAE_5"]
-assert all(gap > 2 and gap > 10 * se for gap, se in (dreg_over_elbo, dreg_over_plain))  # DReG: several nats
+# DReG: several nats
+assert all(gap > 2 and gap > 10 * se for gap, se in (dreg_over_elbo, dreg_over_plain))
 assert gaps_vae["IWAE_5", "ELBO"][0] < dreg_over_elbo[0] / 2  # most of the gain is DReG's
 iwae_trained = [results[n] for n in ("IWAE_5", "IWAE_5 + DReG")]
-assert all(r["kl"] > results["ELBO"]["kl"] + 2 for r in iwae_trained)  # q no longer fits KL(q ‖ p) ...
-assert all(r["log_sigma"] > results["ELBO"]["log_sigma"] for r in iwae_trained)  # ... and is broader
+# q no longer fits KL(q ‖ p) ...
+assert all(r["kl"] > results["ELBO"]["kl"] + 2 for r in iwae_trained)
+# ... and is broader
+assert all(r["log_sigma"] > results["ELBO"]["log_sigma"] for r in iwae_trained)
 assert results["IWAE_5 + DReG"]["active"] >= results["ELBO"]["active"]
 
 # %%
@@ -878,8 +903,10 @@ plt.show()
 # its total variance,
 #
 # $$
-# \mathrm{SNR} = \frac{\lVert \mathbb E g\rVert}{\sqrt{\operatorname{tr}\operatorname{Cov} g}}, \qquad
-# \lVert\mathbb E g\rVert^2 \approx \lVert\bar g\rVert^2 - \frac{\operatorname{tr}\widehat{\operatorname{Cov}}\,g}{R}
+# \mathrm{SNR} = \frac{\lVert \mathbb E g\rVert}{\sqrt{\operatorname{tr}\operatorname{Cov} g}},
+# \qquad
+# \lVert\mathbb E g\rVert^2 \approx \lVert\bar g\rVert^2 -
+# \frac{\operatorname{tr}\widehat{\operatorname{Cov}}\,g}{R}
 # $$
 #
 # (the mean of $R$ noisy vectors is longer than their expectation by about
@@ -912,8 +939,10 @@ enc_dreg = [r[0] for r in vae_snrs["dreg"]]
 print(f"K = {Ks_vae}: decoder SNR {np.round(dec_plain, 3)}; encoder SNR plain {np.round(enc_plain, 3)}, "
       f"DReG {np.round(enc_dreg, 3)}")
 assert dec_plain[-1] > 1.3 * dec_plain[0]  # the decoder's signal grows with K ...
-assert enc_plain[-1] / dec_plain[-1] < 0.75 * enc_plain[0] / dec_plain[0]  # ... the encoder's falls behind
-assert all(d > 1.3 * p for d, p in zip(enc_dreg, enc_plain))  # and DReG gives the encoder a stronger one
+# ... the encoder's falls behind
+assert enc_plain[-1] / dec_plain[-1] < 0.75 * enc_plain[0] / dec_plain[0]
+# and DReG gives the encoder a stronger one
+assert all(d > 1.3 * p for d, p in zip(enc_dreg, enc_plain))
 
 fig, ax = plt.subplots(figsize=(8, 4.2))
 ax.loglog(Ks_vae, dec_plain, "o-", color=EST_COLORS["decoder"], label="decoder")
@@ -940,26 +969,28 @@ plt.show()
 # > **Classic mistakes**
 # >
 # > * **Averaging the log-weights.** $\frac1K\sum_k\log w_k$ is the ELBO with $K$ samples, not
-# >   $\mathrm{IWAE}_K$: the logarithm goes *outside* the average, $\log\frac1K\sum_k w_k$ (log-mean-exp).
-# >   Its gradient weighs by $\tilde w_k$, not by $\frac1K$.
+# >   $\mathrm{IWAE}_K$: the logarithm goes *outside* the average, $\log\frac1K\sum_k w_k$
+# >   (log-mean-exp). Its gradient weighs by $\tilde w_k$, not by $\frac1K$.
 # > * **Weights from `exp(log_w)`.** $w_k$ overflows or underflows for any realistic $D$; compute
 # >   $\tilde w_k$ as a softmax of the log-weights.
-# > * **Reporting the training bound as $\log p(x)$.** $\mathrm{IWAE}_5$ is still a lower bound; report
-# >   $\log p(x)$ estimated with many importance samples ($K = 5000$ in the literature, or a smaller $K$
-# >   shown to move it less than the differences reported, as in section 5), and say which $K$ the model
-# >   was trained with.
-# > * **"Larger $K$ is always better."** The decoder gains, but the plain encoder gradient's SNR falls like
-# >   $1/\sqrt K$: with $K$ in the hundreds the encoder barely learns. Use DReG (or a moderate $K$).
-# > * **DReG with the score term left in.** DReG needs $\log q$ evaluated with $\phi$ detached; with the
-# >   live $\log q_\phi$ the score term comes back and the estimator is neither plain nor DReG.
-# > * **DReG weights $\tilde w_k$ instead of $\tilde w_k^2$.** Keeping only the path part with the IWAE
-# >   weights (STL applied to IWAE) is biased for $K > 1$: section 4's control is more than a hundred
-# >   standard errors off (asserted).
+# > * **Reporting the training bound as $\log p(x)$.** $\mathrm{IWAE}_5$ is still a lower bound;
+# >   report $\log p(x)$ estimated with many importance samples ($K = 5000$ in the literature, or a
+# >   smaller $K$ shown to move it less than the differences reported, as in section 5), and say
+# >   which $K$ the model was trained with.
+# > * **"Larger $K$ is always better."** The decoder gains, but the plain encoder gradient's SNR
+# >   falls like $1/\sqrt K$: with $K$ in the hundreds the encoder barely learns. Use DReG (or a
+# >   moderate $K$).
+# > * **DReG with the score term left in.** DReG needs $\log q$ evaluated with $\phi$ detached; with
+# >   the live $\log q_\phi$ the score term comes back and the estimator is neither plain nor DReG.
+# > * **DReG weights $\tilde w_k$ instead of $\tilde w_k^2$.** Keeping only the path part with the
+# >   IWAE weights (STL applied to IWAE) is biased for $K > 1$: section 4's control is more than a
+# >   hundred standard errors off (asserted).
 # > * **Differentiating through the weights.** Written as a weighted sum, the surrogate is
 # >   $\sum_k \tilde w_k \log w_k$ with the $\tilde w_k$ held constant — computed from
 # >   `log_w.detach()` — so that the gradient flows through each $\log w_k$ and never through
-# >   $\tilde w_k$; with live weights autograd adds the gradient of the weights themselves, and the result
-# >   is no longer $\nabla\log\frac1K\sum_k w_k$. (Differentiating the log-mean-exp itself needs no care.)
+# >   $\tilde w_k$; with live weights autograd adds the gradient of the weights themselves, and the
+# >   result is no longer $\nabla\log\frac1K\sum_k w_k$. (Differentiating the log-mean-exp itself
+# >   needs no care.)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

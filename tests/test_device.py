@@ -82,7 +82,7 @@ def test_derive_seed_gives_every_seed_and_index_its_own_seed():
     assert len(seeds) == 20 * 1000
 
 
-# --- threads that fit the machine ------------------------------------------------------------------
+# --- threads that fit the machine --------------------------------------------------------------
 
 @pytest.fixture
 def affinity(monkeypatch):

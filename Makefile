@@ -1,7 +1,9 @@
 # vae-course: every target uses one virtual environment, .venv, made on first use.
 #   make lab     set up (first time) and start JupyterLab on the course, opened at chapters/ (prints the URL)
 #   make student-lab  write the student edition, then start JupyterLab opened at student/
-#   make test    set up (first time) and run every test: unit tests, pairing, every chapter (nbval)
+#   make test    set up (first time) and run every test: ruff, unit tests, pairing, every chapter (nbval)
+#   make test-fast  ruff and the unit tests only (no chapters, servers, browser, packaging): about a minute
+#   make lint    ruff (pinned) over vaelib, scripts, benchmarks, tests and the chapters' .py files
 #   make selftest  check, in about a minute, that training works on this machine's GPU (or CPU)
 #   make bench   print the benchmarks' figures (JSON)
 #   make bench-load  chapter times alone and with 1 and 2 competing busy processes, peak memory (JSON)
@@ -35,7 +37,7 @@ HUB_PORT ?= 8000
 # JupyterHub's proxy, configurable-http-proxy, from npm at the version deploy/proxy/ pins (npm ci).
 PROXY  := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 
-.PHONY: help venv lab student-lab test selftest bench bench-load sync student slides site clean hub \
+.PHONY: help venv lab student-lab test test-fast lint selftest bench bench-load sync student slides site clean hub \
 	hub-proxy bench-class links
 
 help:
@@ -76,9 +78,19 @@ student-lab: student
 
 # One execution of each chapter (nbval) is kept in build/executed/ (conftest.py); the site and slides
 # tests reuse it. The student edition is built into build/student/ and executed too.
-test: $(STAMP) $(PROXY)
+test: lint $(PROXY)
 	$(BIN)/python -m scripts.make_student --out build/student
 	$(BIN)/python -m pytest chapters build/student tests --nbval-lax --nbval-current-env $(PYTEST_ARGS)
+
+# The unit tests only: tests marked slow or notebooks (pyproject.toml) are left out, gpu ones skip
+# without CUDA. Run make test before a commit that touches a chapter, the site or the class path.
+test-fast: lint
+	$(BIN)/python -m pytest tests -m "not slow and not notebooks" $(PYTEST_ARGS)
+
+# ruff at the version requirements.txt pins, with the rules in pyproject.toml
+RUFF_PATHS := vaelib scripts benchmarks tests conftest.py $(wildcard chapters/*.py)
+lint: $(STAMP)
+	$(BIN)/ruff check $(RUFF_PATHS)
 
 # Before class, on the machine that will train: one line per item, exit status 1 if one failed.
 selftest: $(STAMP)

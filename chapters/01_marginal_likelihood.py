@@ -20,10 +20,10 @@
 #
 # $$p_\theta(x) = \int p_\theta(x \mid z)\, p(z)\, dz ,$$
 #
-# the **marginal likelihood**. Training means making $p_\theta(x)$ large on the data, so this integral
-# is the one number the whole course is about. Here we compute it *exactly*, in the two cases where
-# that is possible, and see why it is out of reach for a neural decoder. Every later chapter (Monte
-# Carlo, importance sampling, the ELBO) is a way around this integral.
+# the **marginal likelihood**. Training means making $p_\theta(x)$ large on the data, so this
+# integral is the one number the whole course is about. Here we compute it *exactly*, in the two
+# cases where that is possible, and see why it is out of reach for a neural decoder. Every later
+# chapter (Monte Carlo, importance sampling, the ELBO) is a way around this integral.
 #
 # In this chapter you will
 #
@@ -135,9 +135,9 @@ def log_likelihood(x, z, decode, noise_std):
 
 # %% [markdown]
 # Our first model is the **nonlinear toy** of `vaelib.toy`: a 1-D latent and the parabola
-# $f(z) = (z,\, a z^2)$ as decoder (here $a = 1$ and $s = 0.3$), so $d = 1$ and $D = 2$. `sample` runs the story forward
-# (*ancestral sampling*: first $z$, then $x$ given $z$). We check our two functions against the
-# library and against SciPy's independent normal density.
+# $f(z) = (z,\, a z^2)$ as decoder (here $a = 1$ and $s = 0.3$), so $d = 1$ and $D = 2$. `sample`
+# runs the story forward (*ancestral sampling*: first $z$, then $x$ given $z$). We check our two
+# functions against the library and against SciPy's independent normal density.
 
 # %%
 toy = NonlinearToy(noise_std=0.3, curve="parabola", a=1.0)
@@ -197,7 +197,8 @@ def riemann_log_marginal(model, x, z_step, z_limit=6.0):
     z_grid = torch.arange(-z_limit, z_limit + z_step / 2, z_step)[:, None, None]  # (G, 1, 1)
     chunks = []
     for x_chunk in x.split(4096):  # 4096 points at a time bounds the memory (G × 4096 slices)
-        log_slices = model.log_joint(x_chunk, z_grid) + math.log(z_step)  # each weighted slice, (G, n)
+        # each weighted slice, (G, n)
+        log_slices = model.log_joint(x_chunk, z_grid) + math.log(z_step)
         chunks.append(torch.logsumexp(log_slices, dim=0))
     return torch.cat(chunks)
 
@@ -218,7 +219,8 @@ x_plane = torch.stack([X1.flatten(), X2.flatten()], dim=-1)  # (M, 2)
 # %%
 log_p_fine = riemann_log_marginal(toy, x_toy[:500], z_step=0.02)
 assert torch.allclose(log_p_fine, toy.log_marginal(x_toy[:500]), rtol=0, atol=1e-8)
-density_exact = riemann_log_marginal(toy, x_plane, z_step=0.02).exp().reshape(X1.shape)  # p(x), for pictures
+# p(x), for pictures
+density_exact = riemann_log_marginal(toy, x_plane, z_step=0.02).exp().reshape(X1.shape)
 
 
 def quad_marginal(model, x_point):
@@ -336,9 +338,10 @@ ax_cost.legend(fontsize=8, loc="upper left")
 plt.show()
 
 # %% [markdown]
-# So $\log p_\theta(x)$ can be neither written down nor computed by brute force for a VAE. We need an
-# *estimator* (chapters 2–3) or a *bound* we can optimize (chapter 4 onwards). To judge them we need
-# models where we know the truth: the toy (by quadrature, $d = 1$) and the linear-Gaussian model, next.
+# So $\log p_\theta(x)$ can be neither written down nor computed by brute force for a VAE. We need
+# an *estimator* (chapters 2–3) or a *bound* we can optimize (chapter 4 onwards). To judge them we
+# need models where we know the truth: the toy (by quadrature, $d = 1$) and the linear-Gaussian
+# model, next.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The linear-Gaussian model: $p(x)$ in closed form
@@ -390,10 +393,11 @@ def linear_log_marginal(x, W, b, noise_std):
 # \qquad \Lambda = I_d + \frac{W^\top W}{s^2},\quad \eta = \frac{W^\top u}{s^2}.
 # $$
 #
-# Completing the square, $-\tfrac12 z^\top\Lambda z + \eta^\top z
-# = -\tfrac12 (z - \Lambda^{-1}\eta)^\top \Lambda (z - \Lambda^{-1}\eta) + \tfrac12\eta^\top\Lambda^{-1}\eta$,
-# and the Gaussian integral $\int e^{-\frac12 (z-m)^\top\Lambda(z-m)}dz = (2\pi)^{d/2}\det\Lambda^{-1/2}$
-# cancels the prior's $(2\pi)^{-d/2}$:
+# Completing the square,
+# $-\tfrac12 z^\top\Lambda z + \eta^\top z = -\tfrac12 (z - \Lambda^{-1}\eta)^\top \Lambda (z - \Lambda^{-1}\eta) + \tfrac12\eta^\top\Lambda^{-1}\eta$,
+# and the Gaussian integral
+# $\int e^{-\frac12 (z-m)^\top\Lambda(z-m)}dz = (2\pi)^{d/2}\det\Lambda^{-1/2}$ cancels the prior's
+# $(2\pi)^{-d/2}$:
 #
 # $$
 # \log p(x) = -\frac D2 \log 2\pi s^2 - \frac{\lVert u\rVert^2}{2s^2}
@@ -513,10 +517,10 @@ plt.show()
 # \ell(\theta) = \sum_{n=1}^N \log p_\theta(x_n).
 # $$
 #
-# (With a prior $p(\theta)$ on the parameters one can instead maximize $\ell(\theta) + \log p(\theta)$,
-# the **MAP** (maximum a posteriori) estimate; weight decay is the case of a Gaussian prior. The extra
-# term does not involve $z$, so everything this course says about $p_\theta(x)$ applies unchanged; we
-# use maximum likelihood throughout.)
+# (With a prior $p(\theta)$ on the parameters one can instead maximize
+# $\ell(\theta) + \log p(\theta)$, the **MAP** (maximum a posteriori) estimate; weight decay is the
+# case of a Gaussian prior. The extra term does not involve $z$, so everything this course says
+# about $p_\theta(x)$ applies unchanged; we use maximum likelihood throughout.)
 #
 # Why this goal: by the law of large numbers
 # $\tfrac1N \ell(\theta) \to \mathbb E_{p_{\text{data}}}[\log p_\theta(x)]
@@ -554,20 +558,22 @@ print(f"(1/N) ℓ(θ) = {average:.4f} ± {standard_error:.4f}   -H - KL = {predi
 
 # %% [markdown]
 # **Fitting the linear model.** For probabilistic PCA the maximum is known in closed form (Tipping &
-# Bishop, 1999). Let $\bar x$ be the sample mean and $S = \tfrac1N\sum_n (x_n - \bar x)(x_n - \bar x)^\top$
-# the sample covariance (with $\tfrac1N$, not $\tfrac1{N-1}$), with eigenvalues
-# $\lambda_1 \ge \dots \ge \lambda_D$ and eigenvectors $U$. Then
+# Bishop, 1999). Let $\bar x$ be the sample mean and
+# $S = \tfrac1N\sum_n (x_n - \bar x)(x_n - \bar x)^\top$ the sample covariance (with $\tfrac1N$, not
+# $\tfrac1{N-1}$), with eigenvalues $\lambda_1 \ge \dots \ge \lambda_D$ and eigenvectors $U$. Then
 #
 # $$
 # b_{\text{ML}} = \bar x, \qquad
 # s^2_{\text{ML}} = \frac{1}{D - d}\sum_{j > d} \lambda_j, \qquad
-# W_{\text{ML}} = U_d\,\big(\operatorname{diag}(\lambda_1, \dots, \lambda_d) - s^2_{\text{ML}} I\big)^{1/2} R
+# W_{\text{ML}} = U_d\,\big(\operatorname{diag}(\lambda_1, \dots, \lambda_d) - s^2_{\text{ML}}
+# I\big)^{1/2} R
 # $$
 #
-# for any orthogonal $d \times d$ matrix $R$: the likelihood depends on $W$ only through $WW^\top$, because rotating $z$
-# leaves the prior $\mathcal N(0, I)$ unchanged. The noise takes up the variance the $d$ latent
-# directions cannot explain. We check the closed form by maximizing $\ell$ numerically (L-BFGS with
-# autograd, from a random start), then look at $\ell$ as a function of one parameter, $s$.
+# for any orthogonal $d \times d$ matrix $R$: the likelihood depends on $W$ only through $WW^\top$,
+# because rotating $z$ leaves the prior $\mathcal N(0, I)$ unchanged. The noise takes up the
+# variance the $d$ latent directions cannot explain. We check the closed form by maximizing $\ell$
+# numerically (L-BFGS with autograd, from a random start), then look at $\ell$ as a function of one
+# parameter, $s$.
 
 # %%
 x_data, _ = true_model.sample(400, generator=generator)  # N = 400 points in D = 2
@@ -629,21 +635,23 @@ plt.show()
 
 # %% [markdown]
 # Too small an $s$ and the data points off the line become wildly improbable; too large and the
-# density is spread thin everywhere. The maximum sits at $s_{\text{ML}}$, close to (not exactly at) the
-# true $s$: with $N = 400$ points the estimate has sampling error. For a neural decoder there is no
-# closed form and not even $\ell(\theta)$ itself can be computed, which is why the rest of the course
-# estimates and bounds it.
+# density is spread thin everywhere. The maximum sits at $s_{\text{ML}}$, close to (not exactly at)
+# the true $s$: with $N = 400$ points the estimate has sampling error. For a neural decoder there is
+# no closed form and not even $\ell(\theta)$ itself can be computed, which is why the rest of the
+# course estimates and bounds it.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Explore: build $p(x)$ from its slices
 #
-# Move the **noise** $s$, the **bend** $a$ of the decoder $f(z) = (z, a z^2)$, and the **slice step**
-# $\Delta z$. Left: the Riemann sum $\sum_g \Delta z\, p(z_g)\, \mathcal N(x; f(z_g), s^2 I)$, dots at
-# the slice centres $f(z_g)$ sized by their prior weight. Right: the marginal $p(x)$. Things to try:
+# Move the **noise** $s$, the **bend** $a$ of the decoder $f(z) = (z, a z^2)$, and the **slice
+# step** $\Delta z$. Left: the Riemann sum
+# $\sum_g \Delta z\, p(z_g)\, \mathcal N(x; f(z_g), s^2 I)$, dots at the slice centres $f(z_g)$
+# sized by their prior weight. Right: the marginal $p(x)$. Things to try:
 #
 # - make $\Delta z$ larger than $s$: the sum falls apart into beads; smaller: it merges into $p(x)$;
 # - set the bend to $0$: the toy becomes the linear-Gaussian model with $W = (1, 0)^\top$, $b = 0$,
-#   and $p(x) = \mathcal N(0, \operatorname{diag}(1 + s^2, s^2))$ (its 2-sd ellipse is drawn dashed);
+#   and $p(x) = \mathcal N(0, \operatorname{diag}(1 + s^2, s^2))$ (its 2-sd ellipse is drawn
+#   dashed);
 # - shrink $s$: the density concentrates on the curve and its peak grows far above 1.
 
 # %%
@@ -694,16 +702,16 @@ FigureExplorer(
 # %% [markdown] slideshow={"slide_type": "slide"}
 # > **Classic mistakes**
 # >
-# > - **$s$ for $s^2$.** The covariance of $x$ is $WW^\top + s^2 I$. Writing $WW^\top + sI$, or passing
-# >   the standard deviation where a library expects a variance (`cov=` in SciPy) or the reverse
-# >   (`scale=` in `torch.distributions.Normal` and `scipy.stats.norm` is the standard deviation), gives
-# >   a wrong density that still looks plausible.
-# > - **$W^\top W$ for $WW^\top$.** $W^\top W$ is $d \times d$ (it appears in the posterior's precision
-# >   $\Lambda$); the covariance of $x$ is the $D \times D$ matrix $WW^\top$.
+# > - **$s$ for $s^2$.** The covariance of $x$ is $WW^\top + s^2 I$. Writing $WW^\top + sI$, or
+# >   passing the standard deviation where a library expects a variance (`cov=` in SciPy) or the
+# >   reverse (`scale=` in `torch.distributions.Normal` and `scipy.stats.norm` is the standard
+# >   deviation), gives a wrong density that still looks plausible.
+# > - **$W^\top W$ for $WW^\top$.** $W^\top W$ is $d \times d$ (it appears in the posterior's
+# >   precision $\Lambda$); the covariance of $x$ is the $D \times D$ matrix $WW^\top$.
 # > - **$p(x \mid z)$ is not $p(x)$.** Plugging one code into the decoder (say $z = 0$, or a single
 # >   sample) gives the likelihood of that code, not the marginal, which averages over all codes.
-# > - **Dropping the normalizing constant.** $-\frac D2 \log 2\pi s^2$ depends on $s$: without it the
-# >   "log-likelihood" $-\lVert x - f(z)\rVert^2 / 2s^2$ keeps increasing as $s \to \infty$, and
+# > - **Dropping the normalizing constant.** $-\frac D2 \log 2\pi s^2$ depends on $s$: without it
+# >   the "log-likelihood" $-\lVert x - f(z)\rVert^2 / 2s^2$ keeps increasing as $s \to \infty$, and
 # >   "maximum likelihood" would choose infinite noise.
 # > - **A density is not a probability.** $p(x) > 1$ is fine (the sharp toy's peak is above 1); only
 # >   $\int p(x)\,dx = 1$.
@@ -729,22 +737,22 @@ assert all((error.abs() > 0.1).all() for error in mistakes.values())
 #
 # - A latent-variable model draws $z \sim p(z)$, then $x \sim p_\theta(x \mid z)$; the probability
 #   of data is the **marginal likelihood** $p_\theta(x) = \int p_\theta(x \mid z)\,p(z)\,dz$.
-# - $p(x)$ is a **continuous mixture** of the slices $p(z)\,p(x \mid z)$, Gaussian blobs threaded along
-#   the decoder's image; a curved decoder makes it non-Gaussian.
+# - $p(x)$ is a **continuous mixture** of the slices $p(z)\,p(x \mid z)$, Gaussian blobs threaded
+#   along the decoder's image; a curved decoder makes it non-Gaussian.
 # - For a **linear** decoder, $p(x) = \mathcal N(b,\, WW^\top + s^2 I)$, derived by the
 #   linear-Gaussian rules and by completing the square (which also gives the posterior), and checked
 #   against SciPy, 1-D quadrature and sampling.
 # - For a **neural** decoder there is no closed form, and quadrature costs $G^d$ evaluations per
 #   point, almost all wasted outside a narrow peak.
 # - Training maximizes $\ell(\theta) = \sum_n \log p_\theta(x_n)$, which minimizes
-#   $\mathrm{KL}(p_{\text{data}} \Vert p_\theta)$. The linear model's maximum is known in closed form;
-#   for a VAE we will need estimators (chapters 2–3) and bounds (chapters 4–5).
+#   $\mathrm{KL}(p_{\text{data}} \Vert p_\theta)$. The linear model's maximum is known in closed
+#   form; for a VAE we will need estimators (chapters 2–3) and bounds (chapters 4–5).
 #
-# **Further reading.** Kingma & Welling (2014), *Auto-encoding variational Bayes*; Rezende, Mohamed &
-# Wierstra (2014), *Stochastic backpropagation and approximate inference in deep generative models*;
-# Doersch (2016), *Tutorial on variational autoencoders* (arXiv:1606.05908); Kingma & Welling (2019),
-# *An introduction to variational autoencoders*. The symbols of the whole course are listed in the
-# [notation page](../docs/notation.md).
+# **Further reading.** Kingma & Welling (2014), *Auto-encoding variational Bayes*; Rezende, Mohamed
+# & Wierstra (2014), *Stochastic backpropagation and approximate inference in deep generative
+# models*; Doersch (2016), *Tutorial on variational autoencoders* (arXiv:1606.05908); Kingma &
+# Welling (2019), *An introduction to variational autoencoders*. The symbols of the whole course are
+# listed in the [notation page](../docs/notation.md).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
@@ -774,8 +782,8 @@ check_linear_log_marginal(my_linear_log_marginal);
 # **Exercise 2 — the toy's marginal by quadrature.** Write `my_toy_log_marginal(model, x)` that
 # computes $\log p(x) = \log \int p(z)\, p(x \mid z)\, dz$ for a `NonlinearToy` (1-D latent) with a
 # sum over a grid of $z$ values (or `scipy.integrate.quad`). Use `model.log_joint(x, z)` for
-# $\log p(x, z)$; mind the $\Delta z$ and work in log space. Input `(N, 2)`, output `(N,)`; the check
-# compares with `model.log_marginal` to a relative error of $10^{-6}$ in $p(x)$.
+# $\log p(x, z)$; mind the $\Delta z$ and work in log space. Input `(N, 2)`, output `(N,)`; the
+# check compares with `model.log_marginal` to a relative error of $10^{-6}$ in $p(x)$.
 
 # %% tags=["solution"]
 def my_toy_log_marginal(model, x):
@@ -793,10 +801,10 @@ from vaelib.exercises import check_toy_log_marginal
 check_toy_log_marginal(my_toy_log_marginal);
 
 # %% [markdown]
-# **Exercise 3 — the maximum-likelihood noise.** For a linear-Gaussian model with $D = 2$ and $d = 1$
-# fitted by maximum likelihood, write `ml_noise_std(x)` that returns $s_{\text{ML}}$ (a float) for
-# data `x` of shape `(N, 2)`, using the closed form of section 6. *Hint:* which eigenvalue, and which
-# normalization of the sample covariance?
+# **Exercise 3 — the maximum-likelihood noise.** For a linear-Gaussian model with $D = 2$ and
+# $d = 1$ fitted by maximum likelihood, write `ml_noise_std(x)` that returns $s_{\text{ML}}$ (a
+# float) for data `x` of shape `(N, 2)`, using the closed form of section 6. *Hint:* which
+# eigenvalue, and which normalization of the sample covariance?
 
 # %% tags=["solution"]
 def ml_noise_std(x):

@@ -92,7 +92,8 @@ LOG_2PI = math.log(2 * math.pi)
 # Draw $K$ codes from the prior and average the likelihoods:
 #
 # $$
-# \hat p_K(x) = \frac1K \sum_{k=1}^K p(x \mid z_k), \qquad z_1, \dots, z_K \overset{\text{iid}}{\sim} p(z).
+# \hat p_K(x) = \frac1K \sum_{k=1}^K p(x \mid z_k), \qquad z_1, \dots, z_K
+# \overset{\text{iid}}{\sim} p(z).
 # $$
 #
 # **Unbiased.** Each term has expectation $\mathbb E_{p(z)}[p(x \mid z)] = p(x)$, so
@@ -206,10 +207,11 @@ print("log_mean_exp([1e4, 1e4 - 1]) =", log_mean_exp(a[:, 0], dim=0).item())
 # The estimate is finite, and it is also *good* here, although the posterior is much narrower than
 # the prior: with $d = 1$ a small but steady fraction of the prior samples still lands where the
 # posterior has its mass, and $K$ in the thousands collects enough of them. (In $d$ dimensions that
-# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1: the error of $\hat p_K$
-# relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section 3 computes $\rho(x)$
-# exactly (the helper `relative_variance` below). `vaelib.estimators.naive_mc_log_marginal` is the
-# same estimator: given the same random numbers it returns exactly our value.
+# fraction shrinks geometrically: sections 4 and 5.) How good it should be follows from section 1:
+# the error of $\hat p_K$ relative to $p(x)$ has standard deviation $\sqrt{\rho(x)/K}$, and section
+# 3 computes $\rho(x)$ exactly (the helper `relative_variance` below).
+# `vaelib.estimators.naive_mc_log_marginal` is the same estimator: given the same random numbers it
+# returns exactly our value.
 
 # %%
 def relative_variance(model, x):
@@ -262,7 +264,8 @@ assert torch.allclose(ours, library, rtol=0, atol=1e-10)
 # %%
 rho = relative_variance(model, x_obs)
 z = model.sample_prior(1_000_000, num_points=3, generator=generator)
-w_squared = (2 * (model.log_likelihood(x_obs, z) - model.log_marginal(x_obs))).exp()  # w(z)², (K, 3)
+# w(z)², (K, 3)
+w_squared = (2 * (model.log_likelihood(x_obs, z) - model.log_marginal(x_obs))).exp()
 rho_mc = w_squared.mean(dim=0) - 1
 rho_se = w_squared.std(dim=0) / 1000
 assert ((rho_mc - rho).abs() < 5 * rho_se).all()
@@ -318,7 +321,8 @@ p_ratio = (running[999] - log_p_one).exp()  # p̂_1000 / p, (R,)
 assert abs(p_ratio.var().item() / (rho_one / 1000) - 1) < 0.25
 assert abs(p_ratio.mean().item() - 1) < 5 * p_ratio.std().item() / math.sqrt(num_runs)
 log_bias_k10 = (running[9] - log_p_one).mean().item()
-assert log_bias_k10 < -10 * (running[9] - log_p_one).std().item() / math.sqrt(num_runs)  # clearly below 0
+# clearly below 0
+assert log_bias_k10 < -10 * (running[9] - log_p_one).std().item() / math.sqrt(num_runs)
 print(f"var(p̂/p) at K=1000: {p_ratio.var():.5f}  (ρ/K = {rho_one / 1000:.5f})")
 print(f"mean of p̂/p at K=1000: {p_ratio.mean():.4f}  (unbiased: 1)")
 print(f"mean of log p̂ - log p at K = 10: {log_bias_k10:.3f}")
@@ -446,7 +450,8 @@ assert math.expm1(rate * 20) / 0.01 > 1e9
 #
 # $$
 # w(z) = \frac{p(x \mid z)}{p(x)} = \frac{p(z \mid x)}{p(z)}, \qquad
-# 1 + \rho(x) = \mathbb E_{p(z)}\Big[\frac{p(z \mid x)^2}{p(z)^2}\Big] = \int \frac{p(z \mid x)^2}{p(z)}\,dz ,
+# 1 + \rho(x) = \mathbb E_{p(z)}\Big[\frac{p(z \mid x)^2}{p(z)^2}\Big] = \int
+# \frac{p(z \mid x)^2}{p(z)}\,dz ,
 # $$
 #
 # so $\rho(x)$ is the **$\chi^2$ divergence** between the posterior and the prior: large whenever
@@ -456,7 +461,8 @@ assert math.expm1(rate * 20) / 0.01 > 1e9
 # \preceq I$)
 #
 # $$
-# 1 + \rho(x) = \frac{\exp\big(m^\top (2I - \Sigma)^{-1} m\big)}{\sqrt{\det\Sigma\,\det(2I - \Sigma)}} .
+# 1 + \rho(x) =
+# \frac{\exp\big(m^\top (2I - \Sigma)^{-1} m\big)}{\sqrt{\det\Sigma\,\det(2I - \Sigma)}} .
 # $$
 #
 # In one dimension with posterior variance $v$ the denominator gives $1/\sqrt{v(2 - v)} \approx
@@ -525,7 +531,8 @@ sharp = LinearGaussian(torch.eye(2), None, noise_std=0.25)
 x_sharp = torch.full((1, 2), math.sqrt(1 + 0.25**2))
 post_mean, post_cov = sharp.posterior(x_sharp)  # W = I: a diagonal covariance
 z_prior = sharp.sample_prior(300, num_points=1, generator=generator)[:, 0]  # (300, 2)
-shares = torch.softmax(sharp.log_likelihood(x_sharp, z_prior[:, None]), dim=0)[:, 0]  # w_k / Σ w, (300,)
+# w_k / Σ w, (300,)
+shares = torch.softmax(sharp.log_likelihood(x_sharp, z_prior[:, None]), dim=0)[:, 0]
 
 dims_w = np.arange(1, 17)
 log_w_quantiles, log_w_max, minus_kl, top_shares = [], [], [], []
@@ -541,6 +548,8 @@ for d in dims_w:
     top_shares.append(torch.softmax(log_lik, dim=0).max(dim=0).values.median().item())
 log_w_quantiles, top_shares = np.array(log_w_quantiles), np.array(top_shares)
 
+
+# %%
 fig, (ax_z, ax_w, ax_top) = plt.subplots(1, 3, figsize=(15, 4.4),
                                          gridspec_kw={"width_ratios": [1, 1.2, 1.2]})
 sorted_shares = shares.sort(descending=True).values
@@ -578,8 +587,10 @@ ax_top.legend(fontsize=8, loc="center right")
 plt.show()
 
 # %%
-assert carriers < 100  # in d = 2 already, fewer than a third of the codes carry 99 % of the estimate
-assert np.allclose(log_w_quantiles[:, 1], minus_kl, atol=0.05 * np.abs(minus_kl).max())  # bulk near -KL
+# in d = 2 already, fewer than a third of the codes carry 99 % of the estimate
+assert carriers < 100
+# bulk near -KL
+assert np.allclose(log_w_quantiles[:, 1], minus_kl, atol=0.05 * np.abs(minus_kl).max())
 assert top_shares[0] < 0.01 and top_shares[-1] > 0.5 and np.all(np.diff(top_shares[::3]) > 0)
 print(f"d = 16: median log w = {log_w_quantiles[-1, 1]:.1f}, -KL = {minus_kl[-1]:.1f}, "
       f"largest of 5e4 = {log_w_max[-1]:.1f}; top sample's share at K = 1000: {top_shares[-1]:.2f}")
@@ -643,21 +654,23 @@ FigureExplorer(
 # >   about $-745$ (float64) or $-104$ (float32), the normal case for image-sized $D$ (section 2).
 # >   Use `log_mean_exp`.
 # > - **log-*sum*-exp for a *mean*.** `torch.logsumexp` sums; the mean needs $-\log K$ too.
-# > - **Unbiased for $p(x)$ is not unbiased for $\log p(x)$.** $\mathbb E[\log \hat p_K] < \log p(x)$
-# >   (section 3); the bias vanishes only as $K \to \infty$.
+# > - **Unbiased for $p(x)$ is not unbiased for $\log p(x)$.**
+# >   $\mathbb E[\log \hat p_K] < \log p(x)$ (section 3); the bias vanishes only as $K \to \infty$.
 # > - **Trusting agreement between runs.** When $\rho \gg K$, independent runs agree with each other
 # >   and are all too low: their spread says nothing about their error (section 4).
 #
 # The first one, measured on the linear model. Here $\mathbb E_{p(z)}[\log p(x \mid z)]$ has its own
-# closed form, since $\mathbb E\lVert x - b - Wz\rVert^2 = \lVert x - b\rVert^2 + \operatorname{tr}(W^\top W)$
-# for $z \sim \mathcal N(0, I)$; it must equal $\log p(x) - \mathrm{KL}(p(z) \Vert p(z \mid x))$
+# closed form, since
+# $\mathbb E\lVert x - b - Wz\rVert^2 = \lVert x - b\rVert^2 + \operatorname{tr}(W^\top W)$ for
+# $z \sim \mathcal N(0, I)$; it must equal $\log p(x) - \mathrm{KL}(p(z) \Vert p(z \mid x))$
 # (section 5), and the average of the logs must estimate it.
 
 # %%
 s2, D = model.noise_std**2, model.data_dim
 u = x_obs - model.b
 expected_log_lik = (-0.5 * D * math.log(2 * math.pi * s2)
-                    - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))  # E_p(z)[log p(x|z)]
+                    # E_p(z)[log p(x|z)]
+                    - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))
 via_kl = model.log_marginal(x_obs) - kl_prior_to_posterior(model, x_obs)
 assert torch.allclose(expected_log_lik, via_kl, atol=1e-10)
 
@@ -673,14 +686,17 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 # ## Summary
 #
 # - Naive Monte Carlo estimates $p(x) = \mathbb E_{p(z)}[p(x \mid z)]$ by
-#   $\hat p_K = \frac1K\sum_k p(x \mid z_k)$ with codes from the prior. It is unbiased, with relative
-#   error $\sqrt{\rho(x)/K}$, where $\rho(x) = \operatorname{Var}_{p(z)}[p(x \mid z)/p(x)]$.
-# - Compute it in log space: $\log \hat p_K = \operatorname{logsumexp}_k \log p(x \mid z_k) - \log K$.
-#   The naive `log(mean(exp(.)))` returns $-\infty$ for realistic $D$.
+#   $\hat p_K = \frac1K\sum_k p(x \mid z_k)$ with codes from the prior. It is unbiased, with
+#   relative error $\sqrt{\rho(x)/K}$, where
+#   $\rho(x) = \operatorname{Var}_{p(z)}[p(x \mid z)/p(x)]$.
+# - Compute it in log space:
+#   $\log \hat p_K = \operatorname{logsumexp}_k \log p(x \mid z_k) - \log K$. The naive
+#   `log(mean(exp(.)))` returns $-\infty$ for realistic $D$.
 # - $\rho(x)$ is the $\chi^2$ divergence between the posterior and the prior, and $1 + \rho(x)$
-#   multiplies across latent dimensions, so the error at fixed $K$ and the samples needed **grow exponentially in $d$**:
-#   on a simple family we measured a rate within a few % of the predicted $c \approx 0.955$ per
-#   dimension, which means $K \approx 2 \times 10^{10}$ at $d = 20$ for a 10 % error.
+#   multiplies across latent dimensions, so the error at fixed $K$ and the samples needed **grow
+#   exponentially in $d$**: on a simple family we measured a rate within a few % of the predicted
+#   $c \approx 0.955$ per dimension, which means $K \approx 2 \times 10^{10}$ at $d = 20$ for a 10 %
+#   error.
 # - The reason: prior samples almost never land where the posterior is, so one sample ends up
 #   carrying the whole estimate. The cure is to sample *from near the posterior* instead, and
 #   reweight: **importance sampling**, chapter 3.
@@ -692,8 +708,8 @@ print("log p(x):            ", model.log_marginal(x_obs).numpy().round(3))
 # $\log \frac1K \sum_k e^{a_k}$ along `dim` (removed from the shape), without overflow or underflow
 # for entries like $\pm 10^4$, and with $-\infty$ entries allowed (they contribute 0). Use only
 # elementary operations (`max`, `exp`, `sum`, `log`), not `torch.logsumexp`. The check refuses the
-# library's log-sum-exps (torch's, SciPy's, a `log_softmax`) and section 2's `my_log_mean_exp`, but it
-# cannot tell a copy of that function, or a shortcut it does not know (`numpy.logaddexp.reduce`),
+# library's log-sum-exps (torch's, SciPy's, a `log_softmax`) and section 2's `my_log_mean_exp`, but
+# it cannot tell a copy of that function, or a shortcut it does not know (`numpy.logaddexp.reduce`),
 # from your own work: close section 2 and write it from the idea.
 
 # %% tags=["solution"]
@@ -710,11 +726,12 @@ from vaelib.exercises import check_log_mean_exp
 check_log_mean_exp(stable_log_mean_exp);
 
 # %% [markdown]
-# **Exercise 2 — the naive estimator.** Write `my_naive_log_marginal(model, x, num_samples,
-# generator=None)` returning $\log \hat p_K(x)$, shape `(N,)`, for any model with
-# `sample_prior(K, num_points=N, generator=...)` and `log_likelihood(x, z)` (like those of
-# `vaelib.toy`), working in log space. The check runs it on a linear-Gaussian model with $K = 20\,000$
-# and compares with the exact $\log p(x)$, allowing 6 standard errors.
+# **Exercise 2 — the naive estimator.** Write
+# `my_naive_log_marginal(model, x, num_samples, generator=None)` returning $\log \hat p_K(x)$, shape
+# `(N,)`, for any model with `sample_prior(K, num_points=N, generator=...)` and
+# `log_likelihood(x, z)` (like those of `vaelib.toy`), working in log space. The check runs it on a
+# linear-Gaussian model with $K = 20\,000$ and compares with the exact $\log p(x)$, allowing 6
+# standard errors.
 
 # %% tags=["solution"]
 def my_naive_log_marginal(model, x, num_samples, generator=None):

@@ -186,8 +186,10 @@ print(f"posterior p(z|x) = N({mu_post:.4f}, {sigma_post:.4f}²);  exact log p(x)
 # We check it on a grid of 201 values of $z$ against the exact $\log p(x)$, to $10^{-10}$.
 
 # %%
-z_grid = torch.linspace(-3.0, 5.0, 201, dtype=torch.float64)[:, None, None]  # (G, N, d) = (201, 1, 1)
-exact_posterior = DiagonalGaussian(torch.tensor([[mu_post]], dtype=torch.float64),  # N(μ⋆, σ⋆²), (N, d) params
+# (G, N, d) = (201, 1, 1)
+z_grid = torch.linspace(-3.0, 5.0, 201, dtype=torch.float64)[:, None, None]
+# N(μ⋆, σ⋆²), (N, d) params
+exact_posterior = DiagonalGaussian(torch.tensor([[mu_post]], dtype=torch.float64),
                                    torch.tensor([[math.log(sigma2_post)]], dtype=torch.float64))
 log_w_exact = model.log_joint(x, z_grid) - exact_posterior.log_prob(z_grid)  # (G, 1)
 assert (log_w_exact - log_px).abs().max() < 1e-10
@@ -255,7 +257,8 @@ plt.show()
 # %%
 def my_importance_log_marginal(x, proposal, num_samples, generator=None):
     z = proposal.rsample(num_samples, generator=generator)  # z_k ~ q(z|x), (K, N, d)
-    log_w = model.log_joint(x, z) - proposal.log_prob(z)  # log w_k = log p(x, z_k) - log q(z_k|x), (K, N)
+    # log w_k = log p(x, z_k) - log q(z_k|x), (K, N)
+    log_w = model.log_joint(x, z) - proposal.log_prob(z)
     return torch.logsumexp(log_w, dim=0) - math.log(num_samples)  # log (1/K) Σ_k w_k, (N,)
 
 
@@ -266,7 +269,8 @@ for name, (mean, std) in proposals.items():
     library = importance_log_marginal(model, x, q, num_samples, torch.Generator().manual_seed(1))
     assert torch.allclose(ours, library, rtol=0, atol=1e-12)
     print(f"{name:>16}: log p̂_K = {library.item():.6f}   (exact {log_px:.6f}, error {library.item() - log_px:+.2e})")
-    assert abs(library.item() - log_px) < 0.3  # K = 1000: within about 4 standard deviations (section 5)
+    # K = 1000: within about 4 standard deviations (section 5)
+    assert abs(library.item() - log_px) < 0.3
 
 # the exact posterior: one sample is enough, and it is exact to rounding error
 one_sample = importance_log_marginal(model, x, gaussian_proposal(mu_post, sigma_post), 1, generator)
@@ -292,8 +296,9 @@ assert abs(one_sample.item() - log_px) < 1e-12
 # How much? Write $\hat p_K = p(x)\,(1 + \varepsilon)$ with $\mathbb{E}[\varepsilon] = 0$ and
 # $\operatorname{Var}[\varepsilon] = \operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$, where
 # $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ is the second moment of $w/p(x)$ (computed below, derived in
-# section 5). A second-order Taylor expansion $\log(1 + \varepsilon) \approx \varepsilon -
-# \varepsilon^2/2$ (the *delta method*, good once $K$ is large enough that $\varepsilon$ is small) gives
+# section 5). A second-order Taylor expansion
+# $\log(1 + \varepsilon) \approx \varepsilon - \varepsilon^2/2$ (the *delta method*, good once $K$
+# is large enough that $\varepsilon$ is small) gives
 #
 # $$
 # \mathbb{E}\big[\log \hat p_K(x)\big] \approx \log p(x) - \frac{\kappa - 1}{2K}.
@@ -330,9 +335,9 @@ log_ratio = {name: running_log_ratio(lw)[k_index] for name, lw in log_w_rel.item
 # %% [markdown]
 # We need $\kappa = \mathbb{E}_q[w^2]/p(x)^2$ for the predictions (the second moment of $w/p(x)$;
 # chapter 2's relative variance $\rho(x)$ is this chapter's $\kappa - 1$; we write $\kappa$ for the
-# second moment because it appears more simply in the formulas below). Section 5 derives it in closed
-# form; for now we compute it independently, as a 1-D integral by quadrature (`scipy.integrate.quad`),
-# using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
+# second moment because it appears more simply in the formulas below). Section 5 derives it in
+# closed form; for now we compute it independently, as a 1-D integral by quadrature
+# (`scipy.integrate.quad`), using $w = p(x)\,p(z\mid x)/q(z\mid x)$:
 #
 # $$
 # \kappa = \frac{\mathbb{E}_q[w^2]}{p(x)^2} = \int q(z\mid x)\,\frac{p(z\mid x)^2}{q(z\mid x)^2}\,dz
@@ -437,10 +442,12 @@ plt.show()
 # $\kappa \ge 1$ because a variance is non-negative, with equality only when $w$ is constant, i.e.
 # $q = p(z\mid x)$. The relative standard error is $\sqrt{(\kappa - 1)/K}$: ten times more accuracy
 # costs a hundred times more samples, *whatever* the proposal — the proposal only sets the constant
-# $\kappa - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by $\log(\kappa-1)$.
+# $\kappa - 1$. On a log–log plot every proposal is a line of slope $-1$, shifted by
+# $\log(\kappa-1)$.
 
 # %%
-relative_variance = {name: ratio[name].var(dim=1) for name in proposals}  # Var[p̂_K]/p(x)², (len(Ks),)
+# Var[p̂_K]/p(x)², (len(Ks),)
+relative_variance = {name: ratio[name].var(dim=1) for name in proposals}
 for name in ["prior", "poor q", "good q"]:
     predicted = torch.tensor([(rho_quad[name] - 1) / K for K in sample_counts], dtype=torch.float64)
     agreement = relative_variance[name] / predicted
@@ -475,7 +482,8 @@ plt.show()
 # Writing out the two densities,
 #
 # $$
-# \kappa = \int \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
+# \kappa = \int
+# \frac{\mathcal N(z; \mu_\star, \sigma_\star^2)^2}{\mathcal N(z; \mu_q, \sigma_q^2)}\,dz
 # = \frac{\sqrt{2\pi}\,\sigma_q}{2\pi\sigma_\star^2}
 #   \int \exp\!\Big(-\frac12\Big[\underbrace{\tfrac{2}{\sigma_\star^2}}_{\alpha}(z - \mu_\star)^2
 #   - \underbrace{\tfrac{1}{\sigma_q^2}}_{\beta}(z - \mu_q)^2\Big]\Big)\,dz .
@@ -500,8 +508,8 @@ plt.show()
 # $$
 #
 # Checks by eye: $\mu_q = \mu_\star, \sigma_q = \sigma_\star$ gives $\kappa = 1$ (zero variance);
-# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\kappa = e$. Below we check the
-# formula against quadrature for our proposals and for random ones.
+# the "poor $q$" ($\sigma_q = \sigma_\star$, one std off) gives exactly $\kappa = e$. Below we check
+# the formula against quadrature for our proposals and for random ones.
 
 # %%
 def relative_second_moment(mean_q, std_q, mean_post=mu_post, std_post=sigma_post):
@@ -531,7 +539,8 @@ print("closed-form κ agrees with quadrature to 1e-7 (relative) on 24 proposals"
 # $(\mu_q - \mu_\star)/\sigma_\star$ and the width $\sigma_q/\sigma_\star$. The hatched band is
 # $\sigma_q < \sigma_\star/\sqrt2$, where the variance is infinite. The landscape is lopsided: a
 # centred proposal twice too wide has $\kappa = 4/\sqrt7 \approx 1.51$ (relative variance per sample
-# $\kappa - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has infinite variance.
+# $\kappa - 1 \approx 0.51$, or an ESS of about $K/1.5$), while one $\sqrt2$ times too narrow has
+# infinite variance.
 
 # %%
 offsets = np.linspace(-5, 5, 301)  # (μ_q - μ⋆) / σ⋆
@@ -568,10 +577,10 @@ plt.show()
 # The variance formula needs $\kappa$, which needs the posterior. In practice we only have the $K$
 # weights we drew. How many samples are they worth?
 #
-# Kish's argument: normalize the weights, $\bar w_k = w_k / \sum_j w_j$, and consider a weighted average
-# $\sum_k \bar w_k f(z_k)$ of independent values $f(z_k)$ with variance $\sigma_f^2$ each (holding the
-# weights fixed). Its variance is $\sigma_f^2 \sum_k \bar w_k^2$. An unweighted average of $n$
-# independent values has variance $\sigma_f^2/n$. Setting the two equal defines the
+# Kish's argument: normalize the weights, $\bar w_k = w_k / \sum_j w_j$, and consider a weighted
+# average $\sum_k \bar w_k f(z_k)$ of independent values $f(z_k)$ with variance $\sigma_f^2$ each
+# (holding the weights fixed). Its variance is $\sigma_f^2 \sum_k \bar w_k^2$. An unweighted average
+# of $n$ independent values has variance $\sigma_f^2/n$. Setting the two equal defines the
 # **effective sample size** (Kish, 1965):
 #
 # $$
@@ -583,8 +592,8 @@ plt.show()
 # - It is **scale-free**: multiplying every weight by a constant (such as the unknown $p(x)$)
 #   changes nothing, so unnormalized log-weights are enough.
 # - $1 \le \mathrm{ESS} \le K$: Cauchy–Schwarz gives $(\sum w_k)^2 \le K \sum w_k^2$ (equality iff
-#   all weights are equal) and $\sum w_k^2 \le (\sum w_k)^2$ for $w_k \ge 0$ (equality iff one weight
-#   carries everything).
+#   all weights are equal) and $\sum w_k^2 \le (\sum w_k)^2$ for $w_k \ge 0$ (equality iff one
+#   weight carries everything).
 # - For large $K$, dividing numerator and denominator by $K^2$ and $K$:
 #   $\dfrac{\mathrm{ESS}}{K} = \dfrac{(\frac1K\sum w_k)^2}{\frac1K\sum w_k^2}
 #   \to \dfrac{\mathbb{E}_q[w]^2}{\mathbb{E}_q[w^2]} = \dfrac{1}{\kappa}$
@@ -605,7 +614,8 @@ for name in proposals:
     ours = my_effective_sample_size(log_w_rel[name])  # (R,): one ESS per run of K = 1000
     ess[name] = effective_sample_size(log_w_rel[name], dim=0)
     assert torch.allclose(ours, ess[name], rtol=1e-10)
-    assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)  # scale-free
+    # scale-free
+    assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)
 assert ((ess["prior"] >= 1) & (ess["prior"] <= max_samples)).all()
 assert torch.allclose(ess["exact posterior"], torch.tensor(float(max_samples), dtype=torch.float64), rtol=1e-9)
 print(f"{'proposal':>16}  median ESS/K over {R} runs   1/κ (large-K limit)")
@@ -650,11 +660,11 @@ plt.show()
 #
 # - $\sigma_q \ge \sigma_\star$ (heavier tails than the target): the exponent is $\le 0$, so every
 #   weight is **bounded**, $w \le p(x)\,\sigma_q/\sigma_\star$.
-# - $\sigma_q < \sigma_\star$ (lighter tails): the weight **grows without bound** in the tails. Samples
-#   from $q$ rarely go there — but when one does, its weight is huge. Whether the variance survives
-#   is the section-5 condition: the integrand of $\kappa$,
-#   $p(z\mid x)^2/q \propto \exp\!\big(-\tfrac{(z-\mu_\star)^2}{2}\big(\tfrac{2}{\sigma_\star^2} -
-#   \tfrac{1}{\sigma_q^2}\big)\big)$, decays only if $\sigma_q^2 > \sigma_\star^2/2$.
+# - $\sigma_q < \sigma_\star$ (lighter tails): the weight **grows without bound** in the tails.
+#   Samples from $q$ rarely go there — but when one does, its weight is huge. Whether the variance
+#   survives is the section-5 condition: the integrand of $\kappa$,
+#   $p(z\mid x)^2/q \propto \exp\!\big(-\tfrac{(z-\mu_\star)^2}{2}\big(\tfrac{2}{\sigma_\star^2} - \tfrac{1}{\sigma_q^2}\big)\big)$,
+#   decays only if $\sigma_q^2 > \sigma_\star^2/2$.
 #
 # We compare three centred proposals: **wide** $\sigma_q = 1.2\,\sigma_\star$ (bounded weights),
 # **narrow** $\sigma_q = 0.75\,\sigma_\star$ ($\sigma_q^2 = 0.56\,\sigma_\star^2$: finite but
@@ -712,7 +722,10 @@ def running_moments(log_w):
 
 moments = {label: [running_moments(lw) for lw in lws] for label, lws in runs.items()}
 
-# the weight function: log w(z) - log p(x) from the model equals log(σ_q/σ⋆) + (z-μ⋆)²/2 · (1/σ_q² - 1/σ⋆²)
+
+# %%
+# the weight function: log w(z) - log p(x) from the model equals log(σ_q/σ⋆) + (z-μ⋆)²/2 · (1/σ_q² -
+# 1/σ⋆²)
 for label, t in widths_demo.items():
     q = gaussian_proposal(mu_post, t * sigma_post)
     log_w_model = model.log_joint(x, z_grid) - q.log_prob(z_grid) - log_px  # (G, 1)
@@ -741,72 +754,90 @@ for label in widths_demo:
               + "  ".join(f"{ess_fraction[i]:.3f}" for i in at))
 
 # %%
+# Plotting: the weight function and the truncated second moment.
+def draw_weight_function(ax):
+    """w(z)/p(x) for each width of q: bounded only if q is wider than the posterior."""
+    z_tail = np.linspace(mu_post - 5 * sigma_post, mu_post + 5 * sigma_post, 400)
+    for label, t in widths_demo.items():
+        weight = t * np.exp(0.5 * ((z_tail - mu_post) / sigma_post) ** 2 * (1 / t**2 - 1))  # w/p(x)
+        ax.plot((z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label)
+    ax.axhline(1.0, color=COLORS["exact"], ls="--", lw=1.2, label="$w = p(x)$ (exact posterior)")
+    ax.set(yscale="log", xlabel=r"$(z - \mu_\star)/\sigma_\star$", ylabel=r"$w(z)\,/\,p(x)$",
+           title="The weight function: bounded only if $q$ is wider")
+    ax.legend(fontsize=8)
+
+
+def draw_truncated_moment(ax):
+    """κ integrated out to ±T: it converges to the closed form, or grows without bound."""
+    for label in widths_demo:
+        ax.plot(half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label)
+        closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
+        if math.isfinite(closed):
+            ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
+    ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
+    ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
+           title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
+    ax.legend(fontsize=8)
+
+
+# %%
+# Plotting: the running estimate and the running sample variance.
+def draw_running_means(ax, steps):
+    """The running p̂_k/p(x) of each run, at the sample counts `steps` + 1."""
+    for label in widths_demo:
+        for i, (mean, var, ess_fraction) in enumerate(moments[label]):
+            ax.plot(steps + 1, mean[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
+                    label=label if i == 0 else None)
+    reference_line(ax, 1.0, label="exact: 1")
+    ax.set(xscale="log", ylim=(0.5, 1.5), xlabel="number of samples $k$", ylabel=r"running $\hat p_k(x)\,/\,p(x)$",
+           title="The running estimate: jumps when a rare huge weight arrives")
+    ax.legend(fontsize=8)
+
+
+def draw_running_variances(ax, steps):
+    """The running sample variance of w/p(x) of each run, and the exact κ - 1 where finite."""
+    for label in widths_demo:
+        for i, (mean, var, ess_fraction) in enumerate(moments[label]):
+            ax.plot(steps + 1, var[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
+                    label=label if i == 0 else None)
+        closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
+        if math.isfinite(closed):
+            ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
+    ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
+    ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
+           ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
+    ax.legend(fontsize=8)
+
+
+# %%
 fig, axes = plt.subplots(2, 2, figsize=(13, 8))
-ax = axes[0, 0]
-z_tail = np.linspace(mu_post - 5 * sigma_post, mu_post + 5 * sigma_post, 400)
-for label, t in widths_demo.items():
-    weight = t * np.exp(0.5 * ((z_tail - mu_post) / sigma_post) ** 2 * (1 / t**2 - 1))  # w/p(x)
-    ax.plot((z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label)
-ax.axhline(1.0, color=COLORS["exact"], ls="--", lw=1.2, label="$w = p(x)$ (exact posterior)")
-ax.set(yscale="log", xlabel=r"$(z - \mu_\star)/\sigma_\star$", ylabel=r"$w(z)\,/\,p(x)$",
-       title="The weight function: bounded only if $q$ is wider")
-ax.legend(fontsize=8)
-
-ax = axes[0, 1]
-for label in widths_demo:
-    ax.plot(half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label)
-    closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
-    if math.isfinite(closed):
-        ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
-ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
-       title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
-ax.legend(fontsize=8)
-
-ax = axes[1, 0]
 steps = np.unique(np.geomspace(1, long_samples, 600).astype(int)) - 1  # log-spaced points to draw
-for label in widths_demo:
-    for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-        ax.plot(steps + 1, mean[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                label=label if i == 0 else None)
-reference_line(ax, 1.0, label="exact: 1")
-ax.set(xscale="log", ylim=(0.5, 1.5), xlabel="number of samples $k$", ylabel=r"running $\hat p_k(x)\,/\,p(x)$",
-       title="The running estimate: jumps when a rare huge weight arrives")
-ax.legend(fontsize=8)
-
-ax = axes[1, 1]
-for label in widths_demo:
-    for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-        ax.plot(steps + 1, var[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                label=label if i == 0 else None)
-    closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
-    if math.isfinite(closed):
-        ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
-ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
-ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
-       ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
-ax.legend(fontsize=8)
+draw_weight_function(axes[0, 0])
+draw_truncated_moment(axes[0, 1])
+draw_running_means(axes[1, 0], steps)
+draw_running_variances(axes[1, 1], steps)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
 # Read the four panels together:
 #
-# - **Wide** ($\sigma_q = 1.2\,\sigma_\star$): weights never exceed $1.2\,p(x)$; the running estimate
-#   settles on the truth and the sample variance on $\kappa - 1$ — an error bar computed from the
-#   samples can be trusted.
+# - **Wide** ($\sigma_q = 1.2\,\sigma_\star$): weights never exceed $1.2\,p(x)$; the running
+#   estimate settles on the truth and the sample variance on $\kappa - 1$ — an error bar computed
+#   from the samples can be trusted.
 # - **Narrow** ($0.75\,\sigma_\star$): the variance is finite ($\kappa - 1 \approx 0.59$), but the
 #   weights are unbounded and the sample variance approaches its limit slowly and by jumps.
 # - **Too narrow** ($0.5\,\sigma_\star$): the estimate is still unbiased and converges (the mean of
-#   $w$ is finite for any $\sigma_q$), but by jumps, and the sample variance **never settles**: every
-#   rare tail sample pushes it up again, and ESS/K keeps falling as $K$ grows. Any error bar computed
-#   from the samples is meaningless, and most runs sit *below* the truth between jumps.
+#   $w$ is finite for any $\sigma_q$), but by jumps, and the sample variance **never settles**:
+#   every rare tail sample pushes it up again, and ESS/K keeps falling as $K$ grows. Any error bar
+#   computed from the samples is meaningless, and most runs sit *below* the truth between jumps.
 #
 # This is the practical danger for VAEs: an encoder trained by maximizing the ELBO tends to be
-# *narrower* than the true posterior (the KL it minimizes, $\mathrm{KL}(q\,\Vert\,p)$, penalizes mass
-# where the posterior has none far more than missing mass; chapter 5), exactly the dangerous side. When
-# such an encoder is used as the proposal for $\log p(x)$ (chapter 8), a proposal with heavier tails
-# (a wider Gaussian, a Student-$t$, or a mixture that keeps some mass on the prior) is the safe choice.
+# *narrower* than the true posterior (the KL it minimizes, $\mathrm{KL}(q\,\Vert\,p)$, penalizes
+# mass where the posterior has none far more than missing mass; chapter 5), exactly the dangerous
+# side. When such an encoder is used as the proposal for $\log p(x)$ (chapter 8), a proposal with
+# heavier tails (a wider Gaussian, a Student-$t$, or a mixture that keeps some mass on the prior) is
+# the safe choice.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. A good proposal in one dimension is not good enough in fifty
@@ -823,8 +854,8 @@ plt.show()
 # \qquad \frac{\mathrm{ESS}}{K} \to \kappa_d^{-1} \text{ — exponentially small in } d .
 # $$
 #
-# With $c = 2$ ($\sigma_q \approx 1.41\,\sigma_\star$ in every direction), one dimension keeps 87% of
-# the samples; fifty keep less than 0.1%. We check this on `LinearGaussian` models with
+# With $c = 2$ ($\sigma_q \approx 1.41\,\sigma_\star$ in every direction), one dimension keeps 87%
+# of the samples; fifty keep less than 0.1%. We check this on `LinearGaussian` models with
 # $d = 1, \dots, 50$ latents and $D = 64$, using `FullGaussian` for the inflated exact posterior.
 
 # %%
@@ -843,7 +874,8 @@ rho_1 = inflation / math.sqrt(2 * inflation - 1)
 predicted_by_dim = [rho_1 ** (-d) for d in latent_dims]
 for d, measured, predicted in zip(latent_dims, ess_by_dim, predicted_by_dim):
     print(f"d = {d:>2}: ESS/K = {measured:.5f}   predicted 1/rho_d = {predicted:.5f}")
-    # The ESS's own noise grows with d too (its relative s.d. is about 3% at d = 10 and 13% at d = 20
+    # The ESS's own noise grows with d too (its relative s.d. is about 3% at d = 10 and 13% at d =
+    # 20
     # here), and once κ_d is comparable to K the sample has not met the weights that matter.
     if d <= 10:
         assert abs(measured / predicted - 1) < 0.15, d
@@ -861,8 +893,8 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# At $d = 50$, $\kappa_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured ESS
-# *over*states its limit: the sample has not yet met the rare large weights that dominate
+# At $d = 50$, $\kappa_d \approx 1300$ is no longer small next to $K = 20\,000$, and the measured
+# ESS *over*states its limit: the sample has not yet met the rare large weights that dominate
 # $\mathbb{E}_q[w^2]$ — section 7's lesson again, in many dimensions.
 #
 # The proposal has to be close to the posterior **in every direction at once**. This is why the VAE
@@ -883,15 +915,9 @@ plt.show()
 # ($z_k = \mu_q + \sigma_q\varepsilon_k$), so what changes is the proposal, not the luck.
 
 # %%
-def draw_importance_sampling(fig, mean, scale, num_samples):
-    q = gaussian_proposal(mean, scale)
-    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))  # (K, 1, 1), z_k = μ_q + σ_q ε_k
-    log_w = (model.log_joint(x, z) - q.log_prob(z))[:, 0]  # (K,)
-    estimate = log_mean_exp(log_w).item()
-    ess_value = effective_sample_size(log_w).item()
-    rho = relative_second_moment(mean, scale).item()
-
-    ax_z, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+# Plotting: the left panel.
+def draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples):
+    """Left panel: the target, q and the prior, each draw's normalized weight on a right axis."""
     grid = np.linspace(-2.5, 4.0, 500)
     ax_z.fill_between(grid, normal_pdf(grid, mu_post, sigma_post), color=COLORS["posterior"], alpha=0.25,
                       label=r"target $p(z\mid x)$")
@@ -908,6 +934,11 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
     ax_z.plot([], [], "o", color=COLORS["importance"], ms=3, label=r"$\bar w_k$ (right axis)")
     ax_z.legend(loc="upper left", fontsize=8)
 
+
+# %%
+# Plotting: the right panel.
+def draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples):
+    """Right panel: the running log p̂_k against the exact log p(x), with ±2 standard errors."""
     k = np.arange(1, num_samples + 1)
     running = (torch.logcumsumexp(log_w, dim=0).numpy() - np.log(k))
     ax_k.plot(k, running, color=COLORS["importance"], lw=1.5, label=r"running $\log \hat p_k$")
@@ -925,6 +956,21 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
              xlabel="number of samples $k$", ylabel=r"$\log \hat p_k(x)$",
              title=f"Estimate, ESS = {ess_value:.1f} of K = {num_samples}; " + variance_text)
     ax_k.legend(loc="lower right", fontsize=8)
+
+
+# %%
+def draw_importance_sampling(fig, mean, scale, num_samples):
+    q = gaussian_proposal(mean, scale)
+    # (K, 1, 1), z_k = μ_q + σ_q ε_k
+    z = q.rsample(num_samples, generator=torch.Generator().manual_seed(7))
+    log_w = (model.log_joint(x, z) - q.log_prob(z))[:, 0]  # (K,)
+    estimate = log_mean_exp(log_w).item()
+    ess_value = effective_sample_size(log_w).item()
+    rho = relative_second_moment(mean, scale).item()
+
+    ax_z, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+    draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples)
+    draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples)
     fig.tight_layout()
     limit_text = f"large-K limit 1/κ = {1 / rho:.3g}" if math.isfinite(rho) else "κ = ∞, so ESS/K → 0 as K grows"
     return (f"<b>log p̂_K = {estimate:.4f}</b>, exact log p(x) = {log_px:.4f} (error {estimate - log_px:+.4f}); "
@@ -954,17 +1000,19 @@ explorer
 # > **Classic mistakes**
 # >
 # > - **Averaging the log-weights instead of the weights.** $\frac1K\sum_k \log w_k$ is not an
-# >   estimate of $\log p(x)$: it is a Monte Carlo estimate of the ELBO (chapter 4),
-# >   whose expectation is a lower bound. Average the weights, then take
-# >   the log — in log space, `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
-# > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log* estimates
-# >   keeps the bias $\approx (\kappa-1)/2K$; pooling all their weights into one log-mean-exp shrinks it.
+# >   estimate of $\log p(x)$: it is a Monte Carlo estimate of the ELBO (chapter 4), whose
+# >   expectation is a lower bound. Average the weights, then take the log — in log space,
+# >   `logsumexp(log_w) - log K`, never `log(mean(exp(log_w)))`, which underflows.
+# > - **Treating $\log \hat p_K$ as unbiased.** Only $\hat p_K$ is. Averaging several *log*
+# >   estimates keeps the bias $\approx (\kappa-1)/2K$; pooling all their weights into one
+# >   log-mean-exp shrinks it.
 # > - **Dropping a normalizing constant.** For $p(x)$ every constant matters: $q$'s
 # >   $-\tfrac12\log 2\pi\sigma_q^2$, the likelihood's $-\tfrac D2 \log 2\pi s^2$. (For the ESS or a
 # >   self-normalized average they cancel — which is why the mistake goes unnoticed there.)
 # > - **A proposal narrower than the posterior.** Below $\sigma_q^2 = \sigma_\star^2/2$ the weights
-# >   have infinite variance; above it but below $\sigma_\star^2$ they are still unbounded. The sample
-# >   variance and the ESS from one run look fine until a rare weight arrives. When unsure, err wide.
+# >   have infinite variance; above it but below $\sigma_\star^2$ they are still unbounded. The
+# >   sample variance and the ESS from one run look fine until a rare weight arrives. When unsure,
+# >   err wide.
 # > - **Reading a high ESS as proof.** The ESS only sees where $q$ sampled: a proposal that misses a
 # >   region (a second mode, a heavy tail) can report a large ESS and a wrong answer.
 # > - **A proposal with too little support.** $q(z\mid x)$ must be positive wherever $p(x, z)$ is; a
@@ -977,16 +1025,16 @@ explorer
 #   for any $q$ positive where $p(x, z)$ is. The prior is the special case of chapter 2.
 # - $\hat p_K = \frac1K\sum_k w_k$ is unbiased for $p(x)$; $\log\hat p_K$ is biased low, by about
 #   $(\kappa - 1)/2K$ (Jensen — the idea behind the ELBO and the IWAE bound).
-# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$ with $\kappa = \int p(z\mid x)^2/q\,dz \ge 1$,
-#   measured on a log–log plot as slope $-1$. For Gaussians,
-#   $\kappa = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}}
-#   \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$; $\kappa = 1$ (zero variance) exactly at
-#   $q = p(z\mid x)$.
+# - $\operatorname{Var}[\hat p_K]/p(x)^2 = (\kappa - 1)/K$ with
+#   $\kappa = \int p(z\mid x)^2/q\,dz \ge 1$, measured on a log–log plot as slope $-1$. For
+#   Gaussians,
+#   $\kappa = \frac{\sigma_q^2}{\sigma_\star\sqrt{2\sigma_q^2 - \sigma_\star^2}} \exp\frac{(\mu_q-\mu_\star)^2}{2\sigma_q^2 - \sigma_\star^2}$;
+#   $\kappa = 1$ (zero variance) exactly at $q = p(z\mid x)$.
 # - $\mathrm{ESS} = (\sum w_k)^2/\sum w_k^2 \in [1, K]$, scale-free, computed from log-weights;
 #   $\mathrm{ESS}/K \to 1/\kappa$.
 # - A proposal lighter-tailed than the posterior has unbounded weights, and infinite variance when
-#   $\sigma_q^2 \le \sigma_\star^2/2$: the running estimate jumps and the sample variance never settles.
-#   Err on the wide side.
+#   $\sigma_q^2 \le \sigma_\star^2/2$: the running estimate jumps and the sample variance never
+#   settles. Err on the wide side.
 # - In $d$ dimensions $\kappa$ multiplies across directions: the proposal must match the posterior
 #   everywhere at once. That is what the VAE's encoder is trained to do.
 
@@ -1004,10 +1052,10 @@ explorer
 # $$
 #
 # Write `posterior_mean_estimate(model, x, proposal, num_samples, generator)` that returns this
-# estimate of $\mathbb{E}[z\mid x]$ with $f(z) = z$, shape `(N, d)`. Draw the $K$ samples with **one**
-# call `proposal.rsample(num_samples, generator=generator)` (the check compares with a reference that
-# uses the same random numbers), and stay in log space: the check includes data points whose
-# log-weights are below $-1000$ (where `exp` underflows to 0).
+# estimate of $\mathbb{E}[z\mid x]$ with $f(z) = z$, shape `(N, d)`. Draw the $K$ samples with
+# **one** call `proposal.rsample(num_samples, generator=generator)` (the check compares with a
+# reference that uses the same random numbers), and stay in log space: the check includes data
+# points whose log-weights are below $-1000$ (where `exp` underflows to 0).
 
 # %% tags=["solution"]
 def posterior_mean_estimate(model, x, proposal, num_samples, generator=None):
@@ -1031,11 +1079,11 @@ check_self_normalized_posterior_mean(posterior_mean_estimate);
 # ### Exercise 2 · When the mean is off, how wide should $q$ be?
 #
 # Your proposal's mean is off by $\Delta = \mu_q - \mu_\star$, and you may only choose its variance
-# $v = \sigma_q^2$. Using the closed form of $\kappa$ from section 5, find the $v$ that minimizes the
-# variance of the weights. (Hint: minimize $\log\kappa = \log v - \tfrac12\log(2v - \sigma_\star^2)
-# + \Delta^2/(2v - \sigma_\star^2)$; setting the derivative to zero gives a quadratic in $v$. Only one
-# root lies where $\kappa$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning
-# that $v$.
+# $v = \sigma_q^2$. Using the closed form of $\kappa$ from section 5, find the $v$ that minimizes
+# the variance of the weights. (Hint: minimize
+# $\log\kappa = \log v - \tfrac12\log(2v - \sigma_\star^2)
+# + \Delta^2/(2v -
+#   \sigma_\star^2)$; setting the derivative to zero gives a quadratic in $v$. Only one root lies where $\kappa$ is finite.) Write `best_proposal_variance(posterior_var, offset)` returning that $v$.
 
 # %% tags=["solution"]
 def best_proposal_variance(posterior_var, offset):
@@ -1079,5 +1127,5 @@ check_smallest_proposal_std(smallest_proposal_std);
 # %% [markdown]
 # For $k = 4$ the threshold is $\sigma_\star\sqrt{3/4} \approx 0.87\,\sigma_\star$: the "narrow"
 # proposal of section 7 ($0.75\,\sigma_\star$) has a finite variance but an infinite fourth moment,
-# which is why its sample variance wandered before settling. As $k \to \infty$ the threshold tends to
-# $\sigma_\star$: only a proposal at least as wide as the posterior has every moment finite.
+# which is why its sample variance wandered before settling. As $k \to \infty$ the threshold tends
+# to $\sigma_\star$: only a proposal at least as wide as the posterior has every moment finite.

@@ -21,8 +21,8 @@
 # \mathbb E_q\big[\hat p_K(x)\big] = p(x).$$
 #
 # But what we want to maximize is the log-likelihood $\sum_n \log p(x_n)$, and $\log$ is
-# **concave**: the log of an unbiased estimate of $p(x)$ is *biased low* for $\log p(x)$. This chapter turns that bias into
-# the central object of the VAE:
+# **concave**: the log of an unbiased estimate of $p(x)$ is *biased low* for $\log p(x)$. This
+# chapter turns that bias into the central object of the VAE:
 #
 # 1. **Jensen's inequality** $\log \mathbb E[w] \ge \mathbb E[\log w]$, proved, measured and drawn;
 # 2. the **ELBO** $= \mathbb E_q[\log w]$, and its standard form
@@ -30,8 +30,9 @@
 #    by Monte Carlo and *exactly*, in closed form, on the linear-Gaussian model;
 # 3. the ELBO as a **lower** bound, $\mathrm{ELBO} \le \log p(x)$ (which way round, and what it does
 #    *not* promise);
-# 4. the **IWAE bound**, $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1}
-#    \le \log p(x)$, climbing to the exact $\log p(x)$ as $K$ grows.
+# 4. the **IWAE bound**,
+#    $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$,
+#    climbing to the exact $\log p(x)$ as $K$ grows.
 #
 # | symbol | meaning | code |
 # | --- | --- | --- |
@@ -128,15 +129,16 @@ assert (distance >= -1e-15).all()
 assert abs(w_grid[distance.argmin()] - mu_w) < 1e-3  # ... and touches it only at w = mu_w
 
 # %% [markdown]
-# **Measured.** Let $\log w \sim \mathcal N(a, \tau^2)$ (a *log-normal* weight: a good model of importance
-# weights in many dimensions, where $\log w$ is a sum of many small terms). Then
+# **Measured.** Let $\log w \sim \mathcal N(a, \tau^2)$ (a *log-normal* weight: a good model of
+# importance weights in many dimensions, where $\log w$ is a sum of many small terms). Then
 # $\mathbb E[\log w] = a$, while the Gaussian moment generating function
-# $\mathbb E[e^{t\,\log w}] = e^{ta + t^2\tau^2/2}$ at $t = 1$ gives $\mathbb E[w] = e^{a + \tau^2/2}$, so
+# $\mathbb E[e^{t\,\log w}] = e^{ta + t^2\tau^2/2}$ at $t = 1$ gives
+# $\mathbb E[w] = e^{a + \tau^2/2}$, so
 #
 # $$\log \mathbb E[w] - \mathbb E[\log w] = \frac{\tau^2}{2}.$$
 #
-# The Jensen gap grows with the *spread* of $\log w$; it is zero only for $\tau = 0$. We estimate both
-# sides from $10^6$ samples (the log of a mean of weights is computed with the stable
+# The Jensen gap grows with the *spread* of $\log w$; it is zero only for $\tau = 0$. We estimate
+# both sides from $10^6$ samples (the log of a mean of weights is computed with the stable
 # `log_mean_exp` of chapter 2), each with its standard error.
 
 # %%
@@ -218,22 +220,23 @@ plt.show()
 # $\log p(x,z) = \log p(x\mid z) + \log p(z)$:
 #
 # $$
-# \mathrm{ELBO}(q) = \mathbb E_q\big[\log p(x\mid z)\big] + \mathbb E_q\big[\log p(z) - \log q(z\mid x)\big]
+# \mathrm{ELBO}(q) = \mathbb E_q\big[\log p(x\mid z)\big] + \mathbb E_q\big[\log p(z) - \log q(z\mid
+# x)\big]
 # = \underbrace{\mathbb E_q\big[\log p(x\mid z)\big]}_{\text{reconstruction}}
 # \;-\; \underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,p(z)\big)}_{\text{regularizer}} ,
 # $$
 #
 # because $\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q - \log p]$. This is the form a VAE trains on:
 # decode samples of $q$ well, but keep $q$ close to the prior. For a diagonal Gaussian
-# $q = \mathcal N(\mu, \operatorname{diag}\sigma^2)$ and $p(z) = \mathcal N(0, I)$ the KL has the closed form
-# $\tfrac12\sum_j(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$ (derived in chapter 6;
+# $q = \mathcal N(\mu, \operatorname{diag}\sigma^2)$ and $p(z) = \mathcal N(0, I)$ the KL has the
+# closed form $\tfrac12\sum_j(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$ (derived in chapter 6;
 # `vaelib.kl.gaussian_kl`).
 
 # %% [markdown]
 # **The running example.** A linear-Gaussian model (probabilistic PCA, chapter 1) with $D = 5$,
-# $d = 2$, one data point $x$, and a deliberately imperfect diagonal $q$, as an untrained encoder might
-# output: its mean is one posterior standard deviation off in each coordinate, and it is 1.5 times
-# too wide. Here $\log p(x)$ and the posterior $p(z\mid x)$ are known exactly.
+# $d = 2$, one data point $x$, and a deliberately imperfect diagonal $q$, as an untrained encoder
+# might output: its mean is one posterior standard deviation off in each coordinate, and it is 1.5
+# times too wide. Here $\log p(x)$ and the posterior $p(z\mid x)$ are known exactly.
 
 # %%
 model = LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.7,
@@ -249,9 +252,10 @@ q = DiagonalGaussian(mu, logvar)
 print(model, "\nexact log p(x) =", f"{log_px.item():.4f}")
 
 # %% [markdown]
-# **Form 1, from the equation:** draw $z_k \sim q$, compute $\log w_k = \log p(x, z_k) - \log q(z_k\mid
-# x)$, average. **Form 2:** average $\log p(x\mid z_k)$ over the *same* samples and subtract the
-# analytic KL. Each is a Monte Carlo estimate of the same number, with its own standard error.
+# **Form 1, from the equation:** draw $z_k \sim q$, compute
+# $\log w_k = \log p(x, z_k) - \log q(z_k\mid x)$, average. **Form 2:** average $\log p(x\mid z_k)$
+# over the *same* samples and subtract the analytic KL. Each is a Monte Carlo estimate of the same
+# number, with its own standard error.
 
 # %%
 K = 100_000
@@ -281,8 +285,8 @@ assert torch.allclose(elbo_vaelib, elbo_form1, rtol=0, atol=1e-12)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### The ELBO in closed form on the linear-Gaussian model
 #
-# For $p(x\mid z) = \mathcal N(x; Wz + b, s^2 I_D)$ and any Gaussian $q = \mathcal N(m, V)$ every term
-# of the ELBO is an integral we can do by hand. Write $z = m + e$ with $\mathbb E[e] = 0$,
+# For $p(x\mid z) = \mathcal N(x; Wz + b, s^2 I_D)$ and any Gaussian $q = \mathcal N(m, V)$ every
+# term of the ELBO is an integral we can do by hand. Write $z = m + e$ with $\mathbb E[e] = 0$,
 # $\operatorname{Cov}[e] = V$, and $r = x - b - Wm$ (the residual at q's mean):
 #
 # $$
@@ -299,18 +303,21 @@ assert torch.allclose(elbo_vaelib, elbo_form1, rtol=0, atol=1e-12)
 # $$
 #
 # The **trace term** is the price of q's spread: a wider q decodes to points further from $x$ on
-# average. For a diagonal $V = \operatorname{diag}\sigma^2$ it is $\sum_j \sigma_j^2\,\|W_{:,j}\|^2$. With
+# average. For a diagonal $V = \operatorname{diag}\sigma^2$ it is
+# $\sum_j \sigma_j^2\,\|W_{:,j}\|^2$. With
 # $\mathrm{KL}(\mathcal N(m, V)\,\|\,\mathcal N(0, I)) = \tfrac12\big(\operatorname{tr}V + \|m\|^2 - d
 # - \log\det V\big)$,
 #
 # $$
-# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, V)\,\|\,\mathcal N(0, I)\big)
+# \mathrm{ELBO}(q) = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}\big(\mathcal N(m, V)\,\|\,\mathcal
+# N(0, I)\big)
 # \quad\text{(form 2, exactly).}
 # $$
 #
-# Form 1 in closed form uses the other pieces: $\mathbb E_q[\log p(z)] = -\tfrac d2\log 2\pi -
-# \tfrac12(\|m\|^2 + \operatorname{tr} V)$ and $-\mathbb E_q[\log q] = H[q] = \tfrac12\log\det(2\pi e
-# V)$, the entropy of q. Form 1 $=\mathbb E_q[\log p(x\mid z)] + \mathbb E_q[\log p(z)] + H[q]$.
+# Form 1 in closed form uses the other pieces:
+# $\mathbb E_q[\log p(z)] = -\tfrac d2\log 2\pi - \tfrac12(\|m\|^2 + \operatorname{tr} V)$ and
+# $-\mathbb E_q[\log q] = H[q] = \tfrac12\log\det(2\pi e V)$, the entropy of q. Form 1
+# $=\mathbb E_q[\log p(x\mid z)] + \mathbb E_q[\log p(z)] + H[q]$.
 
 # %%
 def expected_log_likelihood(model, x, mean, cov):
@@ -382,11 +389,11 @@ assert 0.9 < (se_form2 / se_form1).item() < 1.1
 # $$\boxed{\;\mathrm{ELBO}(q) \;\le\; \log p(x)\quad\text{for every } q\;}$$
 #
 # — the *evidence lower bound*. Writing it the other way round ($\mathrm{ELBO} \ge \log p(x)$, or
-# $\mathbb E[\log w] \ge \log\mathbb E[w]$) is a classic slip; a quick sanity check is the name and the
-# concavity of $\log$ (the chord is *below* the curve). By Jensen's equality case, the bound is tight
-# exactly when $w = p(x, z)/q(z\mid x)$ is constant in $z$, that is when $q(z\mid x) \propto p(x, z)$:
-# **q is the exact posterior** $p(z\mid x)$. (Chapter 5 shows that the gap is exactly
-# $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$.)
+# $\mathbb E[\log w] \ge \log\mathbb E[w]$) is a classic slip; a quick sanity check is the name and
+# the concavity of $\log$ (the chord is *below* the curve). By Jensen's equality case, the bound is
+# tight exactly when $w = p(x, z)/q(z\mid x)$ is constant in $z$, that is when
+# $q(z\mid x) \propto p(x, z)$: **q is the exact posterior** $p(z\mid x)$. (Chapter 5 shows that the
+# gap is exactly $\mathrm{KL}(q(z\mid x)\,\|\,p(z\mid x))$.)
 #
 # Checked in closed form: on 50 data points, 200 random diagonal Gaussians q each, every ELBO lies
 # below $\log p(x)$; and the exact posterior (a full-covariance Gaussian here) gives
@@ -446,7 +453,8 @@ assert elbo_form1 + 4 * se_form1 < log_px  # ... while their average is clearly 
 # ## 4. The IWAE bound: more samples inside the log
 #
 # The ELBO applies Jensen to a *single* weight. Apply it to the average of $K$ weights instead
-# (Burda, Grosse & Salakhutdinov, 2015). Since $\hat p_K = \frac1K\sum_k w_k$ is unbiased for $p(x)$,
+# (Burda, Grosse & Salakhutdinov, 2015). Since $\hat p_K = \frac1K\sum_k w_k$ is unbiased for
+# $p(x)$,
 #
 # $$
 # \mathrm{IWAE}_K := \mathbb E_{z_{1:K}\sim q}\Big[\log \frac1K \sum_{k=1}^K w_k\Big]
@@ -455,21 +463,23 @@ assert elbo_form1 + 4 * se_form1 < log_px  # ... while their average is clearly 
 # $$
 #
 # **It never gets looser as K grows.** The average of $K+1$ weights is the average, over the $K+1$
-# subsets $I$ of size $K$, of the $K$-sample averages: $\frac1{K+1}\sum_{k=1}^{K+1} w_k =
-# \mathbb E_I\big[\frac1K\sum_{k\in I} w_k\big]$ with $I$ uniform (each $w_k$ is left out of exactly one
-# subset). Jensen on that average, then the expectation over the $z$'s (every subset holds $K$ i.i.d.
-# samples):
+# subsets $I$ of size $K$, of the $K$-sample averages:
+# $\frac1{K+1}\sum_{k=1}^{K+1} w_k = \mathbb E_I\big[\frac1K\sum_{k\in I} w_k\big]$ with $I$ uniform
+# (each $w_k$ is left out of exactly one subset). Jensen on that average, then the expectation over
+# the $z$'s (every subset holds $K$ i.i.d. samples):
 #
 # $$
-# \mathrm{IWAE}_{K+1} = \mathbb E\Big[\log \mathbb E_I\Big[\tfrac1K\textstyle\sum_{k\in I} w_k\Big]\Big]
+# \mathrm{IWAE}_{K+1} = \mathbb E\Big[\log \mathbb E_I\Big[\tfrac1K\textstyle\sum_{k\in I}
+# w_k\Big]\Big]
 # \ge \mathbb E\Big[\mathbb E_I \log \tfrac1K\textstyle\sum_{k\in I} w_k\Big] = \mathrm{IWAE}_K .
 # $$
 #
-# So $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$, and
-# $\mathrm{IWAE}_K \to \log p(x)$ as $K\to\infty$ when the weights are bounded (the law of large
+# So $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$,
+# and $\mathrm{IWAE}_K \to \log p(x)$ as $K\to\infty$ when the weights are bounded (the law of large
 # numbers makes $\hat p_K \to p(x)$). **How fast:** write $\hat p_K = p(x)(1+\varepsilon)$ with
-# $\mathbb E[\varepsilon] = 0$, $\operatorname{Var}[\varepsilon] = \rho/K$, $\rho = \operatorname{Var}_q[w]/p(x)^2$ (chapter 2's relative variance of one weight);
-# then $\log(1+\varepsilon) \approx \varepsilon - \varepsilon^2/2$ gives
+# $\mathbb E[\varepsilon] = 0$, $\operatorname{Var}[\varepsilon] = \rho/K$,
+# $\rho = \operatorname{Var}_q[w]/p(x)^2$ (chapter 2's relative variance of one weight); then
+# $\log(1+\varepsilon) \approx \varepsilon - \varepsilon^2/2$ gives
 #
 # $$\log p(x) - \mathrm{IWAE}_K \approx \frac{\rho}{2K} \qquad (K \text{ large}).$$
 
@@ -500,9 +510,9 @@ print(f"IWAE_{K_iwae} (one draw): inline {iwae_inline.item():.4f}, vaelib {iwae_
 
 # %% [markdown]
 # **The sweep.** One draw of $\log\hat p_K$ needs $K$ weights; $\mathrm{IWAE}_K$ is its expectation.
-# We draw one pool of $2^{20} \approx 10^6$ log-weights from q with `log_importance_weights` and
-# cut it into disjoint groups of $K$: $2^{20}/K$ independent draws of $\log\hat p_K$ (via
-# `log_mean_exp` over each group), whose mean estimates $\mathrm{IWAE}_K$, with a standard error, for
+# We draw one pool of $2^{20} \approx 10^6$ log-weights from q with `log_importance_weights` and cut
+# it into disjoint groups of $K$: $2^{20}/K$ independent draws of $\log\hat p_K$ (via `log_mean_exp`
+# over each group), whose mean estimates $\mathrm{IWAE}_K$, with a standard error, for
 # $K = 1, 2, 4, \dots, 1024$. (Every K reuses the same pool, so neighbouring K's are compared on
 # common random numbers.) The same pool estimates $\rho$.
 
@@ -526,8 +536,8 @@ for K_i, value, se in zip(K_values, iwae_mean, iwae_se):
 # %% [markdown]
 # The asserts: $\mathrm{IWAE}_1$ is the closed-form ELBO; each doubling of K never lowers the bound
 # and no estimate exceeds $\log p(x)$ (beyond 3 standard errors); at $K = 1024$ the bound is within
-# 0.005 nats of $\log p(x)$; for $K = 16 \dots 128$ the measured $K\cdot$gap matches $\rho/2$ within 20%;
-# and `iwae_bound` called directly agrees with the pool's estimate (4 standard errors).
+# 0.005 nats of $\log p(x)$; for $K = 16 \dots 128$ the measured $K\cdot$gap matches $\rho/2$ within
+# 20%; and `iwae_bound` called directly agrees with the pool's estimate (4 standard errors).
 
 # %%
 assert abs(iwae_mean[0] - elbo_exact.item()) < 4 * iwae_se[0]
@@ -586,22 +596,23 @@ plt.show()
 # ## 5. Explore: the distribution of log w
 #
 # The widget draws the same picture for a family of Gaussian proposals shaped like the exact
-# posterior: $q = \mathcal N\big(m_{\text{post}} + \text{shift}\cdot\sigma_{\text{post}},\;
-# \text{scale}^2\,\Sigma_{\text{post}}\big)$.
-# **Top:** the histogram of single log-weights $\log w$ (10,000 draws), their mean (the ELBO) and the
-# log of their mean weight. **Bottom:** the histogram of $\log\hat p_K$ over independent draws of
-# $K$ samples each (2,000 draws, fewer for large K); its mean is $\mathrm{IWAE}_K$ (± standard errors
-# in the readout). The dashed line is the exact $\log p(x)$.
+# posterior:
+# $q = \mathcal N\big(m_{\text{post}} + \text{shift}\cdot\sigma_{\text{post}},\; \text{scale}^2\,\Sigma_{\text{post}}\big)$.
+# **Top:** the histogram of single log-weights $\log w$ (10,000 draws), their mean (the ELBO) and
+# the log of their mean weight. **Bottom:** the histogram of $\log\hat p_K$ over independent draws
+# of $K$ samples each (2,000 draws, fewer for large K); its mean is $\mathrm{IWAE}_K$ (± standard
+# errors in the readout). The dashed line is the exact $\log p(x)$.
 #
-# Things to try: set shift = 0 and scale = 1 ($q$ *is* the posterior: every $\log w$ equals $\log
-# p(x)$, the histogram collapses to a spike and all the bounds are tight); raise $K$ and watch the
-# bottom histogram narrow and its mean climb to the dashed line; make q *narrower* than the posterior
-# (scale < 1, shift > 0) and see the rare huge weights that make $\log\hat p_K$ converge slowly
-# (chapter 3's light-tail danger).
+# Things to try: set shift = 0 and scale = 1 ($q$ *is* the posterior: every $\log w$ equals
+# $\log p(x)$, the histogram collapses to a spike and all the bounds are tight); raise $K$ and watch
+# the bottom histogram narrow and its mean climb to the dashed line; make q *narrower* than the
+# posterior (scale < 1, shift > 0) and see the rare huge weights that make $\log\hat p_K$ converge
+# slowly (chapter 3's light-tail danger).
 
 # %%
-def draw_log_weights(fig, K, scale, shift):
-    """Single log-weights and K-sample log-mean-weights under q = N(m + shift·sd, scale²·Σ)."""
+def log_weight_draws(K, scale, shift):
+    """Under q = N(m + shift·sd, scale²·Σ): 10,000 single log-weights (10_000,) and `reps` draws
+    of log p̂_K (reps,), both from one seeded stream; returns (pool, log_p_hat, reps)."""
     q_mean = post_mean + shift * post_std  # (1, d)
     q_cov = scale**2 * post_cov  # (d, d)
     gen = torch.Generator().manual_seed(5)
@@ -610,7 +621,14 @@ def draw_log_weights(fig, K, scale, shift):
     reps = max(100, min(2_000, 100_000 // K))  # draws of log p̂_K (fewer for large K: quicker)
     q_reps = FullGaussian(q_mean.expand(reps, -1), q_cov)
     log_p_hat = iwae_bound(model, x.expand(reps, -1), q_reps, K, generator=gen, chunk_size=100)
+    return pool, log_p_hat, reps
 
+
+# %%
+# Plotting: the two histograms for one (K, scale, shift).
+def draw_log_weights(fig, K, scale, shift):
+    """Single log-weights and K-sample log-mean-weights under q = N(m + shift·sd, scale²·Σ)."""
+    pool, log_p_hat, reps = log_weight_draws(K, scale, shift)
     exact = log_px.item()
     elbo_est, iwae_est = pool.mean().item(), log_p_hat.mean().item()
     log_mean_w = log_mean_exp(pool, dim=0).item()
@@ -649,6 +667,7 @@ def draw_log_weights(fig, K, scale, shift):
             f"exact log p(x) = {exact:.3f};  {above:.0%} of single log-weights lie above log p(x)")
 
 
+# %%
 static_figure(draw_log_weights, figsize=(8, 6), K=10, scale=1.5, shift=1.0)
 
 # %%
@@ -673,9 +692,9 @@ FigureExplorer(
 # > 3. **Taking the log of an unbiased estimate of $p(x)$ as unbiased for $\log p(x)$.** It is
 # >    biased *low* by Jensen: $\mathbb E[\log\hat p_K] = \mathrm{IWAE}_K < \log p(x)$. Chapter 3's
 # >    estimate of $p(x)$ is unbiased; its log is a lower bound in expectation.
-# > 4. **The KL's sign or direction.** $\mathrm{ELBO} = \mathbb E_q[\log p(x\mid z)] \mathbin{\mathbf -}
-# >    \mathrm{KL}(q(z\mid x)\,\|\,p(z))$: minus, and $q$ first. With $+\mathrm{KL}$ the "bound" can
-# >    exceed $\log p(x)$ (shown below).
+# > 4. **The KL's sign or direction.**
+# >    $\mathrm{ELBO} = \mathbb E_q[\log p(x\mid z)] \mathbin{\mathbf -} \mathrm{KL}(q(z\mid x)\,\|\,p(z))$:
+# >    minus, and $q$ first. With $+\mathrm{KL}$ the "bound" can exceed $\log p(x)$ (shown below).
 # > 5. **Averaging over the wrong axis.** Log-weights are `(K, N)`: reduce over dim 0, the samples.
 # >    A log-mean-exp over dim 1 mixes different data points into one meaningless number.
 # > 6. **`log(mean(exp(log_w)))`.** A VAE on MNIST has $\log w \approx -100$ nats; in float32
@@ -697,16 +716,18 @@ assert torch.exp(torch.tensor(-104.0)) == 0  # float32: e^-104 underflows to exa
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
-# - **Jensen:** $\log\mathbb E[w] \ge \mathbb E[\log w]$, with equality only for a constant $w$; for a
-#   log-normal weight the gap is exactly $\tau^2/2$ (measured: 0.50).
-# - **ELBO** $=\mathbb E_q[\log p(x,z) - \log q(z\mid x)] = \mathbb E_q[\log p(x\mid z)] -
-#   \mathrm{KL}(q(z\mid x)\,\|\,p(z))$: the two forms agree by Monte Carlo and, on the linear-Gaussian
-#   model, exactly in closed form, where $\mathbb E_q[\log p(x\mid z)]$ carries the trace term
+# - **Jensen:** $\log\mathbb E[w] \ge \mathbb E[\log w]$, with equality only for a constant $w$; for
+#   a log-normal weight the gap is exactly $\tau^2/2$ (measured: 0.50).
+# - **ELBO**
+#   $=\mathbb E_q[\log p(x,z) - \log q(z\mid x)] = \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z))$:
+#   the two forms agree by Monte Carlo and, on the linear-Gaussian model, exactly in closed form,
+#   where $\mathbb E_q[\log p(x\mid z)]$ carries the trace term
 #   $\operatorname{tr}(W^\top W V)/(2s^2)$.
 # - **Lower bound:** $\mathrm{ELBO}(q) \le \log p(x)$ for every q, tight exactly at the posterior —
 #   in expectation; single samples can exceed $\log p(x)$.
-# - **IWAE:** $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$;
-#   the gap shrinks like $\rho/(2K)$, with $\rho$ the relative variance of the weights.
+# - **IWAE:**
+#   $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_K \le \mathrm{IWAE}_{K+1} \le \log p(x)$; the
+#   gap shrinks like $\rho/(2K)$, with $\rho$ the relative variance of the weights.
 # - **Library:** `vaelib.estimators.elbo`, `iwae_bound`, `log_importance_weights`, `log_mean_exp`,
 #   and `vaelib.kl.gaussian_kl` for the analytic KL.
 #
@@ -717,9 +738,9 @@ assert torch.exp(torch.tensor(-104.0)) == 0  # float32: e^-104 underflows to exa
 # ## Exercises
 #
 # ### Exercise 1 — the ELBO from log-weights
-# Given log-weights `log_w` of shape `(K, N)` ($\log w_k = \log p(x, z_k) - \log q(z_k\mid x)$, K samples
-# on dim 0, N data points on dim 1), return the Monte Carlo ELBO estimate for each data point, shape
-# `(N,)`.
+# Given log-weights `log_w` of shape `(K, N)` ($\log w_k = \log p(x, z_k) - \log q(z_k\mid x)$, K
+# samples on dim 0, N data points on dim 1), return the Monte Carlo ELBO estimate for each data
+# point, shape `(N,)`.
 
 # %% tags=["solution"]
 def elbo_from_log_weights(log_w):
@@ -735,9 +756,9 @@ check_elbo_from_log_weights(elbo_from_log_weights);
 # ### Exercise 2 — the IWAE bound from log-weights
 # Return $\log \frac1K\sum_k w_k$ for each data point, shape `(N,)`, **stably**: the check includes
 # log-weights near $-1000$ and $+800$, where `exp` underflows or overflows. Write the log-sum-exp
-# trick yourself (subtract the maximum over the samples), without `torch.logsumexp`. The check refuses
-# the library's log-sum-exps (torch's, SciPy's, a `log_softmax`); a shortcut it does not know
-# (`numpy.logaddexp.reduce`) it cannot stop: the exercise is for you.
+# trick yourself (subtract the maximum over the samples), without `torch.logsumexp`. The check
+# refuses the library's log-sum-exps (torch's, SciPy's, a `log_softmax`); a shortcut it does not
+# know (`numpy.logaddexp.reduce`) it cannot stop: the exercise is for you.
 
 # %% tags=["solution"]
 def iwae_from_log_weights(log_w):
@@ -751,12 +772,12 @@ check_iwae_from_log_weights(iwae_from_log_weights);
 
 # %% [markdown]
 # ### Exercise 3 — which one can never be smaller?
-# For each pair, answer `"A"` or `"B"` (the one that is never smaller than the other, for every model,
-# $x$ and $q$), or `"either"` (when either can be larger, depending on the model, $x$, $q$ or the
-# random draw). Expectations are over $z \sim q(z\mid x)$; $\mathrm{IWAE}_K$ is the expectation of
-# $\log\hat p_K$. Give the answers as a dict from question number to answer,
-# `{1: "A", 2: "either", ...}`, with all six questions (a list of the six answers in question
-# order, `["A", "either", ...]`, is accepted too).
+# For each pair, answer `"A"` or `"B"` (the one that is never smaller than the other, for every
+# model, $x$ and $q$), or `"either"` (when either can be larger, depending on the model, $x$, $q$ or
+# the random draw). Expectations are over $z \sim q(z\mid x)$; $\mathrm{IWAE}_K$ is the expectation
+# of $\log\hat p_K$. Give the answers as a dict from question number to answer,
+# `{1: "A", 2: "either", ...}`, with all six questions (a list of the six answers in question order,
+# `["A", "either", ...]`, is accepted too).
 #
 # | # | A | B |
 # | --- | --- | --- |

@@ -20,8 +20,8 @@
 #   - \mathrm{KL}\big(q(z \mid x)\,\|\,p(z)\big),$$
 #
 # and a VAE's encoder chooses $q(z\mid x) = \mathcal N\big(\mu,\ \mathrm{diag}(\sigma^2)\big)$ while
-# the prior is $p(z) = \mathcal N(0, I)$. For this pair the KL term has a closed form, so a VAE never
-# has to estimate it by sampling:
+# the prior is $p(z) = \mathcal N(0, I)$. For this pair the KL term has a closed form, so a VAE
+# never has to estimate it by sampling:
 #
 # $$\boxed{\ \mathrm{KL}\big(\mathcal N(\mu, \mathrm{diag}\,\sigma^2)\,\|\,\mathcal N(0, I)\big)
 #   = \frac12 \sum_{j=1}^{d} \big(\sigma_j^2 + \mu_j^2 - 1 - \log \sigma_j^2\big)\ }$$
@@ -162,8 +162,8 @@ assert abs(q.log_prob(z).item() - scipy_q.logpdf(z.numpy())) < 1e-12
 #
 # We check it by quadrature. To integrate against $q$ we substitute $z = \mu + \sigma t$, so that
 # $q(z)\,dz = \mathcal N(t; 0, 1)\,dt$, the standard normal density:
-# $\ \mathbb E_q[f(z)] = \int \mathcal N(t; 0, 1)\, f(\mu + \sigma t)\, dt$. The integrand then has the same
-# width whatever $\sigma$ is (section 4 shows what goes wrong without this substitution).
+# $\ \mathbb E_q[f(z)] = \int \mathcal N(t; 0, 1)\, f(\mu + \sigma t)\, dt$. The integrand then has
+# the same width whatever $\sigma$ is (section 4 shows what goes wrong without this substitution).
 
 # %%
 def expect_under_q(f, mean, var):
@@ -270,10 +270,10 @@ assert abs(quadrature_kl - gaussian_kl(mu, logvar).item()) < 1e-9
 #   is its tangent at $x = 1$), so $\sigma^2 - 1 - \log\sigma^2 \ge 0$, with equality only at
 #   $\sigma^2 = 1$. The KL is zero exactly when $q$ is the prior ($\mu = 0$, $\sigma^2 = 1$).
 # - **In the encoder's own coordinate** $v = \log\sigma^2$ (the encoder's `logvar`; in this chapter
-#   only, $v$ names the log-variance, where chapter 5's $v_j$ were variances) the spread cost is $\frac12(e^v - 1 - v)$:
-#   it grows **exponentially** when $q$ is wider than the prior ($v > 0$) but only **linearly**,
-#   like $-v/2 = \log(1/\sigma)$, when $q$ is narrower. Making a code precise is cheap; making it
-#   vague is expensive. The dotted lines below are these linear asymptotes.
+#   only, $v$ names the log-variance, where chapter 5's $v_j$ were variances) the spread cost is
+#   $\frac12(e^v - 1 - v)$: it grows **exponentially** when $q$ is wider than the prior ($v > 0$)
+#   but only **linearly**, like $-v/2 = \log(1/\sigma)$, when $q$ is narrower. Making a code precise
+#   is cheap; making it vague is expensive. The dotted lines below are these linear asymptotes.
 
 # %%
 v_grid = torch.linspace(-8, 4, 601)
@@ -426,8 +426,8 @@ ax_mc.legend(loc="upper left", fontsize=8)
 plt.show()
 
 # %% [markdown]
-# The closed form agrees with quadrature to a relative $10^{-11}$ (asserted) and with PyTorch to rounding,
-# for every $\sigma$ from $4.5\cdot10^{-5}$ to 148 and $|\mu|$ up to 50 (KL up to
+# The closed form agrees with quadrature to a relative $10^{-11}$ (asserted) and with PyTorch to
+# rounding, for every $\sigma$ from $4.5\cdot10^{-5}$ to 148 and $|\mu|$ up to 50 (KL up to
 # $1.2\cdot10^4$ nats), and the Monte Carlo errors scatter like a standard normal, as they must if
 # the estimator is unbiased and the closed form is the truth. The naive quadrature (crosses) is
 # wrong for every small $\sigma$: a reminder to check a reference before trusting it.
@@ -461,13 +461,14 @@ assert (inline_estimate - vaelib_estimate).abs() < z99 * math.hypot(inline_se, v
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The covariance is $\mathrm{diag}(\sigma^2)$, and the sum runs over all $d$ dimensions
 #
-# The 1-D checks test one coordinate at a time. Two things remain: that the coordinates add up
-# (step 1), and that the covariance in the formula is $\mathrm{diag}(\sigma^2)$. PyTorch's
+# The 1-D checks test one coordinate at a time. Two things remain: that the coordinates add up (step
+# 1), and that the covariance in the formula is $\mathrm{diag}(\sigma^2)$. PyTorch's
 # `MultivariateNormal` computes the KL between two $d$-dimensional Gaussians from their full
 # covariance matrices (through Cholesky factors, assuming no independence); against
-# $\mathcal N(0, I)$ it is $\frac12\big[\mathrm{tr}\,\Sigma + \mu^\top\mu - d - \log\det\Sigma\big]$. So it checks both
-# at once. Handing it $\mathrm{diag}(\sigma)$ instead gives a different number: the σ-for-σ² mistake
-# in matrix form.
+# $\mathcal N(0, I)$ it is
+# $\frac12\big[\mathrm{tr}\,\Sigma + \mu^\top\mu - d - \log\det\Sigma\big]$. So it checks both at
+# once. Handing it $\mathrm{diag}(\sigma)$ instead gives a different number: the σ-for-σ² mistake in
+# matrix form.
 
 # %%
 mu_d = 1.5 * torch.randn(50, 6, generator=generator)       # (N, d)
@@ -656,6 +657,8 @@ torch.testing.assert_close(v_param.grad, 0.5 * (sigma_axis.square() - 1))
 torch.testing.assert_close(mu_param.grad, mu_param.detach())
 assert v_param.grad[sigma_axis <= 1].abs().max() <= 0.5
 
+
+# %%
 step_size = 0.1
 sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad                # σ − η ∂KL/∂σ
 v_after_step = v_param.detach() - step_size * v_param.grad                        # v − η ∂KL/∂v
@@ -747,8 +750,8 @@ assert encoder_logvar.grad[0, 1] != 0 and (encoder_logvar.grad[0, [0, 2, 3]] == 
 
 # %% [markdown]
 # The whole trade-off in one picture: the per-coordinate KL ($\mu = 0$) computed in float32 from
-# $\log\sigma^2$ (thin solid line) and from $\sigma$ via $\sigma^2$ (thick dashed line), over $v = \log\sigma^2$ from
-# $-140$ to $100$. A curve stops where its value becomes infinite.
+# $\log\sigma^2$ (thin solid line) and from $\sigma$ via $\sigma^2$ (thick dashed line), over
+# $v = \log\sigma^2$ from $-140$ to $100$. A curve stops where its value becomes infinite.
 
 # %%
 v_float32 = torch.linspace(-140, 100, 2401, dtype=torch.float32)
@@ -832,6 +835,7 @@ def draw_kl(fig, mu, logvar):
             f"({0.5 * (math.exp(logvar) - 1 - logvar):.4f}, the spread)")
 
 
+# %%
 static_figure(draw_kl, figsize=(13, 4), mu=1.2, logvar=-1.5)
 
 kl_explorer = FigureExplorer(
@@ -860,11 +864,11 @@ assert kl_explorer.readout.value.startswith("KL = 0.0000")
 # >
 # > 1. **σ where σ² belongs.** The formula has the variance,
 # >    $\frac12\sum(\sigma^2 + \mu^2 - 1 - \log\sigma^2)$ with $\sigma^2 = e^{\text{logvar}}$ and
-# >    $\log\sigma^2 = \text{logvar}$. Writing $e^{\text{logvar}/2}$ for $\sigma^2$, $\log\sigma$ for
-# >    $\log\sigma^2$, a covariance $\mathrm{diag}(\sigma)$, `Normal(mu, logvar.exp())` (PyTorch's
-# >    `Normal` takes the **standard deviation**), or a tensor named `logvar` that holds
-# >    $\log\sigma$: each gives a number that is wrong, yet positive and plausible. Nothing
-# >    crashes; the model just trains with the wrong regularizer.
+# >    $\log\sigma^2 = \text{logvar}$. Writing $e^{\text{logvar}/2}$ for $\sigma^2$, $\log\sigma$
+# >    for $\log\sigma^2$, a covariance $\mathrm{diag}(\sigma)$, `Normal(mu, logvar.exp())`
+# >    (PyTorch's `Normal` takes the **standard deviation**), or a tensor named `logvar` that holds
+# >    $\log\sigma$: each gives a number that is wrong, yet positive and plausible. Nothing crashes;
+# >    the model just trains with the wrong regularizer.
 # > 2. **Forgetting the sum over dimensions.** The KL of independent coordinates is the **sum** of
 # >    the per-coordinate KLs: `.sum(dim=-1)`, one number per data point. A `.mean()` over the
 # >    latent dimensions divides the KL by $d$ and silently re-weights the two terms of the ELBO.
@@ -978,10 +982,11 @@ check_kl_full_covariance(my_kl_full_covariance);
 # %% [markdown]
 # ### Exercise 3 — only the mean moves
 #
-# Let $q = \mathcal N(\mu, \mathrm{diag}\,\sigma^2)$ and $p = \mathcal N(0, \mathrm{diag}\,\sigma^2)$
-# share their variances: only the means differ. Simplify the general KL by hand and implement it
-# for `mu`, `logvar` of shape `(N, d)` (the shared log-variances), returning `(N,)`. With
-# $\sigma = 1$ you should find $\frac12\|\mu\|^2$. Is this KL symmetric in $q$ and $p$?
+# Let $q = \mathcal N(\mu, \mathrm{diag}\,\sigma^2)$ and
+# $p = \mathcal N(0, \mathrm{diag}\,\sigma^2)$ share their variances: only the means differ.
+# Simplify the general KL by hand and implement it for `mu`, `logvar` of shape `(N, d)` (the shared
+# log-variances), returning `(N,)`. With $\sigma = 1$ you should find $\frac12\|\mu\|^2$. Is this KL
+# symmetric in $q$ and $p$?
 
 # %% tags=["solution"]
 def my_kl_mean_only(mu, logvar):

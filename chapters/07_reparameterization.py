@@ -17,7 +17,8 @@
 # A VAE is trained by gradient ascent on the ELBO of its $n$ training points,
 #
 # $$
-# \mathcal L(\theta, \phi) = \sum_{i=1}^{n} \mathbb E_{q_\phi(z \mid x_i)}\big[\log p_\theta(x_i, z) - \log q_\phi(z \mid x_i)\big].
+# \mathcal L(\theta, \phi) = \sum_{i=1}^{n} \mathbb E_{q_\phi(z \mid x_i)}\big[\log p_\theta(x_i, z)
+# - \log q_\phi(z \mid x_i)\big].
 # $$
 #
 # The decoder's gradient $\nabla_\theta$ is easy: $\theta$ does not change the distribution we
@@ -86,30 +87,20 @@ from vaelib.figures import COLORS, FigureExplorer, reference_line, static_figure
 from vaelib.gaussian import DiagonalGaussian
 from vaelib.gradients import pathwise_gradient, score_function_gradient
 from vaelib.kl import gaussian_kl
+from vaelib.montecarlo import assert_unbiased, generator
 from vaelib.toy import LinearGaussian
 
 use_course_style()
 seed_everything(0)
 torch.set_default_dtype(torch.float64)  # exact math: float64 throughout this chapter
+LOG_2PI = math.log(2 * math.pi)
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
 EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
-EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}  # a second cue beside the colour
+# a second cue beside the colour
+EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}
 EST_LINES = {"score": "--", "score + baseline": ":", "pathwise": "-"}
 
-
-def generator(seed):
-    """A fresh torch.Generator, so that every cell draws the same numbers when run again."""
-    return torch.Generator().manual_seed(seed)
-
-
-def assert_unbiased(estimate, std_error, exact, name, z_max=5.0):
-    """|estimate - exact| <= z_max standard errors, entry by entry: a Monte Carlo check that a
-    correct estimator passes (all but ~1e-6 of the time, and the seeds are fixed) and a biased
-    one fails once the bias is a few standard errors."""
-    z = ((estimate - exact) / std_error).abs().max().item()
-    assert z <= z_max, f"{name}: {z:.1f} standard errors from the exact value"
-    return z
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -176,7 +167,8 @@ assert not naive.requires_grad  # no path from the samples back to (μ, log σ²
 # $\nabla_\phi \log q_\phi$ is called the **score**. It has mean zero,
 #
 # $$
-# \mathbb E_{q_\phi}[\nabla_\phi \log q_\phi(z)] = \int \nabla_\phi q_\phi(z)\, dz = \nabla_\phi \int q_\phi(z)\, dz = \nabla_\phi 1 = 0,
+# \mathbb E_{q_\phi}[\nabla_\phi \log q_\phi(z)] = \int \nabla_\phi q_\phi(z)\, dz = \nabla_\phi
+# \int q_\phi(z)\, dz = \nabla_\phi 1 = 0,
 # $$
 #
 # so a **baseline** $b$ that does not depend on $z$ can be subtracted for free:
@@ -184,12 +176,15 @@ assert not naive.requires_grad  # no path from the samples back to (μ, log σ²
 # smaller variance.
 #
 # For the diagonal Gaussian,
-# $\log q = -\frac12 \sum_j \big[\log 2\pi + \log\sigma_j^2 + (z_j - \mu_j)^2 e^{-\log\sigma_j^2}\big]$, so
+# $\log q = -\frac12 \sum_j \big[\log 2\pi + \log\sigma_j^2 + (z_j - \mu_j)^2 e^{-\log\sigma_j^2}\big]$,
+# so
 #
 # $$
-# \frac{\partial \log q}{\partial \mu_j} = \frac{z_j - \mu_j}{\sigma_j^2} = \frac{\varepsilon_j}{\sigma_j},
+# \frac{\partial \log q}{\partial \mu_j} = \frac{z_j - \mu_j}{\sigma_j^2} =
+# \frac{\varepsilon_j}{\sigma_j},
 # \qquad
-# \frac{\partial \log q}{\partial \log\sigma_j^2} = -\frac12 + \frac12 \frac{(z_j-\mu_j)^2}{\sigma_j^2} = \frac12(\varepsilon_j^2 - 1),
+# \frac{\partial \log q}{\partial \log\sigma_j^2} = -\frac12 + \frac12
+# \frac{(z_j-\mu_j)^2}{\sigma_j^2} = \frac12(\varepsilon_j^2 - 1),
 # \qquad \varepsilon_j = \frac{z_j - \mu_j}{\sigma_j}.
 # $$
 #
@@ -232,7 +227,8 @@ print("score-function estimate of ∇_μ E[f]:", g_mu.mean(0).numpy().round(3),
 # distribution does *not* depend on $\phi$:
 #
 # $$
-# z = g_\phi(\varepsilon) = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal N(0, I), \qquad \sigma = \exp(\tfrac12 \log\sigma^2).
+# z = g_\phi(\varepsilon) = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal N(0,
+# I), \qquad \sigma = \exp(\tfrac12 \log\sigma^2).
 # $$
 #
 # Then $\mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}[f(g_\phi(\varepsilon))]$ and now the
@@ -240,10 +236,12 @@ print("score-function estimate of ∇_μ E[f]:", g_mu.mean(0).numpy().round(3),
 # whose gradient does not grow too fast, by dominated convergence):
 #
 # $$
-# \nabla_\phi\, \mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}\big[\nabla_\phi f(g_\phi(\varepsilon))\big],
+# \nabla_\phi\, \mathbb E_{q_\phi}[f(z)] = \mathbb E_{\varepsilon}\big[\nabla_\phi
+# f(g_\phi(\varepsilon))\big],
 # \qquad
 # \frac{\partial f}{\partial \mu_j} = \frac{\partial f}{\partial z_j}, \qquad
-# \frac{\partial f}{\partial \log\sigma_j^2} = \frac{\partial f}{\partial z_j}\cdot \tfrac12 \sigma_j \varepsilon_j .
+# \frac{\partial f}{\partial \log\sigma_j^2} = \frac{\partial f}{\partial z_j}\cdot \tfrac12
+# \sigma_j \varepsilon_j .
 # $$
 #
 # In code this is nothing more than sampling $z$ *inside the graph*: autograd follows the path
@@ -271,8 +269,9 @@ assert torch.allclose(path.logvar.mean(0), logvar_.grad, rtol=1e-10)
 # Two test functions with known Gaussian expectations:
 #
 # * $f(z) = \sum_j z_j^2$: $\ \nabla_\mu = 2\mu$, $\ \nabla_{\log\sigma^2} = \sigma^2$;
-# * $f(z) = \exp(a^\top z)$: $\ \mathbb E_q[f] = \exp\!\big(a^\top\mu + \frac12 \sum_j a_j^2 \sigma_j^2\big)$
-#   (the Gaussian moment generating function), so $\nabla_\mu = a\,\mathbb E_q[f]$ and
+# * $f(z) = \exp(a^\top z)$:
+#   $\ \mathbb E_q[f] = \exp\!\big(a^\top\mu + \frac12 \sum_j a_j^2 \sigma_j^2\big)$ (the Gaussian
+#   moment generating function), so $\nabla_\mu = a\,\mathbb E_q[f]$ and
 #   $\nabla_{\log\sigma_j^2} = \frac12 a_j^2 \sigma_j^2\, \mathbb E_q[f]$.
 #
 # Each estimate must lie within 5 standard errors of the exact gradient, and we print the
@@ -337,7 +336,8 @@ plt.show()
 # $f(z) = \sum_{j=1}^d z_j^2$ with every $\mu_j = \mu$, $\sigma_j = \sigma$, look at the
 # estimate of $\partial/\partial\mu_1$ from one sample:
 #
-# * **pathwise**: $\hat g = 2 z_1$, so $\operatorname{Var}\hat g = 4\sigma^2$ — **independent of $d$**;
+# * **pathwise**: $\hat g = 2 z_1$, so $\operatorname{Var}\hat g = 4\sigma^2$ — **independent of
+#   $d$**;
 # * **score function** with baseline $b$: $\hat g = (f(z) - b)\,\varepsilon_1/\sigma$. Write
 #   $f = z_1^2 + R$ with $R = \sum_{j \ge 2} z_j^2$ independent of $\varepsilon_1$. With the
 #   Gaussian moments $\mathbb E\varepsilon^2 = 1$, $\mathbb E\varepsilon^4 = 3$,
@@ -357,11 +357,13 @@ plt.show()
 # \mathbb E R^2 = (d-1)(4\mu^2\sigma^2 + 2\sigma^4) + (\mathbb E R)^2,
 # $$
 # $$
-# \operatorname{Var}\hat g = \frac{\mathbb E[f^2\varepsilon_1^2] - 2b\,\mathbb E[f\varepsilon_1^2] + b^2}{\sigma^2} - 4\mu^2,
+# \operatorname{Var}\hat g =
+# \frac{\mathbb E[f^2\varepsilon_1^2] - 2b\,\mathbb E[f\varepsilon_1^2] + b^2}{\sigma^2} - 4\mu^2,
 # \quad
 # \mathbb E[f\varepsilon_1^2] = \mu^2 + 3\sigma^2 + \mathbb E R,
 # \quad
-# \mathbb E[f^2\varepsilon_1^2] = \mathbb E[z_1^4\varepsilon_1^2] + 2\,\mathbb E R\,(\mu^2 + 3\sigma^2) + \mathbb E R^2 .
+# \mathbb E[f^2\varepsilon_1^2] = \mathbb E[z_1^4\varepsilon_1^2] + 2\,\mathbb E R\,(\mu^2 +
+# 3\sigma^2) + \mathbb E R^2 .
 # $$
 #
 # Without a baseline the variance grows like $d^2$: every other coordinate's $z_j^2$ is noise
@@ -401,6 +403,7 @@ def variance_and_se(samples):
     return var_hat, ((centred.pow(4).mean(0) - var_hat.square()) / len(samples)).sqrt()
 
 
+# %%
 MU, SIGMA = 1.0, 1.0  # every coordinate: μ_j = 1, σ_j = 1
 dims = [1, 2, 4, 8, 16, 32, 64, 128]
 mean_f = lambda d: d * (MU**2 + SIGMA**2)  # noqa: E731  E_q[f], the baseline
@@ -568,7 +571,8 @@ u = torch.rand(n_draws, generator=generator(20))  # u ~ U(0, 1)
 rate = torch.tensor(1.5, requires_grad=True)
 z_exp = -torch.log1p(-u) / rate  # z = F⁻¹(u) = -log(1 - u)/λ
 per_sample = -2 * z_exp.detach().square() / rate.detach()  # d(z²)/dλ = 2z · (-z/λ)
-# the implicit formula ∂z/∂λ = -(∂F/∂λ)(z) / q(z), with SciPy's CDF differentiated numerically, = autograd:
+# the implicit formula ∂z/∂λ = -(∂F/∂λ)(z) / q(z), with SciPy's CDF differentiated numerically, =
+# autograd:
 for k in range(3):
     z_k, h = z_exp[k].item(), 1e-6
     cdf = lambda lam: stats.expon(scale=1 / lam).cdf(z_k)  # noqa: E731  F_λ(z_k)
@@ -578,6 +582,8 @@ for k in range(3):
 z_exp.square().mean().backward()
 assert torch.isclose(rate.grad, per_sample.mean(), rtol=1e-10)  # autograd follows the same path
 
+
+# %%
 # (a') Gaussian by the inverse CDF, parameters (μ, log σ²) as in the rest of the course
 mu_g, logvar_g = torch.tensor(0.5, requires_grad=True), torch.tensor(-0.5, requires_grad=True)
 eps_inv = math.sqrt(2) * torch.erfinv(2 * u - 1)  # Φ⁻¹(u)
@@ -637,9 +643,9 @@ plt.show()
 # change of variables. Let $\varepsilon \sim p_\varepsilon$ and $z = g_\phi(\varepsilon)$ with
 # $g_\phi$ invertible and differentiable. In one dimension, for increasing $g_\phi$,
 # $P(z \le t) = P(\varepsilon \le g_\phi^{-1}(t))$; differentiating in $t$ gives
-# $q_\phi(t) = p_\varepsilon(g_\phi^{-1}(t))\,\frac{d}{dt}g_\phi^{-1}(t)$ (for decreasing $g_\phi$ the
-# inequality flips and the derivative is negative: take its absolute value). In $d$ dimensions the
-# substitution $\varepsilon = g_\phi^{-1}(z)$ in $\int p_\varepsilon(\varepsilon)\,d\varepsilon$
+# $q_\phi(t) = p_\varepsilon(g_\phi^{-1}(t))\,\frac{d}{dt}g_\phi^{-1}(t)$ (for decreasing $g_\phi$
+# the inequality flips and the derivative is negative: take its absolute value). In $d$ dimensions
+# the substitution $\varepsilon = g_\phi^{-1}(z)$ in $\int p_\varepsilon(\varepsilon)\,d\varepsilon$
 # brings in the Jacobian determinant:
 #
 # $$
@@ -647,9 +653,9 @@ plt.show()
 # \Big|\det \frac{\partial g_\phi^{-1}(z)}{\partial z}\Big| .
 # $$
 #
-# Location-scale: $g^{-1}(z) = (z - \mu)/s$ and $|\det| = s^{-d}$. Inverse CDF: $p_\varepsilon = 1$ on
-# $(0, 1)$ and $g^{-1} = F_\phi$, so $q_\phi = F_\phi'$. A reparameterization for a VAE needs more
-# than samples: the ELBO $\mathbb E_q[\log p_\theta(x, z) - \log q_\phi(z\mid x)]$ contains
+# Location-scale: $g^{-1}(z) = (z - \mu)/s$ and $|\det| = s^{-d}$. Inverse CDF: $p_\varepsilon = 1$
+# on $(0, 1)$ and $g^{-1} = F_\phi$, so $q_\phi = F_\phi'$. A reparameterization for a VAE needs
+# more than samples: the ELBO $\mathbb E_q[\log p_\theta(x, z) - \log q_\phi(z\mid x)]$ contains
 # $\log q_\phi$ itself, evaluated (and differentiated) at each sample. A $g_\phi$ whose inverse or
 # Jacobian determinant we cannot compute (a generic neural network of $\varepsilon$, say) still
 # gives samples and pathwise gradients of $\mathbb E_q[\log p_\theta(x, z)]$, but not
@@ -666,12 +672,14 @@ g_inverse = lambda z: (np.log(z) - mu_ln) / sigma_ln  # noqa: E731  ε = g⁻¹(
 g_inverse_slope = lambda z: 1 / (sigma_ln * z)  # noqa: E731  d g⁻¹/dz > 0
 z_grid_ln = np.linspace(0.01, 12, 500)
 q_change_of_variables = stats.norm.pdf(g_inverse(z_grid_ln)) * np.abs(g_inverse_slope(z_grid_ln))
-q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)  # an independent reference
+# an independent reference
+q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)
 assert np.allclose(q_change_of_variables, q_scipy, rtol=1e-12, atol=0)
 z_ln = np.exp(mu_ln + sigma_ln * torch.randn(n_draws, generator=generator(22), dtype=torch.float64).numpy())
 ks_ln = stats.kstest(z_ln, stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).cdf)
 assert ks_ln.pvalue > 1e-3  # the samples g(ε) follow that density
-# and the entropy term the ELBO needs, -E_q[log q(z)], from the samples' log q = log p_ε(ε) - log|g'(ε)|:
+# and the entropy term the ELBO needs, -E_q[log q(z)], from the samples' log q = log p_ε(ε) -
+# log|g'(ε)|:
 log_q_at_samples = stats.norm.logpdf(g_inverse(z_ln)) + np.log(g_inverse_slope(z_ln))
 entropy_mc, entropy_se = -log_q_at_samples.mean(), log_q_at_samples.std() / math.sqrt(n_draws)
 entropy_exact = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).entropy()
@@ -683,10 +691,10 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 # ## 7. The doubly stochastic estimator of the ELBO gradient
 #
 # Back to the VAE objective $\mathcal L(\theta,\phi) = \sum_{i=1}^n \ell_i(\theta,\phi)$ with
-# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$, the ELBO of
-# point $i$ (here $\ell_i$ is not chapter 1's log-likelihood $\ell(\theta)$). Its
-# exact gradient costs a pass over all $n$ points *and* an integral for each. Two independent
-# sources of randomness replace both:
+# $\ell_i = \mathbb E_{q_\phi(z\mid x_i)}[\log p_\theta(x_i,z) - \log q_\phi(z\mid x_i)]$, the ELBO
+# of point $i$ (here $\ell_i$ is not chapter 1's log-likelihood $\ell(\theta)$). Its exact gradient
+# costs a pass over all $n$ points *and* an integral for each. Two independent sources of randomness
+# replace both:
 #
 # 1. a **minibatch** $B$: $m$ of the $n$ indices, uniformly at random without replacement;
 # 2. **$V$ reparameterized samples** per point (in this section $V$ counts samples; it is not a
@@ -694,13 +702,14 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 #    $\varepsilon_{iv} \sim \mathcal N(0, I)$.
 #
 # $$
-# \hat g = \frac{n}{m} \sum_{i \in B} \frac1V \sum_{v=1}^V \nabla_{\theta,\phi}\Big[\log p_\theta(x_i, z_{iv}) - \log q_\phi(z_{iv}\mid x_i)\Big].
+# \hat g = \frac{n}{m} \sum_{i \in B} \frac1V \sum_{v=1}^V \nabla_{\theta,\phi}\Big[\log
+# p_\theta(x_i, z_{iv}) - \log q_\phi(z_{iv}\mid x_i)\Big].
 # $$
 #
-# **Unbiased.** Condition on $B$ and average over $\varepsilon$ first: by the pathwise argument
-# of section 3, $\mathbb E_\varepsilon[\hat g \mid B] = \frac nm \sum_{i\in B} \nabla \ell_i$
-# (autograd differentiates $\log q_\phi$ both through $z$ and through its own $\phi$; both are part of
-# the integrand's gradient). Then average over $B$, writing the sum over the batch with indicators:
+# **Unbiased.** Condition on $B$ and average over $\varepsilon$ first: by the pathwise argument of
+# section 3, $\mathbb E_\varepsilon[\hat g \mid B] = \frac nm \sum_{i\in B} \nabla \ell_i$ (autograd
+# differentiates $\log q_\phi$ both through $z$ and through its own $\phi$; both are part of the
+# integrand's gradient). Then average over $B$, writing the sum over the batch with indicators:
 #
 # $$
 # \mathbb E_B\Big[\frac nm \sum_{i=1}^n \mathbb 1[i\in B]\,\nabla\ell_i\Big]
@@ -714,25 +723,25 @@ print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_
 # ### The model: a linear VAE
 #
 # Decoder (the `LinearGaussian` model of chapter 1, parameters $\theta = (W, b, \log s)$):
-# $p_\theta(z) = \mathcal N(0, I_d)$, $p_\theta(x\mid z) = \mathcal N(Wz + b, s^2 I_D)$.
-# Encoder, affine in $x$ (parameters $\phi = (A, c, \log\sigma^2)$):
-# $q_\phi(z\mid x) = \mathcal N(Ax + c, \operatorname{diag}\sigma^2)$ — the exact posterior of
-# this model has a covariance that does not depend on $x$ (chapter 3), so a shared
-# $\log\sigma^2$ suffices. (vaelib's `LinearGaussian` stores $s$ as a plain number, so the class
-# below writes $\log p_\theta(x, z)$ itself, with a learnable $\log s$, and checks it against vaelib's.)
+# $p_\theta(z) = \mathcal N(0, I_d)$, $p_\theta(x\mid z) = \mathcal N(Wz + b, s^2 I_D)$. Encoder,
+# affine in $x$ (parameters $\phi = (A, c, \log\sigma^2)$):
+# $q_\phi(z\mid x) = \mathcal N(Ax + c, \operatorname{diag}\sigma^2)$ — the exact posterior of this
+# model has a covariance that does not depend on $x$ (chapter 3), so a shared $\log\sigma^2$
+# suffices. (vaelib's `LinearGaussian` stores $s$ as a plain number, so the class below writes
+# $\log p_\theta(x, z)$ itself, with a learnable $\log s$, and checks it against vaelib's.)
 #
-# Here the ELBO has a **closed form**, our exact reference. With $q = \mathcal N(\mu, \operatorname{diag}\sigma^2)$,
+# Here the ELBO has a **closed form**, our exact reference. With
+# $q = \mathcal N(\mu, \operatorname{diag}\sigma^2)$,
 # $\mathbb E_q\lVert x - Wz - b\rVert^2 = \lVert x - W\mu - b\rVert^2 + \sum_j \sigma_j^2 \lVert w_j\rVert^2$
 # ($w_j$ the $j$-th column of $W$), hence
 #
 # $$
-# \ell_i = -\frac D2 \log(2\pi s^2) - \frac{1}{2s^2}\Big(\lVert x_i - W\mu_i - b\rVert^2 + \sum_j \sigma_j^2 \lVert w_j\rVert^2\Big) - \mathrm{KL}\big(\mathcal N(\mu_i, \operatorname{diag}\sigma^2)\,\Vert\,\mathcal N(0, I)\big).
+# \ell_i = -\frac D2 \log(2\pi s^2) - \frac{1}{2s^2}\Big(\lVert x_i - W\mu_i - b\rVert^2 + \sum_j
+# \sigma_j^2 \lVert w_j\rVert^2\Big) - \mathrm{KL}\big(\mathcal N(\mu_i,
+# \operatorname{diag}\sigma^2)\,\Vert\,\mathcal N(0, I)\big).
 # $$
 
 # %%
-LOG_2PI = math.log(2 * math.pi)
-
-
 class LinearVAE(nn.Module):
     """Decoder p(x|z) = N(Wz + b, s² I), θ = (W, b, log s); encoder q(z|x) = N(Ax + c, diag σ²)."""
 
@@ -775,6 +784,7 @@ class LinearVAE(nn.Module):
         return LinearGaussian(self.W.detach(), self.b.detach(), self.log_s.exp().item())
 
 
+# %%
 D, d, n = 5, 2, 1000
 true_model = LinearGaussian.random(D, d, noise_std=0.5, generator=generator(30))
 x, _ = true_model.sample(n, generator=generator(31))  # (n, D)
@@ -951,17 +961,19 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Left: the two curves start far below ($\log p_\theta(x) \approx -15.5$ and the ELBO $\approx -15.6$ nats per point, printed above, off the plot), rise together, and end on
-# the dashed maximum-likelihood line; the ELBO is always below $\log p_\theta(x)$. Right: the
-# variational gap and the distance to the maximum likelihood both fall by orders of magnitude; the
-# wiggles are the minibatch and sampling noise of $\hat g$, damped as the learning rate decays.
+# Left: the two curves start far below ($\log p_\theta(x) \approx -15.5$ and the ELBO
+# $\approx -15.6$ nats per point, printed above, off the plot), rise together, and end on the dashed
+# maximum-likelihood line; the ELBO is always below $\log p_\theta(x)$. Right: the variational gap
+# and the distance to the maximum likelihood both fall by orders of magnitude; the wiggles are the
+# minibatch and sampling noise of $\hat g$, damped as the learning rate decays.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # > **Classic mistakes**
 # >
 # > * **Sampling outside the graph.** `q.sample()`, `torch.no_grad()`, `.detach()` or a NumPy
-# >   sampler cut the path $\phi \to z$: the encoder gets no gradient from $\mathbb E_q[\log p(x\mid z)]$,
-# >   and nothing warns you (section 1). Sample with `rsample`: $z = \mu + \sigma\odot\varepsilon$.
+# >   sampler cut the path $\phi \to z$: the encoder gets no gradient from
+# >   $\mathbb E_q[\log p(x\mid z)]$, and nothing warns you (section 1). Sample with `rsample`:
+# >   $z = \mu + \sigma\odot\varepsilon$.
 # > * **$\exp(\log\sigma^2)$ for $\sigma$.** The scale is $\sigma = \exp(\tfrac12\log\sigma^2)$;
 # >   multiplying $\varepsilon$ by the variance samples from the wrong distribution.
 # > * **Dropping or mis-scaling $n/m$.** For a plain sum over the data, omitting $n/m$ only rescales
@@ -983,9 +995,10 @@ plt.show()
 #
 # * $\nabla_\phi\mathbb E_{q_\phi}[f(z)]$ differentiates the *density*; the naive
 #   $\mathbb E_q[\nabla_\phi f]$ is $0$, and a Monte Carlo average of plain samples has no gradient.
-# * **Score function:** $\nabla_\phi\mathbb E_q[f] = \mathbb E_q[(f(z) - b)\nabla_\phi\log q_\phi(z)]$;
-#   needs only values of $f$; for the Gaussian the score is $(\varepsilon/\sigma,\ \frac12(\varepsilon^2 - 1))$;
-#   its variance grows with the dimension.
+# * **Score function:**
+#   $\nabla_\phi\mathbb E_q[f] = \mathbb E_q[(f(z) - b)\nabla_\phi\log q_\phi(z)]$; needs only
+#   values of $f$; for the Gaussian the score is
+#   $(\varepsilon/\sigma,\ \frac12(\varepsilon^2 - 1))$; its variance grows with the dimension.
 # * **Pathwise:** $z = \mu + \sigma\odot\varepsilon$ moves $\phi$ into the integrand:
 #   $\nabla_\phi\mathbb E_q[f] = \mathbb E_\varepsilon[\nabla_\phi f(\mu + \sigma\odot\varepsilon)]$;
 #   needs $\nabla_z f$; here its variance $4\sigma^2$ does not depend on $d$.
@@ -1018,9 +1031,9 @@ from vaelib.exercises import check_pathwise_sample
 check_pathwise_sample(pathwise_sample);
 
 # %% [markdown]
-# **Exercise 2 — the score.** Write `score_mu(z, mu, logvar)` returning
-# $\nabla_\mu \log q(z) $ for $q = \mathcal N(\mu, \operatorname{diag} e^{\log\sigma^2})$, one entry per coordinate,
-# shape `(N, d)`. Derive it from $\log q$ by hand (don't call autograd).
+# **Exercise 2 — the score.** Write `score_mu(z, mu, logvar)` returning $\nabla_\mu \log q(z) $ for
+# $q = \mathcal N(\mu, \operatorname{diag} e^{\log\sigma^2})$, one entry per coordinate, shape
+# `(N, d)`. Derive it from $\log q$ by hand (don't call autograd).
 
 # %% tags=["solution"]
 def score_mu(z, mu, logvar):

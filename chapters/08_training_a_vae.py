@@ -88,6 +88,8 @@ from vaelib.kl import gaussian_kl
 from vaelib.train import TrainConfig, train, validation_data
 from vaelib.vae import VAE, VAEConfig
 
+
+# %%
 use_course_style()
 seed_everything(0)
 
@@ -161,14 +163,15 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The model, from the equations
 #
-# **Generative model** (decoder, parameters $\theta$): a code $z \in \mathbb R^d$, $d = 50$, from the
-# prior, and independent Bernoulli pixels whose logits a neural network $f_\theta$ computes (the
-# decoder's output $f_\theta(z)$ is now logits, where in chapters 1–7 it was a Gaussian's mean; $\ell$
-# names the logits in this chapter, not a log-likelihood),
+# **Generative model** (decoder, parameters $\theta$): a code $z \in \mathbb R^d$, $d = 50$, from
+# the prior, and independent Bernoulli pixels whose logits a neural network $f_\theta$ computes (the
+# decoder's output $f_\theta(z)$ is now logits, where in chapters 1–7 it was a Gaussian's mean;
+# $\ell$ names the logits in this chapter, not a log-likelihood),
 #
 # $$
 # p(z) = \mathcal N(0, I_d), \qquad
-# p_\theta(x \mid z) = \prod_{i=1}^{D} \operatorname{Bernoulli}\big(x_i;\ \operatorname{sigmoid}(\ell_i)\big),
+# p_\theta(x \mid z) = \prod_{i=1}^{D} \operatorname{Bernoulli}\big(x_i;\
+# \operatorname{sigmoid}(\ell_i)\big),
 # \qquad \ell = f_\theta(z) \in \mathbb R^{D}.
 # $$
 #
@@ -178,12 +181,14 @@ plt.show()
 # pixels**, computed stably from the logits:
 #
 # $$
-# \log p_\theta(x\mid z) = \sum_{i=1}^{D} \big[x_i \log \operatorname{sigmoid}(\ell_i) + (1 - x_i)\log(1 - \operatorname{sigmoid}(\ell_i))\big]
+# \log p_\theta(x\mid z) = \sum_{i=1}^{D} \big[x_i \log \operatorname{sigmoid}(\ell_i) + (1 -
+# x_i)\log(1 - \operatorname{sigmoid}(\ell_i))\big]
 # = \sum_{i=1}^{D} \big[x_i \ell_i - \operatorname{softplus}(\ell_i)\big].
 # $$
 #
 # **Encoder** (parameters $\phi$): a second network outputs the mean and the log-variance of a
-# diagonal Gaussian, $q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag}\sigma^2_\phi(x)\big)$.
+# diagonal Gaussian,
+# $q_\phi(z \mid x) = \mathcal N\big(\mu_\phi(x), \operatorname{diag}\sigma^2_\phi(x)\big)$.
 #
 # **The ELBO** (chapter 4) with the KL to the prior in closed form (chapter 6):
 #
@@ -195,13 +200,16 @@ plt.show()
 #
 # **The loss** is chapter 7's doubly stochastic estimator. A minibatch $B$ of $m$ of the $n$
 # training images (indexed by $b$) and one reparameterized sample per image,
-# $z_b = \mu_\phi(x_b) + \sigma_\phi(x_b)\odot\varepsilon_b$ with $\varepsilon_b \sim \mathcal N(0, I_d)$,
-# give the unbiased estimate $\frac nm \sum_{b\in B}\big[\log p_\theta(x_b\mid z_b) - \mathrm{KL}_b\big]$
-# of $\sum_{b=1}^n \mathrm{ELBO}(x_b)$. Dividing it by $n$ (a constant: the gradient keeps its
+# $z_b = \mu_\phi(x_b) + \sigma_\phi(x_b)\odot\varepsilon_b$ with
+# $\varepsilon_b \sim \mathcal N(0, I_d)$, give the unbiased estimate
+# $\frac nm \sum_{b\in B}\big[\log p_\theta(x_b\mid z_b) - \mathrm{KL}_b\big]$ of
+# $\sum_{b=1}^n \mathrm{ELBO}(x_b)$. Dividing it by $n$ (a constant: the gradient keeps its
 # direction) gives the loss we minimize, in **nats per image**:
 #
 # $$
-# \text{loss} = -\frac1m \sum_{b \in B} \Big[\underbrace{\sum_{i=1}^{D}\big(x_{b,i}\,\ell_{b,i} - \operatorname{softplus}(\ell_{b,i})\big)}_{\log p_\theta(x_b \mid z_b)} - \mathrm{KL}_b\Big],
+# \text{loss} = -\frac1m \sum_{b \in B}
+# \Big[\underbrace{\sum_{i=1}^{D}\big(x_{b,i}\,\ell_{b,i} - \operatorname{softplus}(\ell_{b,i})\big)}_{\log p_\theta(x_b \mid z_b)}
+# - \mathrm{KL}_b\Big],
 # \qquad \ell_b = f_\theta(z_b).
 # $$
 #
@@ -246,11 +254,11 @@ def negative_elbo_loss(model, x, generator=None):
 
 
 # %% [markdown]
-# Now `vaelib`'s version: `VAE(VAEConfig.preset("burda"))` has the same layers under the same
-# names, so its weights load into ours unchanged. Fed the same $\varepsilon$ (the same seed), the two
-# ELBOs must agree image by image, and so must the gradients of the loss with respect to every
-# weight. We also check the two halves separately: the log-likelihood against
-# `torch.distributions.Bernoulli` and the KL against `vaelib.kl.gaussian_kl`.
+# Now `vaelib`'s version: `VAE(VAEConfig.preset("burda"))` has the same layers under the same names,
+# so its weights load into ours unchanged. Fed the same $\varepsilon$ (the same seed), the two ELBOs
+# must agree image by image, and so must the gradients of the loss with respect to every weight. We
+# also check the two halves separately: the log-likelihood against `torch.distributions.Bernoulli`
+# and the KL against `vaelib.kl.gaussian_kl`.
 
 # %%
 vae_check = VAE(VAEConfig.preset("burda"))  # randomly initialized; on the CPU, like ours
@@ -286,12 +294,12 @@ print("from scratch = vaelib: ELBO per image, every gradient, log p(x|z), KL")
 # `vaelib.train.train(model, train_x, ...)` minimizes exactly this loss with Adam (learning rate
 # $10^{-3}$, minibatches of $m = 128$). What it adds is engineering, not mathematics: the data stay
 # on the device, each epoch's minibatches are slices of one random permutation, each batch is
-# binarized afresh, nothing is read back to the host until the epoch ends (on a GPU a `.item()`
-# per step would stall it every step), and it keeps a **history** of the ELBO, the reconstruction
-# term $\mathbb E_q[\log p_\theta(x\mid z)]$ and the KL per epoch, on the training batches and on the
+# binarized afresh, nothing is read back to the host until the epoch ends (on a GPU a `.item()` per
+# step would stall it every step), and it keeps a **history** of the ELBO, the reconstruction term
+# $\mathbb E_q[\log p_\theta(x\mid z)]$ and the KL per epoch, on the training batches and on the
 # validation set. Burda et al.'s recipe also starts the decoder's output bias at the logit of the
-# mean training image, so training begins from "the average digit" rather than from
-# $p = \frac12$ everywhere (`init_output_bias=True` in the preset).
+# mean training image, so training begins from "the average digit" rather than from $p = \frac12$
+# everywhere (`init_output_bias=True` in the preset).
 #
 # Passing `checkpoint_dir` makes it save the model with `vaelib.checkpoint` (the config as JSON
 # beside the weights, written atomically), which is how chapter 9 gets it. The progress bar shows
@@ -312,7 +320,8 @@ units_in_use = []  # per epoch: number of units with Var_x[μ_j(x)] > 0.01, and 
 def record_units_in_use(history, vae):
     """train() calls callback(history, model) after every epoch."""
     with torch.no_grad():
-        activity = vae.encode(val_bin)[0].var(dim=0)  # Var over the validation images of μ_j(x), (d,)
+        # Var over the validation images of μ_j(x), (d,)
+        activity = vae.encode(val_bin)[0].var(dim=0)
     units_in_use.append([(activity > 0.01).sum().item(), (activity > 0.1).sum().item()])
 
 
@@ -322,7 +331,8 @@ print(f"{len(history)} epochs in {history.seconds[-1]:.1f} s; final ELBO per ima
       f"{history.train_elbo[-1]:.2f}, validation {history.val_elbo[-1]:.2f} nats (KL {history.val_kl[-1]:.2f})")
 assert len(history) == SETTINGS["epochs"] and not history.interrupted
 assert history.val_elbo[-1] > -116  # measured ≈ -109.5 on the subset
-assert history.val_elbo[-1] > history.val_elbo[0] + 5  # it kept learning after the first epoch (≈ -174 then)
+# it kept learning after the first epoch (≈ -174 then)
+assert history.val_elbo[-1] > history.val_elbo[0] + 5
 assert history.train_kl[-1] > 15  # the code carries information (≈ 22 nats)
 assert units_in_use[0][0] > units_in_use[-1][0]  # units were switched off during training
 
@@ -384,9 +394,9 @@ print(f"saved in {RUN_DIR.resolve()} — chapter 9 loads it with vaelib.checkpoi
 #
 # A **reconstruction** encodes $x$, takes the posterior mean $\mu_\phi(x)$ as the code, and shows
 # the decoder's pixel probabilities $\operatorname{sigmoid}(f_\theta(\mu_\phi(x)))$. A **sample**
-# draws $z \sim \mathcal N(0, I)$ and shows the same probabilities: the *mean* of $p_\theta(x\mid z)$,
-# as is customary. An actual draw $x \sim p_\theta(x \mid z)$ is a binary image, speckled like the
-# binarized data (right panel below).
+# draws $z \sim \mathcal N(0, I)$ and shows the same probabilities: the *mean* of
+# $p_\theta(x\mid z)$, as is customary. An actual draw $x \sim p_\theta(x \mid z)$ is a binary
+# image, speckled like the binarized data (right panel below).
 
 # %%
 model.eval()
@@ -397,9 +407,11 @@ with torch.no_grad():
     x_show = test_bin[first_of_each_class]  # (10, 784): one test digit of each class
     x_rec = cpu_model.reconstruct(x_show)  # sigmoid(f(μ(x))), (10, 784)
     prior_means = cpu_model.generate(64, generator=torch.Generator().manual_seed(0))  # (64, 784)
-    prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))  # x ~ p(x|z)
+    # x ~ p(x|z)
+    prior_draws = torch.bernoulli(prior_means, generator=torch.Generator().manual_seed(1))
 
 
+# %%
 def show_row(ax_row, rows, title=None):
     """Draw (k, 784) images along a row of axes."""
     for ax, image in zip(ax_row, rows):
@@ -447,8 +459,8 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Why binarize? Bernoulli on binary data versus "BCE" on grey levels
 #
-# Binary cross-entropy, $\mathrm{BCE}(x, \lambda) = -[x\log\lambda + (1-x)\log(1-\lambda)]$, is
-# what $-\log p_\theta(x\mid z)$ becomes for one pixel, with $\lambda = \operatorname{sigmoid}(\ell)$.
+# Binary cross-entropy, $\mathrm{BCE}(x, \lambda) = -[x\log\lambda + (1-x)\log(1-\lambda)]$, is what
+# $-\log p_\theta(x\mid z)$ becomes for one pixel, with $\lambda = \operatorname{sigmoid}(\ell)$.
 # Deep-learning code happily evaluates it for a grey-level target $x \in (0, 1)$. But a likelihood
 # must be a normalized distribution over the values $x$ can take:
 #
@@ -460,7 +472,8 @@ plt.show()
 #
 # $$
 # \int_0^1 \lambda^x (1-\lambda)^{1-x}\, dx = (1-\lambda)\,\frac{r - 1}{\log r}
-# = \frac{2\lambda - 1}{\log\lambda - \log(1-\lambda)} \quad (\lambda \ne \tfrac12), \qquad = \tfrac12 \text{ at } \lambda = \tfrac12 ,
+# = \frac{2\lambda - 1}{\log\lambda - \log(1-\lambda)} \quad (\lambda \ne \tfrac12), \qquad =
+# \tfrac12 \text{ at } \lambda = \tfrac12 ,
 # $$
 #
 # which is at most $\frac12$ and depends on $\lambda$. ✗ Not a density: $-\mathrm{BCE}$ on grey
@@ -478,7 +491,8 @@ def bce_weight(x, lam):
 
 lams = np.linspace(0.005, 0.995, 199)
 sums = np.array([bce_weight(0, lam) + bce_weight(1, lam) for lam in lams])  # Σ over x in {0, 1}
-integrals = np.array([integrate.quad(bce_weight, 0, 1, args=(lam,))[0] for lam in lams])  # ∫ over [0, 1]
+# ∫ over [0, 1]
+integrals = np.array([integrate.quad(bce_weight, 0, 1, args=(lam,))[0] for lam in lams])
 off = ~np.isclose(lams, 0.5)
 closed_form = np.full_like(lams, 0.5)  # the limit at λ = ½, where the formula is 0/0
 closed_form[off] = (2 * lams[off] - 1) / np.log(lams[off] / (1 - lams[off]))
@@ -514,10 +528,10 @@ plt.show()
 # decoder's $f_\theta(z)$ are logits): then
 # $\log p_\theta(x\mid z) = -\frac12\sum_i\big[(x_i - f_{\theta,i}(z))^2/s^2 + \log 2\pi s^2\big]$,
 # a squared error plus a constant. The reconstruction term is often written as
-# $-\lVert x - f_\theta(z)\rVert^2$ alone (e.g. in Doersch's 2016 tutorial): that is this
-# formula with $s^2 = \tfrac12$. Any other $s$ weighs the squared error against the KL by
-# $1/(2s^2)$ instead, so dropping it silently fixes $s^2 = \tfrac12$. We train one briefly on the grey levels (no binarization) and
-# compare what the two decoders describe.
+# $-\lVert x - f_\theta(z)\rVert^2$ alone (e.g. in Doersch's 2016 tutorial): that is this formula
+# with $s^2 = \tfrac12$. Any other $s$ weighs the squared error against the KL by $1/(2s^2)$
+# instead, so dropping it silently fixes $s^2 = \tfrac12$. We train one briefly on the grey levels
+# (no binarization) and compare what the two decoders describe.
 
 # %%
 gaussian_model = VAE(VAEConfig.preset("burda", likelihood="gaussian", gaussian_std=0.1)).to(DEVICE)
@@ -568,10 +582,10 @@ assert 0.2 < below_zero < 0.5  # about a third: the background is 0 plus noise o
 # And its ELBO is *positive* — after a few epochs, and it grows with training — while the
 # Bernoulli's is around $-105$ nats. That does not make it the better model: one is a bound on the
 # log of a *density* on $\mathbb R^{784}$, the other on the log of a *probability* of a binary image
-# (always $\le 0$). A density's value depends on the units — the same model on pixels in
-# $[0, 255]$ loses $784\log 255 \approx 4344$ nats — and on the arbitrary $\sigma$; with a learned
-# $\sigma$ per pixel it is not even bounded (pixels that are always 0 let their $\sigma \to 0$ and
-# the density $\to\infty$). Test log-likelihoods are only comparable for the same data *and* the same kind of
+# (always $\le 0$). A density's value depends on the units — the same model on pixels in $[0, 255]$
+# loses $784\log 255 \approx 4344$ nats — and on the arbitrary $\sigma$; with a learned $\sigma$ per
+# pixel it is not even bounded (pixels that are always 0 let their $\sigma \to 0$ and the density
+# $\to\infty$). Test log-likelihoods are only comparable for the same data *and* the same kind of
 # likelihood: on MNIST that is binarized MNIST.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -588,7 +602,8 @@ assert 0.2 < below_zero < 0.5  # about a third: the background is 0 plus noise o
 # \mathrm{IWAE}_k(x) = \mathbb E\Big[\log \frac1k \sum_{j=1}^k w_j\Big].
 # $$
 #
-# Chapter 4 showed $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_k \le \mathrm{IWAE}_{k+1} \le \log p_\theta(x)$,
+# Chapter 4 showed
+# $\mathrm{ELBO} = \mathrm{IWAE}_1 \le \mathrm{IWAE}_k \le \mathrm{IWAE}_{k+1} \le \log p_\theta(x)$,
 # with $\mathrm{IWAE}_k \to \log p_\theta(x)$ as $k \to \infty$: $\log\hat p_K$ *is* one draw of
 # $\mathrm{IWAE}_K$, a stochastic lower bound that tightens with $K$. Burda et al. (2015) use
 # $K = 5000$ on the 10,000 MNIST test images; `vaelib.evaluate.evaluate` does that in chunks that
@@ -600,8 +615,7 @@ assert 0.2 < below_zero < 0.5  # about a third: the background is 0 plus noise o
 # $\epsilon = 10^{-4}$) and evaluation, but not their schedule: it uses minibatches of 100 and a
 # learning rate decaying geometrically from $10^{-3}$ to $10^{-4}$ over 3000 epochs, where Burda et
 # al. used minibatches of 20 and a stepwise schedule, $10^{-3}\cdot 10^{-i/7}$ for $3^i$ epochs,
-# $i = 0, \dots, 7$ (3,280 epochs in all). On the subset we use $K = 500$ on 500 test
-# images.
+# $i = 0, \dots, 7$ (3,280 epochs in all). On the subset we use $K = 500$ on 500 test images.
 
 # %%
 num_points, num_samples = SETTINGS["eval_points"], SETTINGS["eval_samples"]
@@ -640,9 +654,9 @@ print(f"analytic-KL ELBO {elbo_analytic.mean():.2f}, sampled ELBO {evaluation.el
 assert abs(difference.mean().item()) < 4 * standard_error + 0.05
 
 # %% [markdown]
-# To see the whole chain $\mathrm{ELBO} \le \mathrm{IWAE}_k \le \log p_\theta(x)$ we compute the log-weights
-# ourselves for 100 test images, with $K = 1024$, and average $\log\frac1k\sum_j w_j$ over the
-# $K/k$ disjoint groups of $k$ weights, for $k = 1, 2, 4, \dots, 1024$.
+# To see the whole chain $\mathrm{ELBO} \le \mathrm{IWAE}_k \le \log p_\theta(x)$ we compute the
+# log-weights ourselves for 100 test images, with $K = 1024$, and average $\log\frac1k\sum_j w_j$
+# over the $K/k$ disjoint groups of $k$ weights, for $k = 1, 2, 4, \dots, 1024$.
 
 # %%
 num_curve = SETTINGS["curve_points"]
@@ -654,7 +668,8 @@ ks = [2**p for p in range(int(math.log2(SETTINGS["curve_samples"])) + 1)]  # 1, 
 # IWAE_k: split the K weights into K/k groups of k, log-mean-exp within each group, average the rest
 iwae_k = np.array([log_mean_exp(log_w.reshape(-1, k, num_curve), dim=1).mean().item() for k in ks])
 elbo_curve = log_w.mean().item()
-log_p_eval = evaluation.log_likelihood[:num_curve].mean().item()  # vaelib.evaluate, K = 500, other samples
+# vaelib.evaluate, K = 500, other samples
+log_p_eval = evaluation.log_likelihood[:num_curve].mean().item()
 print("IWAE_k:", ", ".join(f"k={k}: {v:.2f}" for k, v in zip(ks, iwae_k)))
 assert math.isclose(iwae_k[0], elbo_curve, rel_tol=1e-6)  # IWAE_1 = ELBO
 assert (np.diff(iwae_k) >= -1e-4).all()  # nested groups: each doubling can only raise it (Jensen)
@@ -678,13 +693,14 @@ plt.show()
 # Chapter 5's picture, now on a 50-dimensional posterior over a neural decoder. The first few
 # importance samples close most of the gap; the last doubling adds less than half a nat (asserted),
 # and each further one adds less. No finite $K$ says exactly how far $\log p_\theta(x)$ still is,
-# and $\log\hat p_K$ is an *under*-estimate in expectation: $\mathbb E[\log\hat p_K] =
-# \mathrm{IWAE}_K \le \log p_\theta(x)$, although one draw can land above $\log p_\theta(x)$
-# (chapter 4, exercise 3, question 4). The gap
-# $\log p_\theta(x) - \mathrm{ELBO} = \mathrm{KL}(q_\phi(z\mid x)\,\Vert\,p_\theta(z\mid x))$ of several nats
-# is the price of the diagonal-Gaussian, amortized $q$: chapter 5's approximation gap (no diagonal
-# Gaussian equals the true posterior) plus an *amortization* gap (one encoder network serves every
-# $x$, so it does not find the best Gaussian for each; Cremer et al., 2018). Reporting the ELBO *as* $\log p(x)$ understates the model by that much.
+# and $\log\hat p_K$ is an *under*-estimate in expectation:
+# $\mathbb E[\log\hat p_K] = \mathrm{IWAE}_K \le \log p_\theta(x)$, although one draw can land above
+# $\log p_\theta(x)$ (chapter 4, exercise 3, question 4). The gap
+# $\log p_\theta(x) - \mathrm{ELBO} = \mathrm{KL}(q_\phi(z\mid x)\,\Vert\,p_\theta(z\mid x))$ of
+# several nats is the price of the diagonal-Gaussian, amortized $q$: chapter 5's approximation gap
+# (no diagonal Gaussian equals the true posterior) plus an *amortization* gap (one encoder network
+# serves every $x$, so it does not find the best Gaussian for each; Cremer et al., 2018). Reporting
+# the ELBO *as* $\log p(x)$ understates the model by that much.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Active units and posterior collapse
@@ -695,7 +711,8 @@ plt.show()
 # of a unit,
 #
 # $$
-# A_j = \operatorname{Var}_{x}\big(\mathbb E_{q_\phi(z\mid x)}[z_j]\big) = \operatorname{Var}_{x}\big(\mu_{\phi,j}(x)\big),
+# A_j = \operatorname{Var}_{x}\big(\mathbb E_{q_\phi(z\mid x)}[z_j]\big) =
+# \operatorname{Var}_{x}\big(\mu_{\phi,j}(x)\big),
 # $$
 #
 # the variance over the test set of the posterior mean; the unit is **active** if $A_j > 0.01$.
@@ -710,7 +727,8 @@ plt.show()
 with torch.no_grad():
     test_mu, test_logvar = cpu_model.encode(test_bin)  # (N_test, d) each
 activity = test_mu.var(dim=0)  # A_j = Var_x[μ_j(x)], (d,)
-kl_per_unit = 0.5 * (test_mu.square() + test_logvar.exp() - 1 - test_logvar).mean(dim=0)  # E_x[KL_j], (d,)
+# E_x[KL_j], (d,)
+kl_per_unit = 0.5 * (test_mu.square() + test_logvar.exp() - 1 - test_logvar).mean(dim=0)
 active = activity > 0.01
 strong = activity > 0.1
 order = torch.argsort(activity, descending=True)
@@ -722,7 +740,8 @@ print(f"  of which activity > 0.1: {num_strong}, carrying {kl_per_unit[strong].s
 print(f"inactive units: mean σ² = {test_logvar[:, ~active].exp().mean():.3f} (prior: 1), "
       f"largest |μ| = {test_mu[:, ~active].abs().max():.3f}")
 assert num_strong >= 10 and num_active >= num_strong
-assert kl_per_unit[strong].sum() > 0.95 * total_kl  # the strongly active units carry the information
+# the strongly active units carry the information
+assert kl_per_unit[strong].sum() > 0.95 * total_kl
 assert kl_per_unit[~active].sum() < 0.01 * total_kl  # the inactive ones almost none
 assert torch.isclose(kl_per_unit.sum(), gaussian_kl(test_mu, test_logvar).mean(), rtol=1e-4)
 
@@ -761,10 +780,11 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Explore: a test digit, its reconstruction, and its posterior
 #
-# Pick a test image. Top: the binarized input, the reconstruction $\operatorname{sigmoid}(f(\mu(x)))$,
-# and the means of $p(x\mid z)$ for five codes $z \sim q(z\mid x)$ — how much the posterior's
-# uncertainty changes the digit. Bottom: the posterior $q(z_j\mid x)$ of each unit (mean ± 2σ),
-# sorted by activity as above, against the prior's ± 2 band.
+# Pick a test image. Top: the binarized input, the reconstruction
+# $\operatorname{sigmoid}(f(\mu(x)))$, and the means of $p(x\mid z)$ for five codes
+# $z \sim q(z\mid x)$ — how much the posterior's uncertainty changes the digit. Bottom: the
+# posterior $q(z_j\mid x)$ of each unit (mean ± 2σ), sorted by activity as above, against the
+# prior's ± 2 band.
 
 # %%
 def draw_digit(fig, index):
@@ -820,8 +840,8 @@ FigureExplorer(draw_digit, figsize=(10, 4.4),
 # > * **Averaging over pixels instead of summing.** The ELBO sums $\log p(x_i\mid z)$ over the 784
 # >   pixels. `reduction="mean"` (the default of PyTorch's losses) divides the reconstruction term
 # >   by 784, which is the same as weighting the KL 784 times too strongly: the posterior is pushed
-# >   onto the prior (often complete posterior collapse) and the reported number is not the ELBO. Sum over pixels and latent
-# >   dimensions; average over the images of the batch.
+# >   onto the prior (often complete posterior collapse) and the reported number is not the ELBO.
+# >   Sum over pixels and latent dimensions; average over the images of the batch.
 # > * **The sign of the KL.** The ELBO *subtracts* $\mathrm{KL}(q\,\Vert\,p)$; the loss is
 # >   $-\mathrm{ELBO} = \text{reconstruction loss} + \mathrm{KL}$. With the sign flipped the KL is
 # >   rewarded, it has no upper bound, and the encoder drives μ and σ to extremes until the loss
@@ -839,15 +859,17 @@ FigureExplorer(draw_digit, figsize=(10, 4.4),
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
-# * A VAE is two networks and one loss: $-\frac1m\sum_{b\in B}\big[\log p_\theta(x_b\mid z_b) - \mathrm{KL}(q_\phi(z\mid x_b)\,\Vert\,p(z))\big]$
+# * A VAE is two networks and one loss:
+#   $-\frac1m\sum_{b\in B}\big[\log p_\theta(x_b\mid z_b) - \mathrm{KL}(q_\phi(z\mid x_b)\,\Vert\,p(z))\big]$
 #   with one reparameterized $z_b$ per image, the log-likelihood summed over the pixels
-#   ($\sum_i x_i\ell_i - \operatorname{softplus}(\ell_i)$ for a Bernoulli decoder with logits $\ell$)
-#   and the KL in closed form. Our 20-line version agrees with `vaelib.vae.VAE` to float precision.
+#   ($\sum_i x_i\ell_i - \operatorname{softplus}(\ell_i)$ for a Bernoulli decoder with logits
+#   $\ell$) and the KL in closed form. Our 20-line version agrees with `vaelib.vae.VAE` to float
+#   precision.
 # * `vaelib.train.train` minimizes it with dynamic binarization and returns the curves; ELBO =
 #   reconstruction − KL, and the average KL bounds the information the code carries.
 # * A Bernoulli likelihood is a distribution over **binary** images; on grey levels BCE is not
-#   normalized ($\int_0^1 \le \frac12$ per pixel). Log-likelihoods are comparable only for the same data
-#   and the same kind of likelihood.
+#   normalized ($\int_0^1 \le \frac12$ per pixel). Log-likelihoods are comparable only for the same
+#   data and the same kind of likelihood.
 # * The test log-likelihood is estimated by importance sampling with the encoder as proposal
 #   (`vaelib.evaluate`, K = 5000 for published numbers). On a real model
 #   $\mathrm{ELBO} \le \mathrm{IWAE}_k \le \log p(x)$, and the gap is several nats.

@@ -102,10 +102,11 @@ print(f"{len(train_x)} training and {len(test_x)} test images")
 # ## 1. Two models: a 2-D latent space, and chapter 8's 50-D one
 #
 # A 2-D latent space can be *seen* whole, so we train one: an MLP VAE with a Bernoulli decoder like
-# chapter 8's but smaller, one ReLU hidden layer of 256 units and $d = 2$, ten epochs of the ELBO on the bundled subset
-# (a few seconds on a laptop CPU). For a richer code we use chapter 8's model (Burda et al.'s
-# 784-200-200-50), loaded from its checkpoint in `runs/ch08_vae` when chapter 8 has been run;
-# otherwise the same architecture is trained here for a few epochs (worse, but enough to explore).
+# chapter 8's but smaller, one ReLU hidden layer of 256 units and $d = 2$, ten epochs of the ELBO on
+# the bundled subset (a few seconds on a laptop CPU). For a richer code we use chapter 8's model
+# (Burda et al.'s 784-200-200-50), loaded from its checkpoint in `runs/ch08_vae` when chapter 8 has
+# been run; otherwise the same architecture is trained here for a few epochs (worse, but enough to
+# explore).
 
 # %%
 model_2d = VAE(VAEConfig(hidden_dims=(256,), latent_dim=2))
@@ -152,7 +153,8 @@ assert elbo_2d > -175, elbo_2d  # we reach about -161 in 10 epochs; -175 leaves 
 assert elbo_big > elbo_2d + 20  # the 50-D code explains the test images far better
 # The bound, checked on independent draws: log p̂(x) and the ELBO above come from the same 50
 # weights per image, and "mean of logs <= log of mean" holds for any numbers, so comparing them
-# checks arithmetic only. An ELBO from fresh samples (seed 1) tests the bound itself: IWAE_50 >= ELBO.
+# checks arithmetic only. An ELBO from fresh samples (seed 1) tests the bound itself: IWAE_50 >=
+# ELBO.
 elbo_2d_fresh = evaluate(model_2d, test_x[:1000], num_samples=50, iwae_samples=50, binarize=False,
                          seed=1, progress=False).summary()["elbo"]
 print(f"2-D model: ELBO from fresh samples {elbo_2d_fresh:.1f} (seed 0: {elbo_2d:.1f}), "
@@ -271,11 +273,11 @@ torch.testing.assert_close(variance_sampled, variance_formula, rtol=0.03, atol=0
 # z_i = \Phi^{-1}\!\Big(\frac{i + \frac12}{n}\Big), \qquad i = 0, \dots, n-1,
 # $$
 #
-# the median of the $i$-th of $n$ slices of equal prior mass $\frac1n$. On the grid
-# $(z_i, z_j)$ every image then stands for the same prior mass $\frac1{n^2}$, and the grid reaches
-# only as far as there is mass to represent: $\pm\Phi^{-1}(1 - \frac1{2n}) = \pm 1.83$ for
-# $n = 15$. `vaelib.latent.inverse_cdf_grid` computes it (writing it from the equation is exercise 2),
-# checked here against what defines it: equal mass per slice, and each point its slice's median:
+# the median of the $i$-th of $n$ slices of equal prior mass $\frac1n$. On the grid $(z_i, z_j)$
+# every image then stands for the same prior mass $\frac1{n^2}$, and the grid reaches only as far as
+# there is mass to represent: $\pm\Phi^{-1}(1 - \frac1{2n}) = \pm 1.83$ for $n = 15$.
+# `vaelib.latent.inverse_cdf_grid` computes it (writing it from the equation is exercise 2), checked
+# here against what defines it: equal mass per slice, and each point its slice's median:
 
 # %%
 n = 15
@@ -461,7 +463,8 @@ for ax, d in zip(axes, (2, 50)):
     colors = [COLORS["prior"], COLORS["naive"], COLORS["importance"]]
     hatches = [None, "//", "\\\\"]  # a second cue beside the colour
     r = np.linspace(0, 1.15 * stats.chi.ppf(0.9999, d), 300)
-    for (label, values), color, hatch in zip(norms.items(), colors, hatches):  # (slerp's far swings: cut)
+    # (slerp's far swings: cut)
+    for (label, values), color, hatch in zip(norms.items(), colors, hatches):
         ax.hist(values.numpy(), bins=np.linspace(0, r[-1], 80), density=True, alpha=0.45,
                 color=color, hatch=hatch, label=label)
     ax.plot(r, stats.chi.pdf(r, d), color=COLORS["exact"], linestyle="--", label="exact χ_d")
@@ -564,9 +567,9 @@ from vaelib.exercises import check_slerp
 check_slerp(my_slerp);
 
 # %% [markdown]
-# **Exercise 2 — the manifold's grid.** Write `my_inverse_cdf_grid(n)` returning the $n$
-# coordinates $z_i = \Phi^{-1}((i + \frac12)/n)$, $i = 0, \dots, n-1$, in increasing order.
-# *Hint:* `scipy.stats.norm.ppf` is $\Phi^{-1}$. (The check refuses `vaelib.latent.inverse_cdf_grid`.)
+# **Exercise 2 — the manifold's grid.** Write `my_inverse_cdf_grid(n)` returning the $n$ coordinates
+# $z_i = \Phi^{-1}((i + \frac12)/n)$, $i = 0, \dots, n-1$, in increasing order. *Hint:*
+# `scipy.stats.norm.ppf` is $\Phi^{-1}$. (The check refuses `vaelib.latent.inverse_cdf_grid`.)
 
 # %% tags=["solution"]
 def my_inverse_cdf_grid(n):

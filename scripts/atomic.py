@@ -1,4 +1,5 @@
-"""Write a file whole or not at all (vaelib's atomic write: a temporary file beside it, then a rename)."""
+"""Write a file whole or not at all (vaelib's atomic write: a temporary file beside it, then a
+rename)."""
 
 from __future__ import annotations
 

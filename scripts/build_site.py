@@ -8,13 +8,13 @@ by MathJax, copied into ``site/mathjax/`` so the site reads offline too, and ``s
 (tagged ``colab-setup``: plumbing, not course); the downloadable notebooks keep it.
 
 Every chapter page carries the course navigation: the previous and next chapters, the list of all
-chapters, the notation page, a "download this notebook" link (``site/notebooks/NN_name.ipynb``,
-the chapter without outputs) and, only when the course is published somewhere that runs notebooks
-(``--launch-url``, e.g. a Colab or Binder URL with ``{stem}`` for the chapter's name), a launch link.
-Every figure gets an ``alt`` description from its titles in the code that drew it, or else from
-the caption after it. Widgets cannot run in a static page: a progress bar is shown as its final text
-(from the widget state kept with the executed notebook), any other widget is replaced by a note (the
-static figure beside it shows the same view).
+chapters, the notation page, a "download this notebook" link (``site/notebooks/NN_name.ipynb``, the
+chapter without outputs) and, only when the course is published somewhere that runs notebooks
+(``--launch-url``, e.g. a Colab or Binder URL with ``{stem}`` for the chapter's name), a launch
+link. Every figure gets an ``alt`` description from its titles in the code that drew it, or else
+from the caption after it. Widgets cannot run in a static page: a progress bar is shown as its final
+text (from the widget state kept with the executed notebook), any other widget is replaced by a note
+(the static figure beside it shows the same view).
 
     python -m scripts.build_site [--out site] [--launch-url URL]
 """
@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
-WIDGET_NOTE = ("<p><em>An interactive widget is here in the notebook. Open the chapter in JupyterLab "
-               "to move it; the static figure beside it shows one of its views.</em></p>")
+WIDGET_NOTE = ("<p><em>An interactive widget is here in the notebook. Open the chapter in "
+               "JupyterLab to move it; the static figure beside it shows one of its views."
+               "</em></p>")
 PROGRESS_NOTE = "<p><em>A progress bar ran here (its final state was not recorded).</em></p>"
 NOTATION = ROOT / "docs" / "notation.md"
 #: Environment variable with the launch URL template (like ``--launch-url``).
@@ -67,22 +68,26 @@ def _widget_states(nb: nbformat.NotebookNode) -> dict[str, dict]:
 
 def _html_text(value: str) -> str:
     """The plain text of a small HTML label (tqdm's labels are text with entities, maybe tags)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", value or "")).replace("\u2007", " ")  # tqdm's figure spaces
+    text = html.unescape(re.sub(r"<[^>]+>", "", value or ""))
+    return text.replace("\u2007", " ")  # tqdm's figure spaces
 
 
 def progress_text(model_id: str, states: dict[str, dict]) -> str | None:
-    """A tqdm bar's final text, e.g. ``train: 100%|██████████| 70/70 [00:10<00:00]``, or None when
-    ``model_id`` is not a tqdm bar (an HBox of a label, a progress bar and a label) or has no state."""
+    """A tqdm bar's final text, e.g. ``train: 100%|██████████| 70/70 [00:10<00:00]``, or None
+    when ``model_id`` is not a tqdm bar (an HBox of a label, a progress bar and a label) or has no
+    state."""
     box = states.get(model_id, {})
     if box.get("_model_name") != "HBoxModel":
         return None
-    children = [states.get(str(ref).removeprefix("IPY_MODEL_"), {}) for ref in box.get("children", [])]
+    children = [states.get(str(ref).removeprefix("IPY_MODEL_"), {})
+                for ref in box.get("children", [])]
     if [c.get("_model_name") for c in children] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
         return None
     left, bar, right = children
     maximum, value = bar.get("max") or 0, bar.get("value") or 0
     filled = round(10 * value / maximum) if maximum else 10
-    return f"{_html_text(left.get('value'))}|{'█' * filled}{' ' * (10 - filled)}| {_html_text(right.get('value')).strip()}"
+    bar_text = "█" * filled + " " * (10 - filled)
+    return f"{_html_text(left.get('value'))}|{bar_text}| {_html_text(right.get('value')).strip()}"
 
 
 def without_setup_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -115,9 +120,11 @@ def without_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if text is not None:
                 cell.outputs[i] = nbformat.v4.new_output("stream", name="stderr", text=text + "\n")
             elif _looks_like_progress(data.get("text/plain", "")):
-                cell.outputs[i] = nbformat.v4.new_output("display_data", data={"text/html": PROGRESS_NOTE})
+                cell.outputs[i] = nbformat.v4.new_output("display_data",
+                                                         data={"text/html": PROGRESS_NOTE})
             else:
-                cell.outputs[i] = nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
+                cell.outputs[i] = nbformat.v4.new_output("display_data",
+                                                         data={"text/html": WIDGET_NOTE})
     nb.metadata.pop("widgets", None)
     return nb
 
@@ -129,7 +136,8 @@ def _looks_like_progress(text: str) -> bool:
 
 # --- figure descriptions ------------------------------------------------------------------------
 
-_TITLE = re.compile(r"""(?:\btitle\s*=\s*|set_title\(\s*|suptitle\(\s*)[fr]{0,2}(["'])(.+?)(?<!\\)\1""")
+_TITLE = re.compile(r"""(?:\btitle\s*=\s*|set_title\(\s*|suptitle\(\s*)"""
+                    r"""[fr]{0,2}(["'])(.+?)(?<!\\)\1""")
 
 
 def _plain(text: str) -> str:
@@ -159,7 +167,8 @@ def figure_descriptions(nb: nbformat.NotebookNode) -> dict[str, str]:
     for index, cell in enumerate(cells):
         if cell.cell_type != "code":
             continue
-        images = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        images = [o["data"]["image/png"] for o in cell.get("outputs", [])
+                  if "image/png" in o.get("data", {})]
         if not images:
             continue
         titles = [_plain(match.group(2)) for match in _TITLE.finditer(cell.source)]
@@ -168,7 +177,8 @@ def figure_descriptions(nb: nbformat.NotebookNode) -> dict[str, str]:
             text = "Figure: " + "; ".join(titles)
         else:
             after = next((c.source for c in cells[index + 1:] if c.cell_type == "markdown"), "")
-            before = next((c.source for c in reversed(cells[:index]) if c.cell_type == "markdown"), "")
+            before = next((c.source for c in reversed(cells[:index])
+                           if c.cell_type == "markdown"), "")
             caption = _first_sentence(after) or _first_sentence(before)
             text = f"Figure: {caption}" if caption else "Figure"
         for number, image in enumerate(images, 1):
@@ -194,8 +204,8 @@ def with_alt_text(page: str, descriptions: dict[str, str]) -> str:
 # --- navigation ---------------------------------------------------------------------------------
 
 NAV_STYLE = """<style>
- .course-nav { font-family: system-ui, sans-serif; font-size: 0.95rem; max-width: 72rem; margin: 0.6rem auto;
-               padding: 0.5rem 1rem; border-bottom: 1px solid #ddd; }
+ .course-nav { font-family: system-ui, sans-serif; font-size: 0.95rem; max-width: 72rem;
+               margin: 0.6rem auto; padding: 0.5rem 1rem; border-bottom: 1px solid #ddd; }
  .course-nav.bottom { border-top: 1px solid #ddd; border-bottom: none; }
  .course-nav a { color: #1f5fa8; text-decoration: none; margin-right: 1.1rem; }
  .course-nav a:hover { text-decoration: underline; }
@@ -207,7 +217,8 @@ NAV_STYLE = """<style>
 def navigation(pages: list[tuple[str, str]], position: int | None, *, download: str | None = None,
                launch: str | None = None, where: str = "top") -> str:
     """The course's navigation bar: contents, previous/next, the chapter list, notation, download,
-    launch. ``pages`` are (file, title) of the chapters; ``position`` is this page's index in them."""
+    launch. ``pages`` are (file, title) of the chapters; ``position`` is this page's index in
+    them."""
     links = ['<a href="index.html">Contents</a>']
     if position is not None and position > 0:
         file, title = pages[position - 1]
@@ -224,7 +235,8 @@ def navigation(pages: list[tuple[str, str]], position: int | None, *, download: 
     if download:
         links.append(f'<a href="{download}" download>Download this notebook</a>')
     if launch:
-        links.append(f'<a href="{html.escape(launch, quote=True)}">Launch this chapter (runs the notebook)</a>')
+        href = html.escape(launch, quote=True)
+        links.append(f'<a href="{href}">Launch this chapter (runs the notebook)</a>')
     label = "Course" if where == "top" else "Course (bottom)"
     return f'<nav class="course-nav {where}" aria-label="{label}">{" ".join(links)}</nav>'
 
@@ -256,7 +268,7 @@ def notation_page(exporter: HTMLExporter, source: Path = NOTATION) -> str:
 
 
 def copy_mathjax(target: Path) -> None:
-    """Copy MathJax (from the jupyter-server-mathjax package) beside the pages, for offline reading."""
+    """Copy MathJax (from the jupyter-server-mathjax package) beside the pages, to read offline."""
     import jupyter_server_mathjax
 
     source = Path(jupyter_server_mathjax.__file__).parent / "static"
@@ -300,9 +312,10 @@ def build_site(notebooks: list[nbformat.NotebookNode], stems: list[str], out: Pa
         write_atomic(out / page, with_navigation(body, top, bottom))
         figures[page] = count_figures(body)
         number = stem.split("_", 1)[0]
-        short = re.sub(r"^Chapter\s+\d+\s*[—·:-]\s*", "", title)  # the number is shown beside it
-        rows.append(f'<li><span class="n">{int(number)}</span> <a href="{page}">{html.escape(short)}'
-                    f"</a></li>")
+        # the number is shown beside it
+        short = re.sub(r"^Chapter\s+\d+\s*[—·:-]\s*", "", title)
+        rows.append(f'<li><span class="n">{int(number)}</span> '
+                    f'<a href="{page}">{html.escape(short)}</a></li>')
     notation = notation_page(exporter)
     write_atomic(out / "notation.html", with_navigation(notation, navigation(pages, None),
                                                         navigation(pages, None, where="bottom")))
@@ -324,9 +337,9 @@ INDEX = """<!DOCTYPE html>
 </style></head>
 <body>
 <h1>Variational Autoencoders, derived step by step</h1>
-<p class="sub">Every step of the derivation written as code and checked numerically. These pages are
-the chapters as executed by the course's tests; to run them and move the widgets, open the notebooks in
-JupyterLab (<code>make lab</code>).</p>
+<p class="sub">Every step of the derivation written as code and checked numerically. These pages
+are the chapters as executed by the course's tests; to run them and move the widgets, open the
+notebooks in JupyterLab (<code>make lab</code>).</p>
 <ol>
 {chapters}
 </ol>

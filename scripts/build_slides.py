@@ -1,21 +1,22 @@
 """Export every chapter to reveal.js slides (HTML), from its executed notebook.
 
-Markdown cells that open a new idea carry RISE slide metadata (``slide_type: slide``); the export keeps
-that structure. To present live with working widgets, use RISE inside JupyterLab instead (the
+Markdown cells that open a new idea carry RISE slide metadata (``slide_type: slide``); the export
+keeps that structure. To present live with working widgets, use RISE inside JupyterLab instead (the
 ``jupyterlab-rise`` extension is installed: open a chapter and press Alt+R). The Colab set-up cell
 (tagged ``colab-setup``) is left out of the slides.
 
-What the slides load, and from where: MathJax is always copied beside them (``slides/mathjax/``, from
-the installed ``jupyter-server-mathjax``), so the math renders offline. reveal.js (the slide engine),
-require.js (its loader) and jQuery are not installed with Python packages: with ``--reveal-dir`` (a
-local reveal.js 4 folder, e.g. ``npm pack reveal.js@4.0.2`` unpacked), ``--require-js`` and
-``--jquery-js`` (local ``require.min.js`` and ``jquery.min.js``) they are copied beside the slides too
-and the slides work with no connection; without them the slides load those from their CDNs
-(unpkg.com, cdnjs.cloudflare.com) and need a connection. (nbconvert's template also imports the
-Mermaid diagram library from its CDN; no chapter draws a Mermaid diagram, so offline it is simply
-not loaded.)
+What the slides load, and from where: MathJax is always copied beside them (``slides/mathjax/``,
+from the installed ``jupyter-server-mathjax``), so the math renders offline. reveal.js (the slide
+engine), require.js (its loader) and jQuery are not installed with Python packages: with
+``--reveal-dir`` (a local reveal.js 4 folder, e.g. ``npm pack reveal.js@4.0.2`` unpacked),
+``--require-js`` and ``--jquery-js`` (local ``require.min.js`` and ``jquery.min.js``) they are
+copied beside the slides too and the slides work with no connection; without them the slides load
+those from their CDNs (unpkg.com, cdnjs.cloudflare.com) and need a connection. (nbconvert's template
+also imports the Mermaid diagram library from its CDN; no chapter draws a Mermaid diagram, so
+offline it is simply not loaded.)
 
-    python -m scripts.build_slides [--out slides] [--reveal-dir DIR --require-js FILE --jquery-js FILE]
+    python -m scripts.build_slides [--out slides]
+        [--reveal-dir DIR --require-js FILE --jquery-js FILE]
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chapters", type=Path, default=ROOT / "chapters")
     parser.add_argument("--out", type=Path, default=ROOT / "slides")
     parser.add_argument("--reveal-dir", type=Path, default=None,
-                        help="a local reveal.js 4 folder to copy beside the slides (offline slides)")
+                        help="a local reveal.js 4 folder to copy beside the slides "
+                             "(offline slides)")
     parser.add_argument("--require-js", type=Path, default=None,
                         help="a local require.min.js to copy beside the slides (offline slides)")
     parser.add_argument("--jquery-js", type=Path, default=None,
@@ -97,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         export_slides(executed_notebook(source), target, exporter)
         print(f"wrote {target}")
     if None in (args.reveal_dir, args.require_js, args.jquery_js):
-        print("note: reveal.js, require.js and jQuery load from their CDNs unless bundled (a connection "
-              "is needed); pass --reveal-dir, --require-js and --jquery-js to bundle them. MathJax is "
-              "bundled.")
+        print("note: reveal.js, require.js and jQuery load from their CDNs unless bundled (a "
+              "connection is needed); pass --reveal-dir, --require-js and --jquery-js to bundle "
+              "them. MathJax is bundled.")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Executed copies of notebooks, shared by the site, the slides and their tests.
 
 ``make test`` executes every chapter once (nbval), and the repository's ``conftest.py`` keeps each
-executed notebook in ``build/executed/``. :func:`executed_notebook` returns that copy when it is newer
-than its source, and otherwise executes the source now (with nbclient, in the source's folder) and
-keeps the result the same way, so each product is built from the one execution whenever there is one.
+executed notebook in ``build/executed/``. :func:`executed_notebook` returns that copy when it is
+newer than its source, and otherwise executes the source now (with nbclient, in the source's folder)
+and keeps the result the same way, so each product is built from the one execution whenever there
+is one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Build vaelib/data/mnist_subset.npz: the first 10,000 training and first 2,000 test images of MNIST.
+"""Build vaelib/data/mnist_subset.npz: the first 10,000 training and first 2,000 test images of
+MNIST.
 
 Reproducible: it reads the four MNIST IDX files (verified by SHA-256 of their decompressed content),
 keeps the first rows of each split, and writes uint8 images and labels with np.savez_compressed.

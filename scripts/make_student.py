@@ -9,8 +9,9 @@ saying to move the formula into a comment in the body, which the stub drops.
 
 A cell tagged ``answer`` is the chapter's own derivation of a function an exercise asks the student
 to write again: it stays (the chapter uses it), followed by a call to
-:func:`vaelib.exercises.refuse_as_answer`, so that no check accepts it, or a wrapper of it. The exercise checks that follow then report "not attempted yet"
-instead of crashing, so the whole student notebook still runs top to bottom.
+:func:`vaelib.exercises.refuse_as_answer`, so that no check accepts it, or a wrapper of it. The
+exercise checks that follow then report "not attempted yet" instead of crashing, so the whole
+student notebook still runs top to bottom.
 
     python -m scripts.make_student            # chapters/*.ipynb -> student/*.ipynb
 """
@@ -26,9 +27,9 @@ import nbformat
 from scripts.atomic import write_notebook_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-BANNER = ("**Student edition.** The reference solutions of the exercises are removed: each cell marked "
-          "✍️ holds a stub for you to complete, and the check below it tells you whether your answer "
-          "is right. The full chapter (with solutions) is in `chapters/`.")
+BANNER = ("**Student edition.** The reference solutions of the exercises are removed: each cell "
+          "marked ✍️ holds a stub for you to complete, and the check below it tells you whether "
+          "your answer is right. The full chapter (with solutions) is in `chapters/`.")
 STUB_HEADER = "# ✍️ Exercise: replace each `...` / `raise NotImplementedError` with your answer.\n"
 
 
@@ -73,9 +74,10 @@ def _stub_statement(node: ast.stmt, lines: list[str]) -> list[str]:
         found = formula_markers(first.value.value) if has_doc else []
         if found:
             raise FormulaInDocstring(
-                f"the docstring of the solution {node.name}() states a formula ({', '.join(found)}), "
-                "which the student edition would keep: say what it returns and its shapes, and move "
-                "the formula into a comment in its body (the stub drops the body).")
+                f"the docstring of the solution {node.name}() states a formula "
+                f"({', '.join(found)}), which the student edition would keep: say what it returns "
+                "and its shapes, and move the formula into a comment in its body (the stub drops "
+                "the body).")
         head_end = first.end_lineno if has_doc else first.lineno - 1
         start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
         indent = " " * first.col_offset

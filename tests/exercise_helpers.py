@@ -2,7 +2,7 @@
 
 
 def verdict(check, answer, capsys):
-    """Run a check; return (passed, printed text), asserting it never raises nor prints a traceback."""
+    """Run a check; return (passed, printed text); assert it never raises nor prints a traceback."""
     passed = check(answer)
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err

@@ -1,9 +1,10 @@
-"""In a real browser: JupyterLab runs chapter 9, a latent slider moves, and the decoded image changes.
+"""In a real browser: JupyterLab runs chapter 9, a latent slider moves, and the decoded image
+changes.
 
-Starts JupyterLab on 127.0.0.1 with a token, drives headless Chromium (Debian's ``chromium``; Playwright
-for Python with ``executable_path``, since browsers cannot be downloaded here), runs all cells, moves
-a slider of the latent explorer, and asserts that the rendered image changes and that no widget shows
-an error. A screenshot is saved to ``build/browser/`` on failure.
+Starts JupyterLab on 127.0.0.1 with a token, drives headless Chromium (Debian's ``chromium``;
+Playwright for Python with ``executable_path``, since browsers cannot be downloaded here), runs all
+cells, moves a slider of the latent explorer, and asserts that the rendered image changes and that
+no widget shows an error. A screenshot is saved to ``build/browser/`` on failure.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ SCREENSHOTS = ROOT / "build" / "browser"
 WIDGET_ERRORS = ["Error displaying widget", "model not found", "Failed to load model class"]
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; "
-                                                ".ci/run installs it)"),
+    pytest.mark.slow,  # a Jupyter server and a browser
+    pytest.mark.skipif(CHROMIUM is None,
+                       reason="Chromium is not installed (apt-get install chromium; "
+                              ".ci/run installs it)"),
     pytest.mark.skipif(not (ROOT / "chapters" / NOTEBOOK).exists(),
                        reason=f"chapters/{NOTEBOOK} does not exist yet"),
 ]
@@ -48,13 +51,17 @@ def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1, isolated from the user's Jupyter settings."""
     home = tmp_path_factory.mktemp("jupyter")
     work = tmp_path_factory.mktemp("chapters")
-    shutil.copy(ROOT / "chapters" / NOTEBOOK, work / NOTEBOOK)  # the run's outputs stay out of the repo
-    if (ROOT / "chapters" / "runs").is_dir():  # chapter 8's checkpoint, if it ran: chapter 9 loads it
+    # the run's outputs stay out of the repo
+    shutil.copy(ROOT / "chapters" / NOTEBOOK, work / NOTEBOOK)
+    # chapter 8's checkpoint, if it ran: chapter 9 loads it
+    if (ROOT / "chapters" / "runs").is_dir():
         shutil.copytree(ROOT / "chapters" / "runs", work / "runs")
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(home / "lab"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "lab"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
                f"--ServerApp.root_dir={work}", "--allow-root",
@@ -70,7 +77,8 @@ def lab(tmp_path_factory):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (home / "lab.log").read_text())
+                    raise RuntimeError("JupyterLab did not start:\n"
+                                       + (home / "lab.log").read_text())
                 time.sleep(0.5)
         yield url, token
     finally:
@@ -105,14 +113,16 @@ def test_latent_slider_changes_the_decoded_image(lab):
             page.wait_for_function(
                 """() => {
                     const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-                    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+                    return prompts.length > 0
+                        && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
                 }""", timeout=480_000)
             text = page.inner_text(".jp-Notebook")
             for error in WIDGET_ERRORS:
                 assert error not in text, f"a widget shows {error!r}"
             assert "Traceback" not in text, "a cell raised an error"
 
-            explorer = page.locator(".jp-OutputArea-output:has(.widget-slider):has(.widget-image)").first
+            explorer = page.locator(
+                ".jp-OutputArea-output:has(.widget-slider):has(.widget-image)").first
             explorer.scroll_into_view_if_needed(timeout=30_000)
             image = explorer.locator(".widget-image").first
             before = image.get_attribute("src")

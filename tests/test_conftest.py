@@ -25,3 +25,27 @@ def test_nbval_cells_wait_longer_for_output(pytester):
     timeout = root_conftest().NBVAL_OUTPUT_TIMEOUT
     assert timeout >= 60  # nbval's own is 5 s
     assert items[0].output_timeout == timeout
+
+
+def _gpu_outcomes(pytester, cuda: bool) -> dict:
+    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text()
+                          + f"\ntorch.cuda.is_available = lambda: {cuda}\n")
+    pytester.makepyfile(test_marked="""
+        import pytest
+
+        @pytest.mark.gpu
+        def test_on_gpu():
+            pass
+
+        def test_anywhere():
+            pass
+    """)
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-W", "ignore").parseoutcomes()
+
+
+def test_the_gpu_marker_skips_without_cuda_and_runs_with_it(pytester, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", torch.cuda.is_available)  # restored after
+    assert _gpu_outcomes(pytester, cuda=False) == {"passed": 1, "skipped": 1}
+    assert _gpu_outcomes(pytester, cuda=True) == {"passed": 2}

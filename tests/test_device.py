@@ -82,7 +82,7 @@ def test_derive_seed_gives_every_seed_and_index_its_own_seed():
     assert len(seeds) == 20 * 1000
 
 
-# --- threads that fit the machine ------------------------------------------------------------------
+# --- threads that fit the machine --------------------------------------------------------------
 
 @pytest.fixture
 def affinity(monkeypatch):
@@ -163,6 +163,7 @@ def test_bad_thread_counts_are_refused_by_name(tmp_path, keep_threads, bad):
         fit_threads({"VAELIB_THREADS": bad}, tmp_path)
 
 
+@pytest.mark.slow  # fresh Python processes importing torch
 def test_importing_vaelib_fits_the_threads(tmp_path):
     import subprocess
     import sys
@@ -215,6 +216,7 @@ def test_a_bad_omp_num_threads_is_warned_about_and_the_rule_used(tmp_path, affin
         assert fit_threads({"OMP_NUM_THREADS": bad, "VAELIB_THREADS": "1"}, tmp_path) == 1
 
 
+@pytest.mark.slow  # fresh Python processes importing torch
 def test_importing_vaelib_survives_a_bad_omp_num_threads():
     import subprocess
     import sys

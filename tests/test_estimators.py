@@ -257,7 +257,6 @@ def test_float32_model_and_proposal(model, x):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_model_with_cpu_generator(model, x):
     cuda = torch.device("cuda")
     model_gpu = LinearGaussian(model.W.to(cuda), model.b.to(cuda), model.noise_std)

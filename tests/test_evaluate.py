@@ -12,7 +12,6 @@ from vaelib.evaluate import chunk_sizes, evaluate, importance_log_likelihood
 from vaelib.vae import VAE, VAEConfig
 
 D, d, SIGMA = 6, 2, 0.5
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,7 +108,6 @@ def test_fixed_binarization_and_summary():
     assert math.isfinite(summary["log_likelihood_sem"])
 
 
-@cuda
 @pytest.mark.gpu
 def test_cuda_evaluation_is_exact_and_chunk_invariant():
     model, x, exact = linear_gaussian_vae()

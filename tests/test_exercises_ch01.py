@@ -84,7 +84,8 @@ def test_linear_stub_is_not_attempted(answer, capsys):
 def toy_log_marginal(model, x, *, use_step=True, use_prior=True, average=False, size=8001, limit=10.0):
     z_grid = torch.linspace(-limit, limit, size, dtype=x.dtype)
     step = (z_grid[1] - z_grid[0]).item()
-    terms = (model.log_joint if use_prior else model.log_likelihood)(x, z_grid[:, None, None])  # (G, N)
+    # (G, N)
+    terms = (model.log_joint if use_prior else model.log_likelihood)(x, z_grid[:, None, None])
     if average:
         return torch.logsumexp(terms, dim=0) - math.log(size)
     return torch.logsumexp(terms, dim=0) + (math.log(step) if use_step else 0.0)

@@ -75,7 +75,8 @@ def test_kl_normal_1d_stubs_are_not_attempted(stub, capsys):
     lambda w, s: 1 / (1 + (w**2).sum() / s**2),
     lambda w, s: s**2 / (s**2 + w @ w),
     lambda w, s: float(s**2 / (s**2 + np.dot(w.numpy(), w.numpy()))),
-    lambda w, s: torch.linalg.inv(torch.eye(1, dtype=w.dtype) + w[None] @ w[:, None] / s**2),  # (1, 1)
+    # (1, 1)
+    lambda w, s: torch.linalg.inv(torch.eye(1, dtype=w.dtype) + w[None] @ w[:, None] / s**2),
 ])
 def test_optimal_q_variance_right_answers(answer, capsys):
     ok, out = verdict(check_optimal_q_variance, answer, capsys)

@@ -301,7 +301,8 @@ def test_the_reference_formulas_are_the_true_kls():
     std = (0.5 * logvar).exp()
     torch.testing.assert_close(mean_only_right(mu, logvar),
                                kl_divergence(Normal(mu, std), Normal(0.0, std)).sum(-1))
-    torch.testing.assert_close(mean_only_right(mu, logvar), mean_only_right(-mu, logvar))  # symmetric
+    # symmetric
+    torch.testing.assert_close(mean_only_right(mu, logvar), mean_only_right(-mu, logvar))
     torch.testing.assert_close(from_std_right(mu, std),
                                kl_divergence(Normal(mu, std), Normal(0.0, 1.0)).sum(-1))
     L = torch.randn(6, 4, 4, generator=g, dtype=torch.float64).tril(-1) + torch.diag_embed(std)

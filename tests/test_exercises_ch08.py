@@ -109,7 +109,8 @@ def test_count_active_units_right_answers(capsys):
         lambda mu: int((mu.var(dim=0) > 0.01).sum()),
         lambda mu: (mu.var(dim=0) > 0.01).sum(),  # a 0-dim tensor
         lambda mu: int(np.sum(np.var(mu.numpy(), axis=0, ddof=1) > 0.01)),
-        lambda mu: int(np.sum(np.var(mu.numpy(), axis=0) > 0.01)),  # biased variance: same count here
+        # biased variance: same count here
+        lambda mu: int(np.sum(np.var(mu.numpy(), axis=0) > 0.01)),
         lambda mu: float((mu.var(dim=0) > 0.01).sum()),
     ):
         ok, out = verdict(check_count_active_units, answer, capsys)

@@ -187,7 +187,6 @@ def test_standard_normal_is_reproducible():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_generator_with_cuda_tensors():
     mean, logvar = _diag()
     q_cpu = DiagonalGaussian(mean.float(), logvar.float())

@@ -258,7 +258,6 @@ def test_unbatched_mu_of_shape_d():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_follows_inputs():
     mu, logvar = torch.zeros(3, 2, device="cuda"), torch.zeros(3, 2, device="cuda")
     for estimator in (score_function_gradient, pathwise_gradient):

@@ -17,6 +17,8 @@ import pytest
 
 from scripts.course_links import GITHUB_REPO, LinksError, check_repo
 
+pytestmark = pytest.mark.slow  # rewrites a copy of the repository, in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 NEW = "alice-b/my.vae_course"
 

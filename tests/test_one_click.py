@@ -20,6 +20,8 @@ import pytest
 from scripts.course_links import BINDER_BADGE, CLONE_URL, colab_url
 from scripts.make_student import make_student_notebook
 
+pytestmark = pytest.mark.slow  # renders the Binder image and runs the Colab cell, in subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))

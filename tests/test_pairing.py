@@ -1,5 +1,6 @@
-"""The Jupytext pairs cannot drift: every chapter .py has its .ipynb (and the reverse), the .ipynb is
-exactly what `jupytext --to ipynb --update` makes from the .py, and no notebook carries outputs."""
+"""The Jupytext pairs cannot drift: every chapter .py has its .ipynb (and the reverse), the .ipynb
+is exactly what `jupytext --to ipynb --update` makes from the .py, and no notebook carries
+outputs."""
 
 import json
 import shutil
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # jupytext round trips of every chapter, in subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
@@ -22,7 +25,8 @@ def test_there_are_chapters():
 def test_every_half_of_every_pair_exists():
     stems_py = {p.stem for p in SOURCES}
     stems_nb = {p.stem for p in NOTEBOOKS}
-    assert not stems_py - stems_nb, f".py without .ipynb: {sorted(stems_py - stems_nb)} (run make sync)"
+    assert not stems_py - stems_nb, (
+        f".py without .ipynb: {sorted(stems_py - stems_nb)} (run make sync)")
     assert not stems_nb - stems_py, f".ipynb without .py: {sorted(stems_nb - stems_py)}"
 
 
@@ -44,7 +48,8 @@ def jupytext(tmp_path, *args):
 @pytest.mark.parametrize("with_config", [True, False], ids=["jupytext.toml", "no-config"])
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_notebook_is_regenerated_exactly_from_its_py(source, with_config, tmp_path):
-    """Also without jupytext.toml: each .py header carries the filters, so any copy regenerates alike."""
+    """Also without jupytext.toml: each .py header carries the filters, so any copy regenerates
+    alike."""
     notebook = source.with_suffix(".ipynb")
     if not notebook.exists():
         pytest.fail(f"{notebook.name} is missing")

@@ -89,7 +89,8 @@ def _chapter_palettes() -> dict[str, dict[str, str]]:
             palettes[f"{chapter.stem}: {match.group(1)}"] = palette
         gap = re.search(r'^GAP_COLOR = "([^"]+)"', source, flags=re.M)
         if gap:
-            palettes[f"{chapter.stem}: GAP_COLOR against the ELBO"] = {"gap": gap.group(1), "elbo": COLORS["elbo"]}
+            palettes[f"{chapter.stem}: GAP_COLOR against the ELBO"] = {"gap": gap.group(1),
+                                                                      "elbo": COLORS["elbo"]}
     return palettes
 
 

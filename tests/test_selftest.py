@@ -8,7 +8,7 @@ import vaelib.selftest as selftest
 import vaelib.train as train_module
 from vaelib.selftest import Item, main, run_selftest
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # trains, about 10 s
 
 
 def test_the_selftest_passes_on_the_cpu_and_says_the_cuda_items_were_not_run(capsys):

@@ -23,6 +23,7 @@ CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 SETUP_MARK = "VAE_COURSE_REPO"  # a word of the Colab set-up cell that no other cell uses
 
 
+@pytest.mark.notebooks  # every chapter, executed: build/executed/ from make test, or run here now
 def test_site_has_an_index_and_every_chapter_with_its_figures(tmp_path):
     notebooks = [executed_notebook(c) for c in CHAPTERS]  # kept from make test's nbval run
     figures = build_site(notebooks, [c.stem for c in CHAPTERS], tmp_path)
@@ -40,7 +41,8 @@ def test_site_has_an_index_and_every_chapter_with_its_figures(tmp_path):
         assert all(re.search(r' alt="Figure[^"]*"', img) for img in images), page.name
         assert "No description has been provided" not in html
         assert 'href="notation.html"' in html and f'href="notebooks/{chapter.stem}.ipynb"' in html
-        assert "A progress bar ran here" not in html, f"{page.name}: a progress bar lost its final text"
+        assert "A progress bar ran here" not in html, (
+            f"{page.name}: a progress bar lost its final text")
         assert SETUP_MARK not in html, f"{page.name}: shows the Colab set-up cell"
     assert (tmp_path / "notation.html").is_file()
 
@@ -50,7 +52,8 @@ def test_every_chapter_has_slides_and_exports(chapter):
     nb = nbformat.read(chapter, as_version=4)
     types = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
     assert types[0] == "slide", f"{chapter.name}: the first cell should open a slide"
-    assert types.count("slide") >= 4, f"{chapter.name}: mark each new idea as a slide (RISE metadata)"
+    assert types.count("slide") >= 4, (
+        f"{chapter.name}: mark each new idea as a slide (RISE metadata)")
     body, _ = SlidesExporter().from_notebook_node(nb)
     assert "reveal" in body.lower()
     assert body.count("<section") >= types.count("slide")
@@ -67,8 +70,10 @@ def _tqdm_state(model_id="box"):
     def model(name, **state):
         return {"model_name": name, "model_module": "@jupyter-widgets/controls",
                 "model_module_version": "2.0.0", "state": {"_model_name": name, **state}}
-    return {"application/vnd.jupyter.widget-state+json": {"version_major": 2, "version_minor": 0, "state": {
-        model_id: model("HBoxModel", children=["IPY_MODEL_left", "IPY_MODEL_bar", "IPY_MODEL_right"]),
+    children = ["IPY_MODEL_left", "IPY_MODEL_bar", "IPY_MODEL_right"]
+    return {"application/vnd.jupyter.widget-state+json": {"version_major": 2, "version_minor": 0,
+                                                           "state": {
+        model_id: model("HBoxModel", children=children),
         "left": model("HTMLModel", value="train: 100%"),
         "bar": model("FloatProgressModel", value=70, max=70),
         "right": model("HTMLModel", value=" 70/70 [00:10&lt;00:00, 6.94epoch/s]"),
@@ -77,15 +82,19 @@ def _tqdm_state(model_id="box"):
 
 def _chapter(number, title, *, tqdm_state=True):
     nb = nbformat.v4.new_notebook()
-    image = nbformat.v4.new_output("display_data", data={"image/png": _PNG, "text/plain": "<Figure>"})
-    untitled = nbformat.v4.new_output("display_data", data={"image/png": _PNG2, "text/plain": "<Figure>"})
+    image = nbformat.v4.new_output("display_data",
+                                   data={"image/png": _PNG, "text/plain": "<Figure>"})
+    untitled = nbformat.v4.new_output("display_data",
+                                      data={"image/png": _PNG2, "text/plain": "<Figure>"})
     bar = nbformat.v4.new_output("display_data", data={
-        "application/vnd.jupyter.widget-view+json": {"model_id": "box", "version_major": 2, "version_minor": 0},
+        "application/vnd.jupyter.widget-view+json": {"model_id": "box", "version_major": 2,
+                                                     "version_minor": 0},
         "text/plain": "train:   0%|          | 0/70 [00:00<?, ?epoch/s]"})
     nb.cells = [
         nbformat.v4.new_markdown_cell(f"# Chapter {number} — {title}\n\n*Symbols: see the course's "
                                       "[notation page](../docs/notation.md).*"),
-        nbformat.v4.new_code_cell('fig, ax = plt.subplots()\nax.set(title=f"The ELBO of {name}", xlabel="K")',
+        nbformat.v4.new_code_cell('fig, ax = plt.subplots()\n'
+                                  'ax.set(title=f"The ELBO of {name}", xlabel="K")',
                                   outputs=[image]),
         nbformat.v4.new_code_cell("plt.plot(x)", outputs=[untitled]),
         nbformat.v4.new_markdown_cell("*Above:* the weights spread out as $d$ grows. More text."),
@@ -97,17 +106,20 @@ def _chapter(number, title, *, tqdm_state=True):
 
 
 def _build(tmp_path, **kwargs):
-    notebooks = [_chapter(1, "First"), _chapter(2, "Second"), _chapter(3, "Third", tqdm_state=False)]
+    notebooks = [_chapter(1, "First"), _chapter(2, "Second"),
+                 _chapter(3, "Third", tqdm_state=False)]
     build_site(notebooks, ["01_first", "02_second", "03_third"], tmp_path, **kwargs)
     return {p.name: p.read_text() for p in tmp_path.glob("*.html")}
 
 
-def test_every_chapter_page_links_previous_next_all_chapters_notation_and_its_notebook(tmp_path, monkeypatch):
+def test_every_chapter_page_links_previous_next_all_chapters_notation_and_its_notebook(
+        tmp_path, monkeypatch):
     monkeypatch.delenv("VAELIB_LAUNCH_URL", raising=False)
     pages = _build(tmp_path)
     first, middle, last = pages["01_first.html"], pages["02_second.html"], pages["03_third.html"]
     assert 'rel="prev"' not in first and 'href="02_second.html" rel="next"' in first
-    assert 'href="01_first.html" rel="prev"' in middle and 'href="03_third.html" rel="next"' in middle
+    assert 'href="01_first.html" rel="prev"' in middle
+    assert 'href="03_third.html" rel="next"' in middle
     assert 'href="02_second.html" rel="prev"' in last and 'rel="next"' not in last
     for name in ("01_first", "02_second", "03_third"):
         page = pages[f"{name}.html"]
@@ -115,7 +127,8 @@ def test_every_chapter_page_links_previous_next_all_chapters_notation_and_its_no
             assert f'href="{other}.html"' in page  # the chapter list, on every page
         assert 'href="notation.html"' in page and 'href="../docs/notation.md"' not in page
         assert f'href="notebooks/{name}.ipynb" download' in page
-        downloaded = nbformat.reads((tmp_path / "notebooks" / f"{name}.ipynb").read_text(), as_version=4)
+        downloaded = nbformat.reads((tmp_path / "notebooks" / f"{name}.ipynb").read_text(),
+                                    as_version=4)
         assert all(c.get("outputs", []) == [] for c in downloaded.cells if c.cell_type == "code")
         assert "Launch this chapter" not in page  # the course offers no launch URL here
     assert 'href="notation.html"' in pages["index.html"]
@@ -132,7 +145,8 @@ def test_a_launch_link_only_when_the_course_offers_one(tmp_path, monkeypatch):
     monkeypatch.delenv("VAELIB_LAUNCH_URL", raising=False)
     url = "https://colab.research.google.com/github/owner/vae-course/blob/main/chapters/{stem}.ipynb"
     pages = _build(tmp_path / "a", launch_url=url)
-    assert "chapters/02_second.ipynb" in pages["02_second.html"] and "Launch this chapter" in pages["02_second.html"]
+    assert "chapters/02_second.ipynb" in pages["02_second.html"]
+    assert "Launch this chapter" in pages["02_second.html"]
     monkeypatch.setenv("VAELIB_LAUNCH_URL", "https://mybinder.org/v2/gh/owner/vae-course/main?labpath=chapters/{stem}.ipynb")
     pages = _build(tmp_path / "b")
     assert "labpath=chapters/01_first.ipynb" in pages["01_first.html"]
@@ -156,11 +170,13 @@ def test_a_progress_bar_shows_its_final_text_not_a_widget_note(tmp_path):
 
 
 def test_progress_text_ignores_other_widgets():
-    states = {k: v["state"] for k, v in _tqdm_state()["application/vnd.jupyter.widget-state+json"]["state"].items()}
+    recorded = _tqdm_state()["application/vnd.jupyter.widget-state+json"]["state"]
+    states = {k: v["state"] for k, v in recorded.items()}
     assert progress_text("box", states).startswith("train: 100%|")
     assert progress_text("left", states) is None and progress_text("missing", states) is None
     nb = _chapter(1, "x")
-    nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]["box"]["state"]["children"] = []
+    widget_state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    widget_state["state"]["box"]["state"]["children"] = []
     nb.cells[4].outputs[0]["data"]["text/plain"] = "FigureExplorer(children=(...))"
     assert "An interactive widget is here" in json.dumps(without_widgets(nb).cells[4].outputs)
     assert figure_descriptions(nbformat.v4.new_notebook()) == {}
@@ -180,7 +196,8 @@ def test_conftest_records_widget_state_from_kernel_messages(tmp_path):
         "comm_id": "bar", "data": {"method": "update", "state": {"value": 70}}}})
     conftest._remember_widget(path, {"msg_type": "comm_msg", "content": {
         "comm_id": "other", "data": {"method": "update", "state": {"value": 1}}}})
-    assert conftest._widgets.pop(path) == {"bar": {"_model_name": "FloatProgressModel", "value": 70, "max": 70}}
+    assert conftest._widgets.pop(path) == {
+        "bar": {"_model_name": "FloatProgressModel", "value": 70, "max": 70}}
 
 
 def test_slides_bundle_mathjax_and_read_reveal_and_require_from_local_copies(tmp_path):
@@ -201,11 +218,14 @@ def test_slides_bundle_mathjax_and_read_reveal_and_require_from_local_copies(tmp
     export_slides(_chapter(1, "First"), out / "01_first.slides.html", exporter)
     body = (out / "01_first.slides.html").read_text()
     assert (out / "mathjax" / "MathJax.js").is_file() and 'src="mathjax/MathJax.js' in body
-    assert '"reveal.js/dist/reveal.js"' in body and (out / "reveal.js" / "dist" / "reveal.js").is_file()
+    assert '"reveal.js/dist/reveal.js"' in body
+    assert (out / "reveal.js" / "dist" / "reveal.js").is_file()
     assert 'src="require.min.js"' in body and (out / "require.min.js").is_file()
     assert 'src="jquery.min.js"' in body
-    # nothing the slides need comes from the network (Mermaid, unused by the chapters, is the exception)
-    loaded = re.findall(r'(?:src|href)="(https?://[^"]+)"', body) + re.findall(r'"(https?://[^"]+\.js)"', body)
+    # nothing the slides need comes from the network (Mermaid, unused by the chapters, is the
+    # exception)
+    loaded = (re.findall(r'(?:src|href)="(https?://[^"]+)"', body)
+              + re.findall(r'"(https?://[^"]+\.js)"', body))
     assert [url for url in loaded if "mermaid" not in url] == [], loaded
 
 
@@ -215,7 +235,8 @@ def test_slides_without_local_copies_still_bundle_mathjax(tmp_path):
     exporter = bundle(tmp_path, None, None)
     export_slides(_chapter(1, "First"), tmp_path / "s.slides.html", exporter)
     body = (tmp_path / "s.slides.html").read_text()
-    assert 'src="mathjax/MathJax.js' in body and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in body
+    assert 'src="mathjax/MathJax.js' in body
+    assert "cdnjs.cloudflare.com/ajax/libs/mathjax" not in body
 
 
 # --- the Colab set-up cell: in the notebooks, not on the site or the slides ----------------------

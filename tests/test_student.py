@@ -38,8 +38,9 @@ print(answer)
 '''
     stub = stub_source(source)
     ast.parse(stub)
-    assert "@torch.no_grad()\ndef my_log_mean_exp(a, dim=0):\n    \"\"\"The log-mean-exp of a along dim.\"\"\"\n" \
-           "    raise NotImplementedError" in stub
+    assert ("@torch.no_grad()\ndef my_log_mean_exp(a, dim=0):\n"
+            "    \"\"\"The log-mean-exp of a along dim.\"\"\"\n"
+            "    raise NotImplementedError") in stub
     assert "def helper(x):\n    raise NotImplementedError" in stub
     assert "answer, other = ...  # your answer here" in stub and "total = ..." in stub
     assert "# Exercise: the stable log-mean-exp." in stub and "# your estimate:" in stub
@@ -76,9 +77,12 @@ def student_dir():
 def test_every_chapter_has_at_least_two_exercises_with_solutions(chapter):
     nb = nbformat.read(chapter, as_version=4)
     solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
-    assert len(solutions) >= 2, f"{chapter.name} needs at least two exercises (cells tagged solution)"
+    assert len(solutions) >= 2, (
+        f"{chapter.name} needs at least two exercises (cells tagged solution)")
 
 
+# each student notebook, executed: build/executed/ from make test, or run now
+@pytest.mark.notebooks
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_student_edition_runs_and_reports_not_attempted(chapter, student_dir):
     student = student_dir / chapter.name
@@ -92,7 +96,7 @@ def test_student_edition_runs_and_reports_not_attempted(chapter, student_dir):
     assert len(stubs) == len(solution_code)
 
 
-# --- issue 24: the student edition gives no answer away ----------------------------------------------
+# --- issue 24: the student edition gives no answer away ------------------------------------------
 
 from scripts.make_student import FormulaInDocstring, formula_markers  # noqa: E402
 
@@ -105,10 +109,12 @@ CODE_GIVEAWAYS = ["def slerp_inline", "grid_inline", "import encode_dataset, inv
 
 
 def test_make_student_refuses_a_solution_docstring_that_states_its_formula():
-    source = 'def weights(log_w):\n    """w̃ = softmax of log w over dim 0."""\n    return log_w.softmax(0)\n'
+    source = ('def weights(log_w):\n    """w̃ = softmax of log w over dim 0."""\n'
+              '    return log_w.softmax(0)\n')
     with pytest.raises(FormulaInDocstring, match="weights"):
         stub_source(source)
-    fine = 'def weights(log_w):\n    """The normalized weights: (K, N) -> (K, N)."""\n    # w̃ = softmax\n    return 1\n'
+    fine = ('def weights(log_w):\n    """The normalized weights: (K, N) -> (K, N)."""\n'
+            '    # w̃ = softmax\n    return 1\n')
     assert "softmax" not in stub_source(fine)
 
 
@@ -148,7 +154,8 @@ def _student_namespace(student) -> dict:
                         and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper())
             refusal = (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
                        and getattr(node.value.func, "id", "") == "refuse_as_answer")
-            if constant or refusal or isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef)):
+            definition = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
+            if constant or refusal or definition:
                 try:
                     exec(compile(ast.Module([node], []), "<student>", "exec"), namespace)
                 except Exception:  # noqa: BLE001 - an optional import (Colab's) may be missing

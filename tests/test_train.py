@@ -17,7 +17,6 @@ from vaelib.vae import VAE, VAEConfig
 D = 16
 CONFIG = VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2)
 FAST = dict(epochs=4, batch_size=32, lr=1e-2, progress=False)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -212,7 +211,6 @@ def test_keyboard_interrupt_in_the_middle_of_an_epoch(capsys, tmp_path):
 
 # ---------------------------------------------------------------------------------------- CUDA
 
-@cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("options", [dict(cuda_graph=False), dict(cuda_graph=True),
                                      dict(cuda_graph=True, bf16=True)])
@@ -227,7 +225,6 @@ def test_cuda_training(options):
     assert all(math.isfinite(e) for e in history.train_elbo)
 
 
-@cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_cuda_non_finite_loss_is_caught(cuda_graph):
@@ -240,7 +237,6 @@ def test_cuda_non_finite_loss_is_caught(cuda_graph):
               **FAST)
 
 
-@cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_cuda_resume_continues(tmp_path, cuda_graph):
@@ -500,7 +496,6 @@ def test_train_warns_once_and_trains_eagerly_when_the_graph_fails(monkeypatch):
     assert len(history) == 4
 
 
-@cuda
 @pytest.mark.gpu
 def test_cuda_graph_passes_its_own_check():
     """On a GPU the real capture must agree with the eager step (no fallback warning)."""

@@ -19,7 +19,6 @@ CONFIG = VAEConfig(data_dim=D, hidden_dims=(32,), latent_dim=2)
 FAST = dict(epochs=4, batch_size=32, lr=1e-2, progress=False)
 TINY = ["--dataset", "mnist-subset", "--max-images", "128", "--batch-size", "64", "--device", "cpu",
         "--no-progress", "--latent-dim", "4"]
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -165,7 +164,6 @@ def test_cli_help_lists_the_objective_flags(capsys):
         assert flag in text
 
 
-@cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("cuda_graph", [False, True])
 @pytest.mark.parametrize("encoder_gradient", ["plain", "dreg"])

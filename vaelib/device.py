@@ -6,10 +6,10 @@ device is :func:`default_device`, and the one place that checks a device someone
 
 Threads: importing this module (every chapter and ``vaelib`` itself do) sets torch's intra-op
 threads with :func:`fit_threads`, from the CPUs this process may really use (see
-:func:`usable_cpus`). The course's models are small (784-400-20, batches of 128): on a 2-core machine
-one thread trains as fast as two, and 3.3x faster than two when two other processes share the
-cores, because OpenMP threads wait on each other whenever a core is taken away. Hence the rule of
-:func:`threads_for`.
+:func:`usable_cpus`). The course's models are small (784-400-20, batches of 128): on a 2-core
+machine one thread trains as fast as two, and 3.3x faster than two when two other processes share
+the cores, because OpenMP threads wait on each other whenever a core is taken away. Hence the rule
+of :func:`threads_for`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ MAX_THREADS = 4  # matrices of a few hundred columns stop gaining from more thre
 def default_device() -> torch.device:
     """The best device present: CUDA, then Apple's MPS, then the CPU.
 
-    Set the environment variable ``VAELIB_DEVICE`` (e.g. ``cpu``) to override the choice, for instance
-    to compare CPU and GPU timings on one machine.
+    Set the environment variable ``VAELIB_DEVICE`` (e.g. ``cpu``) to override the choice, for
+    instance to compare CPU and GPU timings on one machine.
     """
     forced = os.environ.get("VAELIB_DEVICE")
     if forced:
@@ -42,7 +42,8 @@ def default_device() -> torch.device:
             return torch.device(forced)
         except RuntimeError as err:
             raise ValueError(
-                f"VAELIB_DEVICE={forced!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0' or 'mps'."
+                f"VAELIB_DEVICE={forced!r} is not a torch device; "
+                "use 'cpu', 'cuda', 'cuda:0' or 'mps'."
             ) from err
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -74,12 +74,12 @@ def use_course_style() -> None:
 
 
 def reference_line(ax: Axes, value: float, label: str = "exact", horizontal: bool = True) -> None:
-    """Draw the exact value as a dashed black line, so every estimate is judged against the truth."""
+    """Draw the exact value as a dashed black line: every estimate is judged against the truth."""
     draw = ax.axhline if horizontal else ax.axvline
     draw(value, color=COLORS["exact"], linestyle="--", linewidth=1.2, label=label)
 
 
-# ---------------------------------------------------------------------------------------- the plumbing
+# ------------------------------------------------------------------------------------ the plumbing
 
 DrawFn = Callable[..., Any]
 
@@ -98,7 +98,8 @@ def describe_figure(fig: Figure) -> str:
     if fig._suptitle is not None and fig._suptitle.get_text():
         parts.append(fig._suptitle.get_text())
     for ax in fig.axes:
-        title = " ".join(t for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if t)
+        titles = (ax.get_title("left"), ax.get_title(), ax.get_title("right"))
+        title = " ".join(t for t in titles if t)
         if title:
             parts.append(title)
         elif ax.get_ylabel() and ax.get_xlabel():
@@ -177,7 +178,8 @@ class FigureExplorer(widgets.VBox):
     def __init__(self, draw: DrawFn, figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 90,
                  **controls: widgets.ValueWidget) -> None:
         if not controls:
-            raise ValueError("FigureExplorer needs at least one control, e.g. mean=FloatSlider(...).")
+            raise ValueError(
+                "FigureExplorer needs at least one control, e.g. mean=FloatSlider(...).")
         for name, control in controls.items():
             if not hasattr(control, "value"):
                 raise TypeError(f"control {name!r} is a {type(control).__name__}, which has no "
@@ -185,7 +187,8 @@ class FigureExplorer(widgets.VBox):
         self.draw = draw
         self.dpi = dpi
         self.controls = dict(controls)
-        self.figure = Figure(figsize=figsize)  # not registered with pyplot: never auto-shown, no leak
+        # not registered with pyplot: never auto-shown, no leak
+        self.figure = Figure(figsize=figsize)
         FigureCanvasAgg(self.figure)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.image_alt = alt_text()

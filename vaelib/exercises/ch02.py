@@ -200,7 +200,8 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
         if not torch.isfinite(got).all():
             raise ExerciseFailed("your answer contains inf or NaN: work in log space, with "
                                  "log_mean_exp over the K log-likelihoods.")
-        tolerance = 6 * (_relative_variance(model, x) / K).sqrt() + 1e-3  # 6 standard errors (in log p)
+        # 6 standard errors (in log p)
+        tolerance = 6 * (_relative_variance(model, x) / K).sqrt() + 1e-3
         if ((got - want).abs() <= tolerance).all():
             # An estimate changes with the draws: two generators, K = 10, must give two answers.
             one = _call(fn, view, x.clone(), 10, torch.Generator().manual_seed(1))
@@ -214,7 +215,8 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
         s2, D = model.noise_std**2, model.data_dim
         u = x - model.b
         average_log_lik = (-0.5 * D * math.log(2 * math.pi * s2)
-                           - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))  # E_p(z)[log p(x|z)]
+                           # E_p(z)[log p(x|z)]
+                           - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))
         # E_p(z)[p(x, z)] = (4π)^{-d/2} N(x; b, ½ W Wᵀ + s² I): the prior was multiplied in again.
         joint = (-0.5 * model.latent_dim * math.log(4 * math.pi)
                  + _gaussian_log_prob(x, model.b, 0.5 * model.W @ model.W.T + s2 * torch.eye(D, dtype=F64)))

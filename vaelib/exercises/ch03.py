@@ -53,7 +53,8 @@ def _posterior_mean_variants(model: Any, x: torch.Tensor, proposal: Any, num_sam
     """The reference estimate, its standard error, and typical wrong answers, all from the same
     random numbers."""
     with torch.no_grad():
-        z = proposal.rsample(num_samples, generator=torch.Generator().manual_seed(seed))  # (K, N, d)
+        # (K, N, d)
+        z = proposal.rsample(num_samples, generator=torch.Generator().manual_seed(seed))
         log_joint = model.log_joint(x, z)  # (K, N)
         log_q = proposal.log_prob(z)  # (K, N)
         log_w = log_joint - log_q

@@ -75,7 +75,8 @@ def check_negative_elbo(negative_elbo: Any) -> bool:
             if not close(got_t, want, rtol=1e-6, atol=1e-8, nonfinite_hint=(
                     "your loss is NaN or infinite: log(sigmoid(ℓ)) underflows for very negative logits; "
                     "write log p(x|z) = Σ (x ℓ - softplus(ℓ)) or use F.binary_cross_entropy_with_logits.")):
-                bce_mean = -(rec / data_dim).mean()  # F.binary_cross_entropy_with_logits(reduction="mean")
+                # F.binary_cross_entropy_with_logits(reduction="mean")
+                bce_mean = -(rec / data_dim).mean()
                 raise ExerciseFailed(diagnose(got_t, want, extra=[
                     ((rec - kl).mean(), "you returned the ELBO itself; the loss to minimize is its "
                      "negative, -ELBO = reconstruction loss + KL."),

@@ -141,7 +141,7 @@ def test_k1_on_the_vae_is_the_elbo_gradient():
     torch.manual_seed(0)
     vae = VAE(data_dim=12, hidden_dims=(8,), latent_dim=3)
     x = torch.bernoulli(torch.full((5, 12), 0.4), generator=gen(1))
-    q = vae.approximate_posterior(x)
+    q = vae.posterior(x)
     ours = torch.autograd.grad(iwae_surrogate(vae, x, q, 1, generator=gen(2)).sum(),
                                list(vae.parameters()), retain_graph=True)
     theirs = torch.autograd.grad(elbo(vae, x, q, 1, generator=gen(2)).sum(),
@@ -184,7 +184,7 @@ def test_dreg_on_the_vae_runs_and_keeps_the_decoder_gradient():
     grads = {}
     for kind in ("plain", "dreg"):
         vae.zero_grad()
-        q = vae.approximate_posterior(x)
+        q = vae.posterior(x)
         (-iwae_surrogate(vae, x, q, 4, kind, generator=gen(3)).mean()).backward()
         grads[kind] = {n: p.grad.clone() for n, p in vae.named_parameters()}
     for name in grads["plain"]:
@@ -225,7 +225,7 @@ def test_quadrature_large_k_follows_the_chi_square_asymptote():
     model, mu, logvar = one_d_case()
     lg = LinearGaussian(W1, B1, 0.8)
     log_px = lg.log_marginal(X1).item()
-    m, v = (t.item() for t in lg.posterior(X1))  # exact posterior N(m, v)
+    m, v = (t.item() for t in lg.posterior_parameters(X1))  # exact posterior N(m, v)
     s2, muq = math.exp(-1.0), 0.2
     a = 1 / v - 1 / (2 * s2)  # E_q[(p(z|x)/q(z))²] = ∫ p²/q, a Gaussian integral
     chi2 = (math.sqrt(s2) / (v * math.sqrt(2 * a))

@@ -1,7 +1,9 @@
 """vaelib: the tested library behind the vae-course chapters.
 
-Flat, one module per idea; nothing runs on import. The maths, the models and the data are
-re-exported here, so ``from vaelib import LinearGaussian`` and ``from vaelib.toy import
+Flat, one module per idea. Importing it runs one thing: :mod:`vaelib.device` sets torch's CPU
+threads once (``fit_threads``: the CPUs this process may use, or ``VAELIB_THREADS``), so every
+chapter trains at the speed the machine allows; nothing else runs. The maths, the models and the
+data are re-exported here, so ``from vaelib import LinearGaussian`` and ``from vaelib.toy import
 LinearGaussian`` are the same. Imported from their own modules instead: the functions named like
 their modules (``from vaelib.evaluate import evaluate``, ``from vaelib.train import train``), the
 command line, and the figures and explorers, so that ``import vaelib`` and ``python -m

@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .atomic import atomic_file
 
 __all__ = [
     "MNIST",
@@ -178,12 +179,6 @@ def _remove_stale_parts(folder: Path) -> None:
                 pass
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 def _verified_content(path: Path, sha256: str) -> bytes:
     content = _read_bytes(path)
     digest = hashlib.sha256(content).hexdigest()
@@ -201,20 +196,16 @@ def _download(stem: str, sha256: str, folder: Path, mirrors: tuple[str, ...], ti
     errors = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{stem}.gz"
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        try:  # atomic: the good file appears whole, or not at all
+            with atomic_file(target, suffix=".part") as (out, tmp), \
+                    urllib.request.urlopen(url, timeout=timeout) as response:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
-            _verified_content(tmp, sha256)  # raises unless the content is the real file
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it normal permissions
-            os.replace(tmp, target)  # atomic: the good file appears whole, or not at all
+                out.flush()
+                _verified_content(tmp, sha256)  # raises unless the content is the real file
             return target
         except (OSError, http.client.HTTPException, IDXError, ValueError) as err:
             errors.append(f"{url}: {type(err).__name__}: {err}")
-        finally:
-            tmp.unlink(missing_ok=True)
     raise ConnectionError(
         f"Could not download {stem}.gz from any mirror:\n  " + "\n  ".join(errors) + "\n"
         f"If you are offline, copy the four MNIST files ({', '.join(s for s, _ in MNIST_FILES.values())}; "

@@ -12,7 +12,12 @@ import torch
 
 from vaelib.estimators import elbo, iwae_bound
 from vaelib.gaussian import LOG_2PI, DiagonalGaussian
-from vaelib.objectives import iwae_bound_1d, iwae_surrogate, self_normalized_weights
+from vaelib.objectives import (
+    iwae_bound_1d,
+    iwae_surrogate,
+    iwae_surrogate_at,
+    self_normalized_weights,
+)
 from vaelib.toy import LinearGaussian
 from vaelib.vae import VAE
 
@@ -417,3 +422,27 @@ def test_a_proposal_for_other_points_than_x_is_named(encoder_gradient):
     assert one.numel() == 1 and torch.isfinite(one).all()
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         iwae_surrogate(model, x.tolist(), DiagonalGaussian(mu, logvar), 3, encoder_gradient)
+
+
+@pytest.mark.parametrize("encoder_gradient", ["plain", "dreg"])
+def test_surrogate_at_given_samples_is_the_surrogate(encoder_gradient):
+    # The trainer draws z itself (to log log p(x|z)) and calls iwae_surrogate_at: the same value
+    # and the same gradient as iwae_surrogate from the same generator state.
+    torch.manual_seed(0)
+    vae = VAE(data_dim=6, hidden_dims=(5,), latent_dim=2, likelihood="gaussian")
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for at in (False, True):
+        vae.zero_grad()
+        g = torch.Generator().manual_seed(2)
+        q = vae.posterior(x)
+        if at:
+            z = q.rsample((3,), generator=g)
+            value = iwae_surrogate_at(z, vae.log_joint(x, z), q, encoder_gradient)
+        else:
+            value = iwae_surrogate(vae, x, q, 3, encoder_gradient, generator=g)
+        value.sum().backward()
+        grads.append((value.detach(), [p.grad.clone() for p in vae.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -230,3 +230,25 @@ def test_a_config_json_with_an_absurd_width_is_refused_before_allocating():
 ])
 def test_num_parameters_counts_what_the_model_trains(config):
     assert config.num_parameters() == sum(p.numel() for p in VAE(config).parameters())
+
+
+def test_the_model_and_its_posterior_follow_the_protocols():
+    from vaelib.gaussian import DiagonalGaussian
+    from vaelib.protocols import LatentVariableModel, Proposal
+
+    model, x = small(), binary_data()
+    assert isinstance(model, LatentVariableModel)
+    q = model.posterior(x)  # a distribution, as the toy models' posterior(x)
+    mean, logvar = model.encode(x)  # the network's raw outputs
+    assert isinstance(q, DiagonalGaussian) and isinstance(q, Proposal)
+    assert q.batch_shape == (len(x),) and q.event_shape == (model.latent_dim,)
+    torch.testing.assert_close(q.mean, mean, rtol=0, atol=0)
+    torch.testing.assert_close(q.logvar, logvar, rtol=0, atol=0)
+    z = q.rsample((3,), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.log_joint(x, z),
+                               model.log_prior(z) + model.log_likelihood(x, z), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="last dimension"):
+        model.log_prior(torch.zeros(3, model.latent_dim + 1))
+    g = [torch.Generator().manual_seed(4) for _ in range(2)]
+    torch.testing.assert_close(model.iwae_bound(x, num_samples=5, generator=g[0]),
+                               estimators.iwae_bound(model, x, q, 5, generator=g[1]))

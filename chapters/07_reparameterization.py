@@ -315,8 +315,8 @@ def running_mean_band(samples):
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 show = np.unique(np.logspace(1, math.log10(num_samples), 300).astype(int)) - 1
-panels = ((axes[0], "mu", exact_mu[0], r"$\partial/\partial\mu_1$"),
-          (axes[1], "logvar", exact_logvar[0], r"$\partial/\partial\log\sigma_1^2$"))
+panels = ((axes[0], "grad_mean", exact_mu[0], r"$\partial/\partial\mu_1$"),
+          (axes[1], "grad_logvar", exact_logvar[0], r"$\partial/\partial\log\sigma_1^2$"))
 for ax, attr, want, label in panels:
     for name, est in (("score", score), ("pathwise", path)):
         k, mean, band = (t[show] for t in running_mean_band(getattr(est, attr)[:, 0]))

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import torch
 
-from .checks import check_dim, check_num_samples, check_tensor
+from .checks import check_dim, check_num_samples, check_positive_int, check_tensor
 from .estimators import log_mean_exp
 from .gaussian import LOG_2PI, DiagonalGaussian
 from .protocols import LatentVariableModel
@@ -262,8 +262,8 @@ def iwae_bound_1d(
 def _check_grid(eps_points: object, eps_max: object, log_t_range: object,
                 log_t_points: object) -> None:
     """The quadrature grids of :func:`iwae_bound_1d`: at least 2 points over a finite interval."""
-    check_num_samples(eps_points, "eps_points", minimum=2)
-    check_num_samples(log_t_points, "log_t_points", minimum=2)
+    check_positive_int("eps_points", eps_points, minimum=2)  # grid sizes
+    check_positive_int("log_t_points", log_t_points, minimum=2)
     if not (isinstance(eps_max, (int, float)) and math.isfinite(eps_max) and eps_max > 0):
         raise ValueError(f"eps_max must be a finite number > 0 (q's standard deviations each side "
                          f"of its mean), got {eps_max!r}.")

@@ -264,7 +264,10 @@ def _iwae_terms(model, x, cfg: TrainConfig, generator):
 
 def _training_step(model, optimizer, x, cfg: TrainConfig, binarize: bool, generator, log):
     """One Adam step on -ELBO (or -IWAE_K) for the minibatch x (B, D). Device work only."""
-    if binarize:  # x ~ Bernoulli(pixel): 1 where a uniform draw falls below the grey level
+    # x ~ Bernoulli(pixel): 1 where a uniform draw falls below the grey level. Not data.binarize
+    # (torch.bernoulli): that draws other random numbers (every run's numbers would change) and
+    # checks x's range, a host sync that a captured CUDA-graph step cannot make.
+    if binarize:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = (u < x).to(x.dtype)
     amp = contextlib.nullcontext()

@@ -475,7 +475,7 @@ assert math.expm1(rate * 20) / 0.01 > 1e9
 # %%
 def relative_variance_from_posterior(model, x):
     """ρ(x) = χ²(p(z|x) ‖ p(z)) for a Gaussian posterior N(m, Σ): (N, D) -> (N,)."""
-    m, Sigma = model.posterior(x)  # (N, d), (d, d)
+    m, Sigma = model.posterior_parameters(x)  # (N, d), (d, d)
     two_minus = 2 * torch.eye(model.latent_dim) - Sigma
     log_one_plus = ((m * torch.linalg.solve(two_minus, m.T).T).sum(-1)
                     - 0.5 * (torch.logdet(Sigma) + torch.logdet(two_minus)))
@@ -504,7 +504,7 @@ print("ρ(x) from the posterior:", relative_variance_from_posterior(model, x_obs
 # %%
 def kl_prior_to_posterior(model, x):
     """KL(p(z) ‖ p(z|x)) with p(z|x) = N(m, S): (N, D) -> (N,)."""
-    m, S = model.posterior(x)  # (N, d), (d, d)
+    m, S = model.posterior_parameters(x)  # (N, d), (d, d)
     S_inv = torch.linalg.inv(S)
     return 0.5 * (torch.trace(S_inv) + (m * (m @ S_inv)).sum(-1) - model.latent_dim + torch.logdet(S))
 
@@ -529,7 +529,7 @@ print("-KL:          ", (-kl_prior_to_posterior(model, x_obs)).numpy().round(3))
 # %%
 sharp = LinearGaussian(torch.eye(2), None, noise_std=0.25)
 x_sharp = torch.full((1, 2), math.sqrt(1 + 0.25**2))
-post_mean, post_cov = sharp.posterior(x_sharp)  # W = I: a diagonal covariance
+post_mean, post_cov = sharp.posterior_parameters(x_sharp)  # W = I: a diagonal covariance
 z_prior = sharp.sample_prior(300, num_points=1, generator=generator)[:, 0]  # (300, 2)
 # w_k / Σ w, (300,)
 shares = torch.softmax(sharp.log_likelihood(x_sharp, z_prior[:, None]), dim=0)[:, 0]

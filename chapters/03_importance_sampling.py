@@ -175,7 +175,7 @@ sigma2_post = 1.0 / (1.0 + (W.T @ W).item() / noise_std**2)  # σ⋆² = (1 + W�
 mu_post = sigma2_post * (W[:, 0] @ (x[0] - b)).item() / noise_std**2  # μ⋆ = σ⋆² Wᵀ(x - b)/s²
 sigma_post = math.sqrt(sigma2_post)
 
-mean_lib, cov_lib = model.posterior(x)
+mean_lib, cov_lib = model.posterior_parameters(x)
 assert abs(mean_lib.item() - mu_post) < 1e-12 and abs(cov_lib.item() - sigma2_post) < 1e-12
 log_px = model.log_marginal(x).item()  # exact log p(x)
 print(f"posterior p(z|x) = N({mu_post:.4f}, {sigma_post:.4f}²);  exact log p(x) = {log_px:.6f}")
@@ -194,7 +194,7 @@ exact_posterior = DiagonalGaussian(torch.tensor([[mu_post]], dtype=torch.float64
 log_w_exact = model.log_joint(x, z_grid) - exact_posterior.log_prob(z_grid)  # (G, 1)
 assert (log_w_exact - log_px).abs().max() < 1e-10
 # the library's exact posterior (a full-covariance Gaussian in general) gives the same log-weights
-log_w_full = model.log_joint(x, z_grid) - model.posterior_distribution(x).log_prob(z_grid)
+log_w_full = model.log_joint(x, z_grid) - model.posterior(x).log_prob(z_grid)
 assert (log_w_full - log_w_exact).abs().max() < 1e-10
 print(f"log p(x, z) - log p(z|x) on the grid: {log_w_exact.min():.12f} ... {log_w_exact.max():.12f}")
 
@@ -866,7 +866,7 @@ ess_by_dim = []
 for d in latent_dims:
     model_d = LinearGaussian.random(64, d, noise_std=0.5, generator=generator)
     x_d, _ = model_d.sample(1, generator=generator)  # (1, 64)
-    mean_d, cov_d = model_d.posterior(x_d)
+    mean_d, cov_d = model_d.posterior_parameters(x_d)
     q_d = FullGaussian(mean_d, inflation * cov_d)
     log_w_d = log_importance_weights(model_d, x_d, q_d, dim_samples, generator=generator)  # (K, 1)
     ess_by_dim.append(effective_sample_size(log_w_d).item() / dim_samples)

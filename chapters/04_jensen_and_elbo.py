@@ -244,7 +244,7 @@ model = LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.7,
 x, _ = model.sample(1, generator=torch.Generator().manual_seed(1))  # (N, D) = (1, 5)
 log_px = model.log_marginal(x)  # exact log p(x), (N,)
 
-post_mean, post_cov = model.posterior(x)  # exact p(z|x) = N(post_mean, post_cov): (1, d), (d, d)
+post_mean, post_cov = model.posterior_parameters(x)  # exact p(z|x) = N(post_mean, post_cov): (1, d), (d, d)
 post_std = post_cov.diagonal().sqrt()  # (d,)
 mu = post_mean + 1.0 * post_std  # off by one posterior standard deviation, (1, d)
 logvar = torch.log(1.5**2 * post_cov.diagonal()).expand_as(mu)  # 1.5 times too wide, (1, d)
@@ -403,7 +403,7 @@ assert 0.9 < (se_form2 / se_form1).item() < 1.1
 num_points, num_q = 50, 200
 x_many, _ = model.sample(num_points, generator=generator)  # (N, D)
 log_px_many = model.log_marginal(x_many)  # (N,)
-mean_many, cov_many = model.posterior(x_many)  # (N, d), (d, d)
+mean_many, cov_many = model.posterior_parameters(x_many)  # (N, d), (d, d)
 
 # random diagonal q's around the posterior: means a few posterior sds off, variances × e^(±2)
 shape = (num_q, num_points, d)

@@ -275,7 +275,7 @@ def kl_to_posterior(mean, logvar, post_mean, post_cov):
 W_2d = torch.tensor([[1.0, 0.8], [0.6, 1.0], [0.3, 0.2]], dtype=F64)  # (D, d) = (3, 2)
 model_2d = LinearGaussian(W_2d, torch.tensor([0.5, -0.2, 0.1], dtype=F64), noise_std=0.5)
 x_many, _ = model_2d.sample(1000, generator=generator)  # (N, D) = (1000, 3)
-post_mean, post_cov = model_2d.posterior(x_many)  # (N, 2), (2, 2)
+post_mean, post_cov = model_2d.posterior_parameters(x_many)  # (N, 2), (2, 2)
 q_mean = post_mean + 1.5 * torch.randn(1000, 2, dtype=F64, generator=generator)
 q_logvar = -4 + 6 * torch.rand(1000, 2, dtype=F64, generator=generator)
 
@@ -325,7 +325,7 @@ assert residual.abs().max() < 1e-10  # the identity, to float64 precision
 
 # %%
 x_one = x_many[:1]
-mean_one, cov_one = model_2d.posterior(x_one)
+mean_one, cov_one = model_2d.posterior_parameters(x_one)
 cloud_mean = mean_one + 0.8 * torch.randn(400, 2, dtype=F64, generator=generator)
 cloud_logvar = -4 + 5 * torch.rand(400, 2, dtype=F64, generator=generator)
 cloud_elbo = closed_form_elbo(model_2d, x_one.expand(400, -1), cloud_mean, cloud_logvar)
@@ -362,7 +362,7 @@ plt.show()
 # %%
 model_1d = LinearGaussian(torch.tensor([[1.5], [-0.8]], dtype=F64), None, 1.0)
 x_1d = torch.tensor([[1.2, -1.0]], dtype=F64)
-post_mean_1d, post_cov_1d = model_1d.posterior(x_1d)  # (1, 1), (1, 1)
+post_mean_1d, post_cov_1d = model_1d.posterior_parameters(x_1d)  # (1, 1), (1, 1)
 post_logvar_1d = post_cov_1d.diagonal().log()[None]  # (1, 1)
 log_px_1d = model_1d.log_marginal(x_1d).item()
 
@@ -603,7 +603,7 @@ plt.show()
 
 # %%
 x_star = x_many[:1]
-mu_star, sigma_star = model_2d.posterior(x_star)
+mu_star, sigma_star = model_2d.posterior_parameters(x_star)
 precision_star = torch.linalg.inv(sigma_star)
 gap_theory = 0.5 * (precision_star.diagonal().log().sum() - torch.logdet(precision_star)).item()
 assert abs(gap_theory + 0.5 * math.log(1 - correlation**2)) < 1e-12
@@ -640,7 +640,7 @@ _, rotation = torch.linalg.eigh(model_2d.W.T @ model_2d.W)  # R, orthogonal (d, 
 model_rotated = LinearGaussian(model_2d.W @ rotation, model_2d.b, model_2d.noise_std)
 assert torch.allclose(model_rotated.log_marginal(x_many), model_2d.log_marginal(x_many),
                       rtol=0, atol=1e-12)
-mu_rot, sigma_rot = model_rotated.posterior(x_star)
+mu_rot, sigma_rot = model_rotated.posterior_parameters(x_star)
 assert abs(sigma_rot[0, 1].item()) < 1e-12  # a diagonal posterior
 q_rot_logvar = sigma_rot.diagonal().log()[None]  # best diagonal q = the posterior itself
 rotated_elbo = closed_form_elbo(model_rotated, x_star, mu_rot, q_rot_logvar)
@@ -911,9 +911,9 @@ def average_loglik(W, s2):
 def em_step(W, s2):
     """One E-step (exact posteriors) and one M-step (closed form) for probabilistic PCA."""
     model = LinearGaussian(W, x_bar, math.sqrt(s2))
-    post_means, post_cov = model.posterior(data)  # μ⋆_n (N, d), Σ⋆ (d, d)
+    post_means, post_cov = model.posterior_parameters(data)  # μ⋆_n (N, d), Σ⋆ (d, d)
     # The E-step closes every gap: with q = p(z|x), even a one-sample ELBO is log p(x) (chapter 3).
-    exact_q = model.posterior_distribution(data)
+    exact_q = model.posterior(data)
     gap = model.log_marginal(data) - elbo(model, data, exact_q, 1, generator)
     assert gap.abs().max() < 1e-10
     second_moment = N * post_cov + post_means.T @ post_means  # Σ_n E[z_n z_nᵀ], (d, d)

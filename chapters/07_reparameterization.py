@@ -215,8 +215,8 @@ for name, s in (("E[score_μ] = 0", score_mu), ("E[score_logvar] = 0", score_log
 
 # The tested library version draws the same samples from the same generator and agrees to rounding:
 score = score_function_gradient(f, mu, logvar, num_samples, generator=generator(2))
-assert torch.allclose(score.mu, g_mu, rtol=1e-9)
-assert torch.allclose(score.logvar, g_logvar, rtol=1e-9)
+assert torch.allclose(score.grad_mean, g_mu, rtol=1e-9)
+assert torch.allclose(score.grad_logvar, g_logvar, rtol=1e-9)
 print("score-function estimate of ∇_μ E[f]:", g_mu.mean(0).numpy().round(3),
       " exact:", exact_mu.numpy())
 
@@ -258,10 +258,10 @@ print("pathwise estimate of ∇_μ E[f]:", mu_.grad.numpy().round(3), " exact:",
 # By hand, and with the tested library version (per-sample estimates, same generator):
 z, std = z.detach(), torch.exp(0.5 * logvar)
 path = pathwise_gradient(f, mu, logvar, num_samples, generator=generator(2))
-assert torch.allclose(path.mu, 2 * z, rtol=1e-12)  # ∂f/∂z = 2z
-assert torch.allclose(path.logvar, 2 * z * 0.5 * std * eps, rtol=1e-12)  # × ∂z/∂log σ² = ½σε
-assert torch.allclose(path.mu.mean(0), mu_.grad, rtol=1e-10)
-assert torch.allclose(path.logvar.mean(0), logvar_.grad, rtol=1e-10)
+assert torch.allclose(path.grad_mean, 2 * z, rtol=1e-12)  # ∂f/∂z = 2z
+assert torch.allclose(path.grad_logvar, 2 * z * 0.5 * std * eps, rtol=1e-12)  # × ∂z/∂log σ² = ½σε
+assert torch.allclose(path.grad_mean.mean(0), mu_.grad, rtol=1e-10)
+assert torch.allclose(path.grad_logvar.mean(0), logvar_.grad, rtol=1e-10)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Both are unbiased — checked against closed forms
@@ -291,10 +291,10 @@ for case, (fn, want_mu, want_logvar) in cases.items():
         (mean_mu, mean_lv), (se_mu, se_lv) = est.mean(), est.std_error()
         assert_unbiased(mean_mu, se_mu, want_mu, f"{name} ∇_μ, {case}")
         assert_unbiased(mean_lv, se_lv, want_logvar, f"{name} ∇_logvar, {case}")
-        variances[case, name] = est.mu.var(0)
+        variances[case, name] = est.grad_mean.var(0)
         print(f"{case:9s} {name:8s} ∇_μ = {mean_mu.numpy().round(3)}",
               f"± {(2 * se_mu).numpy().round(3)} (exact {want_mu.numpy().round(3)}),",
-              f"per-sample var {est.mu.var(0).numpy().round(2)}")
+              f"per-sample var {est.grad_mean.var(0).numpy().round(2)}")
     assert (variances[case, "pathwise"] < variances[case, "score"]).all()  # pathwise wins, here
 
 # %% [markdown]
@@ -314,8 +314,8 @@ def running_mean_band(samples):
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 show = np.unique(np.logspace(1, math.log10(num_samples), 300).astype(int)) - 1
-panels = ((axes[0], "mu", exact_mu[0], r"$\partial/\partial\mu_1$"),
-          (axes[1], "logvar", exact_logvar[0], r"$\partial/\partial\log\sigma_1^2$"))
+panels = ((axes[0], "grad_mean", exact_mu[0], r"$\partial/\partial\mu_1$"),
+          (axes[1], "grad_logvar", exact_logvar[0], r"$\partial/\partial\log\sigma_1^2$"))
 for ax, attr, want, label in panels:
     for name, est in (("score", score), ("pathwise", path)):
         k, mean, band = (t[show] for t in running_mean_band(getattr(est, attr)[:, 0]))
@@ -418,7 +418,7 @@ for i, d in enumerate(dims):
                                                         generator(10 + d), baseline=mean_f(d)),
             "pathwise": pathwise_gradient(f, mu_d, logvar_d, 20_000, generator(10 + d))}
     for name, est in runs.items():
-        v, se = variance_and_se(est.mu[:, 0])
+        v, se = variance_and_se(est.grad_mean[:, 0])
         assert_unbiased(v, se, exact_var[name][i], f"Var of {name} at d={d}")  # ≈ closed form
         measured[name].append((v.item(), se.item()))
 
@@ -429,7 +429,7 @@ over_K = {"score": [], "pathwise": []}
 for num in Ks:
     for name, estimator in (("score", score_function_gradient), ("pathwise", pathwise_gradient)):
         estimates = estimator(f, mu_r, logvar_r, num, generator=generator(num))  # (K, replicas, d)
-        averages = estimates.mu[..., 0].mean(0)  # the K-sample estimate of each replicate
+        averages = estimates.grad_mean[..., 0].mean(0)  # the K-sample estimate of each replicate
         over_K[name].append(variance_and_se(averages))
         one_sample = score_variance(MU, SIGMA, d_fixed) if name == "score" else 4 * SIGMA**2
         assert_unbiased(*over_K[name][-1], one_sample / num, f"Var of {name} mean at K={num}")
@@ -495,8 +495,8 @@ def draw_spread(fig, num_samples, latent_dim, baseline):
     b = latent_dim * 2.0 if baseline else None  # E_q[Σ z²] = d (μ² + σ²)
     sf = score_function_gradient(f, mu_r, logvar_r, num_samples, generator=generator(5), baseline=b)
     pw = pathwise_gradient(f, mu_r, logvar_r, num_samples, generator=generator(6))
-    estimates = {"score + baseline" if baseline else "score": sf.mu[..., 0].mean(0).numpy(),
-                 "pathwise": pw.mu[..., 0].mean(0).numpy()}
+    estimates = {"score + baseline" if baseline else "score": sf.grad_mean[..., 0].mean(0).numpy(),
+                 "pathwise": pw.grad_mean[..., 0].mean(0).numpy()}
     lo, hi = np.percentile(np.concatenate(list(estimates.values())), [0.5, 99.5])
     half_width = max(hi - 2.0, 2.0 - lo, 1.0)
     bins = np.linspace(2.0 - half_width, 2.0 + half_width, 61)
@@ -776,7 +776,7 @@ class LinearVAE(nn.Module):
         q = self.encode(x)
         # E_q|x - Wz - b|² = |x - Wμ - b|² + Σ_j σ_j² |w_j|²
         sq_err = (x - q.mean @ self.W.T - self.b).square().sum(-1)
-        sq_err = sq_err + (q.var * self.W.square().sum(0)).sum(-1)
+        sq_err = sq_err + (q.variance * self.W.square().sum(0)).sum(-1)
         return self.gaussian_log_lik(sq_err, x.shape[-1]) - gaussian_kl(q.mean, q.logvar)
 
     def decoder(self):
@@ -936,7 +936,7 @@ gram = vae.W.detach().T @ vae.W.detach()  # WᵀW: nearly diagonal (orthogonal c
 cosine = (gram[0, 1] / gram.diagonal().prod().sqrt()).item()
 print(f"cosine between the two columns of W: {cosine:.1e}")
 assert abs(cosine) < 0.05
-_, post_cov = vae.decoder().posterior(x)  # exact posterior covariance (I + WᵀW/s²)⁻¹, (d, d)
+_, post_cov = vae.decoder().posterior_parameters(x)  # exact posterior covariance (I + WᵀW/s²)⁻¹, (d, d)
 print("exact posterior covariance:\n", post_cov.numpy().round(4))
 print("q's variances:", vae.logvar.exp().detach().numpy().round(4))
 assert torch.allclose(post_cov, torch.diag(vae.logvar.exp().detach()), rtol=0.02, atol=2e-3)

@@ -267,14 +267,14 @@ ours.load_state_dict(vae_check.state_dict())  # copy the weights over (raises if
 x_batch = fixed_binarization(images[:256].cpu(), seed=1)  # (256, 784) binary
 
 elbo_ours = elbo_estimate(ours, x_batch, torch.Generator().manual_seed(7))
-elbo_vaelib = vae_check.elbo(x_batch, generator=torch.Generator().manual_seed(7))  # (256,)
+elbo_vaelib = vae_check.elbo_analytic_kl(x_batch, generator=torch.Generator().manual_seed(7))  # (256,)
 print(f"ELBO of a random network: {elbo_vaelib.mean():.2f} nats per image; "
       f"largest difference {(elbo_ours - elbo_vaelib).abs().max():.1e} nats")
 assert torch.allclose(elbo_ours, elbo_vaelib, rtol=1e-5, atol=1e-3)  # float32, sums of 784 terms
 
 grads_ours = torch.autograd.grad(negative_elbo_loss(ours, x_batch, torch.Generator().manual_seed(8)),
                                  list(ours.parameters()))
-grads_vaelib = torch.autograd.grad(-vae_check.elbo(x_batch, generator=torch.Generator().manual_seed(8)).mean(),
+grads_vaelib = torch.autograd.grad(-vae_check.elbo_analytic_kl(x_batch, generator=torch.Generator().manual_seed(8)).mean(),
                                    list(vae_check.parameters()))
 assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(grads_ours, grads_vaelib))
 
@@ -539,8 +539,8 @@ gaussian_history = train(gaussian_model, train_x, epochs=SETTINGS["gaussian_epoc
                          progress=False)  # binarize=None: only for a Bernoulli likelihood
 gaussian_model.eval()
 with torch.no_grad():
-    gaussian_elbo = gaussian_model.elbo(test_x[:500].to(DEVICE), generator=None).mean().item()
-    bernoulli_elbo = model.elbo(test_bin[:500].to(DEVICE)).mean().item()
+    gaussian_elbo = gaussian_model.elbo_analytic_kl(test_x[:500].to(DEVICE), generator=None).mean().item()
+    bernoulli_elbo = model.elbo_analytic_kl(test_bin[:500].to(DEVICE)).mean().item()
 print(f"test ELBO: Bernoulli on binarized digits {bernoulli_elbo:.1f} nats, "
       f"Gaussian (σ = 0.1) on grey levels {gaussian_elbo:+.1f} nats")
 print(f"the same Gaussian model on pixels in [0, 255]: {gaussian_elbo - 784 * math.log(255):+.1f} nats")
@@ -645,7 +645,7 @@ if DATASET == "mnist":  # measured: NLL 89.3 after 200 epochs (10 minutes on 2 C
 
 # %%
 with torch.no_grad():
-    elbo_analytic = model.elbo(test_bin[:num_points].to(DEVICE), num_samples=100,
+    elbo_analytic = model.elbo_analytic_kl(test_bin[:num_points].to(DEVICE), num_samples=100,
                                generator=torch.Generator(device=DEVICE).manual_seed(5)).cpu()
 difference = elbo_analytic - evaluation.elbo  # (num_points,)
 standard_error = difference.std().item() / math.sqrt(num_points)
@@ -662,7 +662,7 @@ assert abs(difference.mean().item()) < 4 * standard_error + 0.05
 num_curve = SETTINGS["curve_points"]
 x_curve = test_bin[:num_curve].to(DEVICE)
 with torch.no_grad():
-    log_w = log_importance_weights(model, x_curve, model.approximate_posterior(x_curve), SETTINGS["curve_samples"],
+    log_w = log_importance_weights(model, x_curve, model.posterior(x_curve), SETTINGS["curve_samples"],
                                    generator=torch.Generator(device=DEVICE).manual_seed(6), chunk_size=64).cpu()
 ks = [2**p for p in range(int(math.log2(SETTINGS["curve_samples"])) + 1)]  # 1, 2, 4, ..., K
 # IWAE_k: split the K weights into K/k groups of k, log-mean-exp within each group, average the rest

@@ -241,7 +241,7 @@ class TriangularLinearVAE(nn.Module):
     def loadings(self):
         return self.W * self.mask  # L, lower triangular
 
-    def approximate_posterior(self, x):
+    def posterior(self, x):
         """q(z|x) for x (N, D): a DiagonalGaussian over (N, d)."""
         mean = x @ self.A.T + self.c
         return DiagonalGaussian(mean, self.logvar.expand_as(mean))
@@ -278,7 +278,7 @@ assert torch.allclose(check.log_joint(x_lin, z_check), check.decoder().log_joint
 # %%
 def closed_form_elbo(vae, x):
     """E_q[log p(x, z)] + H[q] in closed form (Gaussian integrals): (N,)."""
-    q = vae.approximate_posterior(x)
+    q = vae.posterior(x)
     m, v = q.mean, q.logvar.exp()  # (N, d) each
     L, s2 = vae.loadings(), torch.exp(2 * vae.log_s)
     # E_q|x - Lz - b|²
@@ -299,7 +299,7 @@ def closed_form_elbo(vae, x):
 # %%
 def iwae_step(vae, x, K, optimizer, generator):
     """One Adam step on the loss −(1/n) Σ_i IWAE_K(x_i), x (n, D); its gradient is section 1's."""
-    loss = -iwae_surrogate(vae, x, vae.approximate_posterior(x), K, generator=generator).mean()
+    loss = -iwae_surrogate(vae, x, vae.posterior(x), K, generator=generator).mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -318,10 +318,10 @@ for K in (1, 4, 16, 64):
         schedule.step()
     dec = vae_lin.decoder()
     log_px = dec.log_marginal(x_lin)  # exact, (n,)
-    _, post_cov = dec.posterior(x_lin)  # exact posterior covariance (I + LᵀL/s²)⁻¹
+    _, post_cov = dec.posterior_parameters(x_lin)  # exact posterior covariance (I + LᵀL/s²)⁻¹
     with torch.no_grad():  # IWAE_K − log p(x): 20 independent K-sample draws per point, (20 n,)
         x_rep = x_lin.repeat(20, 1)
-        shortfall = (iwae_bound(vae_lin, x_rep, vae_lin.approximate_posterior(x_rep), K, chunk_size=64,
+        shortfall = (iwae_bound(vae_lin, x_rep, vae_lin.posterior(x_rep), K, chunk_size=64,
                                 generator=generator(42)) - log_px.repeat(20))
         elbo_exact = closed_form_elbo(vae_lin, x_lin).mean().item()
     precision = torch.linalg.inv(post_cov)  # Λ
@@ -466,7 +466,7 @@ for a, c in zip(torch.autograd.grad(exact_iwae(1, params), params), torch.autogr
     assert torch.allclose(a, c, rtol=1e-8, atol=1e-10)  # and so is its gradient
 
 log_px = truth.log_marginal(X_TOY).item()
-m_post, v_post = (t.item() for t in truth.posterior(X_TOY))  # p(z|x) = N(m, v)
+m_post, v_post = (t.item() for t in truth.posterior_parameters(X_TOY))  # p(z|x) = N(m, v)
 s2, mq = math.exp(LOGVAR_TOY), MU_TOY
 a = 1 / v_post - 1 / (2 * s2)  # ∫ p(z|x)²/q(z) dz is a Gaussian integral
 chi2 = (math.sqrt(s2) / (v_post * math.sqrt(2 * a))
@@ -919,7 +919,7 @@ def network_snr(model, x, K, encoder_gradient, replicas=30, seed=0):
     estimates = []
     for _ in range(replicas):
         model.zero_grad()
-        (-iwae_surrogate(model, x, model.approximate_posterior(x, validate=False), K, encoder_gradient, gen).mean()).backward()
+        (-iwae_surrogate(model, x, model.posterior(x, validate_args=False), K, encoder_gradient, gen).mean()).backward()
         estimates.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     g = torch.stack(estimates)  # (R, number of weights); the encoder's come first
     n_enc = sum(p.numel() for p in model.encoder.parameters())

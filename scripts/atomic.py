@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 
-from vaelib.checkpoint import atomic_write_bytes
+from vaelib.atomic import atomic_write_bytes
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from vaelib import checkpoint
+from vaelib import atomic, checkpoint
 from vaelib.checkpoint import (
     CheckpointError,
     checkpoint_files,
@@ -31,7 +31,7 @@ def trained_pieces(seed=0):
     x = torch.bernoulli(torch.full((16, 10), 0.4))
     for _ in range(2):  # two steps, so Adam has state
         optimizer.zero_grad()
-        (-model.elbo(x).mean()).backward()
+        (-model.elbo_analytic_kl(x).mean()).backward()
         optimizer.step()
     return model, optimizer
 
@@ -165,12 +165,23 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 
 def test_atomic_write_bytes(tmp_path):
     target = tmp_path / "a.json"
-    checkpoint.atomic_write_bytes(target, b"one")
-    checkpoint.atomic_write_bytes(target, b"two")
+    atomic.atomic_write_bytes(target, b"one")
+    atomic.atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like a file written with open()
+
+
+def test_atomic_file_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "a.json"
+    atomic.atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic.atomic_file(target) as (f, tmp):
+            f.write(b"half of the ne")
+            assert tmp.parent == tmp_path and tmp.exists()
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
 # ------------------------------------------------------------------------ what a load trusts
@@ -326,7 +337,7 @@ def test_a_foreign_optimizer_state_is_refused(tmp_path, other, expected):
     save_checkpoint(tmp_path, model, optimizer=optimizer, epoch=2)
     stranger = VAE(data_dim=10, hidden_dims=other, latent_dim=2)
     foreign = torch.optim.Adam(stranger.parameters(), lr=1e-2)
-    (-stranger.elbo(torch.ones(4, 10)).mean()).backward()
+    (-stranger.elbo_analytic_kl(torch.ones(4, 10)).mean()).backward()
     foreign.step()
     # Its file put in place of the run's, with the manifest made consistent with it.
     manifest = json.loads((tmp_path / "config.json").read_text())

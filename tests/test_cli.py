@@ -465,3 +465,48 @@ def test_out_that_is_a_broken_symbolic_link_is_named(tmp_path):
     with pytest.raises(SystemExit, match=r"--out .*latest is a broken symbolic link: it points to "
                        ".*deleted, which does not exist"):
         main(TINY + ["--out", str(out), "--epochs", "1"])
+
+
+def test_flags_come_from_train_config_fields():
+    import dataclasses
+
+    from vaelib.train import TrainConfig
+
+    options = {action.dest: action for action in parser()._actions}
+    defaults = TrainConfig()
+    for name, dest in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
+                       ("adam_eps", "adam_eps"), ("seed", "seed"),
+                       ("checkpoint_every", "checkpoint_every")):
+        assert options[dest].default == getattr(defaults, name)
+        help_text = dataclasses.fields(TrainConfig)[[f.name for f in dataclasses.fields(
+            TrainConfig)].index(name)].metadata["help"]
+        assert options[dest].help.startswith(help_text)
+    assert options["k"].default is None and "default: 1, or the run's own" in options["k"].help
+    assert options["objective"].choices == ["elbo", "iwae"]
+
+
+def test_the_flag_in_an_error_comes_from_the_field(tmp_path):
+    from vaelib.train import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(adam_eps=-1.0)
+    assert info.value.field == "adam_eps"
+    with pytest.raises(SystemExit, match=r"^--adam-eps: adam_eps must be a finite number > 0"):
+        main(TINY + ["--out", str(tmp_path / "r"), "--adam-eps", "-1"])
+
+
+@pytest.mark.filterwarnings("ignore:'vaelib.train' found in sys.modules:RuntimeWarning")
+def test_python_m_vaelib_train_loads_the_module_once(monkeypatch):
+    # python -m vaelib.train hands over to vaelib.cli before train.py defines anything, so the
+    # trainer is defined once (as vaelib.train, imported by cli), not a second time as __main__.
+    import runpy
+
+    seen = {}
+
+    def fake_main():
+        seen["defined_in_main"] = "TrainConfig" in sys._getframe(1).f_globals
+
+    monkeypatch.setattr("vaelib.cli.main", fake_main)
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("vaelib.train", run_name="__main__")
+    assert info.value.code is None and seen == {"defined_in_main": False}

@@ -1,4 +1,5 @@
-"""vaelib.data: IDX parsing, verified downloads from a local server, the bundled subset, binarization."""
+"""vaelib.data: IDX parsing, verified downloads from a local server, the bundled subset,
+binarization."""
 
 import gzip
 import hashlib
@@ -21,7 +22,8 @@ SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """An unsigned-byte IDX file, written by hand from the format's definition."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    sizes = b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + sizes
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -139,7 +141,8 @@ def test_load_mnist_rejects_a_file_with_the_wrong_hash_and_keeps_it(tmp_path, fa
 # ------------------------------------------------------------------ downloads from a local server
 
 class Server:
-    """An http.server on 127.0.0.1 serving a dict path -> bytes; 'drop' paths send half and hang up."""
+    """An http.server on 127.0.0.1 serving a dict path -> bytes; 'drop' paths send half and hang
+    up."""
 
     def __init__(self, files: dict[str, bytes], drop: set[str] = frozenset()):
         outer = self
@@ -214,7 +217,8 @@ def test_failed_download_leaves_nothing_that_could_pass_as_good(tmp_path, fake_m
     dropped = served(files, "/drop")
     with Server(dropped, drop=set(dropped)) as server:
         with pytest.raises(ConnectionError, match="offline") as info:
-            load_mnist(tmp_path, mirrors=(server.url + "/drop", server.url + "/missing"), timeout=10)
+            load_mnist(tmp_path, mirrors=(server.url + "/drop", server.url + "/missing"),
+                       timeout=10)
     assert "404" in str(info.value) and "load_mnist_subset" in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
@@ -231,17 +235,20 @@ def test_offline_error_says_what_to_do(tmp_path, fake_mnist):
 
 def test_subset_shapes_dtypes_and_label_counts():
     mnist = load_mnist_subset()
-    assert mnist.train_images.shape == (10_000, 28, 28) and mnist.test_images.shape == (2_000, 28, 28)
+    assert mnist.train_images.shape == (10_000, 28, 28)
+    assert mnist.test_images.shape == (2_000, 28, 28)
     assert mnist.train_images.dtype == torch.uint8 and mnist.train_labels.dtype == torch.int64
     # Label counts of the first 10,000 training and first 2,000 test images of MNIST.
     assert mnist.train_labels.bincount().tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070,
                                                       944, 978]
-    assert mnist.test_labels.bincount().tolist() == [175, 234, 219, 207, 217, 179, 178, 205, 192, 194]
+    assert mnist.test_labels.bincount().tolist() == [175, 234, 219, 207, 217, 179, 178, 205, 192,
+                                                     194]
     assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the real MNIST files are not beside the repo")
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                    reason="the real MNIST files are not beside the repo")
 def test_subset_matches_the_first_rows_of_real_mnist():
     full = load_mnist(SHARED_MNIST, download=False)
     assert full.train_labels.bincount().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
@@ -256,7 +263,8 @@ def test_subset_matches_the_first_rows_of_real_mnist():
     assert torch.equal(subset.test_labels, full.test_labels[:2_000])
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the real MNIST files are not beside the repo")
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                    reason="the real MNIST files are not beside the repo")
 def test_subset_build_script_is_reproducible(tmp_path):
     from scripts.make_mnist_subset import main
 

@@ -38,7 +38,7 @@ def x(model):
 
 def _mean_field(model, x, shift=0.0, inflate=1.0):
     """A deliberately imperfect proposal: diagonal of the posterior, shifted and inflated."""
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     return DiagonalGaussian(mean + shift, (inflate * cov.diagonal()).log().expand_as(mean))
 
 
@@ -107,7 +107,7 @@ def test_log_importance_weights_definition(model, x):
 
 
 def test_chunking_gives_the_same_distribution_and_shape(model, x):
-    q = model.posterior_distribution(x)
+    q = model.posterior(x)
     log_w = log_importance_weights(model, x, q, 10, generator=_gen(5), chunk_size=3)
     assert log_w.shape == (10, 3)
     torch.testing.assert_close(log_w, model.log_marginal(x).expand(10, 3), rtol=1e-12, atol=1e-12)
@@ -118,7 +118,7 @@ def test_chunking_gives_the_same_distribution_and_shape(model, x):
 
 def test_exact_posterior_gives_zero_variance(model, x):
     """q = p(z|x): every weight p(x, z)/p(z|x) equals p(x), so each estimate is exact (ch. 3)."""
-    q = model.posterior_distribution(x)
+    q = model.posterior(x)
     exact = model.log_marginal(x)
     for K in (1, 7):
         for estimator in (importance_log_marginal, elbo, iwae_bound):
@@ -168,8 +168,8 @@ def test_naive_mc_converges_on_the_nonlinear_toy():
 def test_elbo_matches_closed_form(model, x):
     """ELBO = log p(x) - KL(q ‖ p(z|x)) (ch. 5), KL by torch.distributions."""
     q = _mean_field(model, x, shift=0.2)
-    mean, cov = model.posterior(x)
-    q_full = MultivariateNormal(q.mean, torch.diag_embed(q.var))
+    mean, cov = model.posterior_parameters(x)
+    q_full = MultivariateNormal(q.mean, torch.diag_embed(q.variance))
     kl = kl_divergence(q_full, MultivariateNormal(mean, cov))
     want = model.log_marginal(x) - kl
     K = 20_000
@@ -211,7 +211,7 @@ def test_importance_equals_iwae(model, x):
 
 def _exact_elbo(model, x, mu, logvar):
     """ELBO = log p(x) - KL(N(mu, diag e^logvar) ‖ p(z|x)), by torch.distributions."""
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     q = MultivariateNormal(mu, torch.diag_embed(logvar.exp()))
     return model.log_marginal(x) - kl_divergence(q, MultivariateNormal(mean, cov))
 
@@ -219,7 +219,7 @@ def _exact_elbo(model, x, mu, logvar):
 def test_elbo_gradient_is_unbiased(model, x):
     """E[∇ ELBO estimate] = ∇ exact ELBO (reparameterization, ch. 7); R independent replicates."""
     R = 2000
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     mu0, logvar0 = mean + 0.5, cov.diagonal().log().expand_as(mean) - 0.3
     mu_e, logvar_e = mu0.clone().requires_grad_(True), logvar0.clone().requires_grad_(True)
     _exact_elbo(model, x, mu_e, logvar_e).sum().backward()
@@ -236,7 +236,7 @@ def test_elbo_gradient_is_unbiased(model, x):
 
 
 def test_iwae_gradients_flow_through_rsample(model, x):
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     mu = (mean + 0.5).requires_grad_(True)
     logvar = cov.diagonal().log().expand_as(mean).clone().requires_grad_(True)
     q = DiagonalGaussian(mu, logvar)
@@ -247,7 +247,7 @@ def test_iwae_gradients_flow_through_rsample(model, x):
 
 def test_float32_model_and_proposal(model, x):
     model32 = LinearGaussian(model.W, model.b, model.noise_std, dtype=torch.float32)
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     q32 = DiagonalGaussian(mean.float(), cov.diagonal().log().expand_as(mean).float())
     g = _gen(14)
     log_w = log_importance_weights(model32, x.float(), q32, 5000, generator=g, chunk_size=1000)
@@ -260,7 +260,7 @@ def test_float32_model_and_proposal(model, x):
 def test_cuda_model_with_cpu_generator(model, x):
     cuda = torch.device("cuda")
     model_gpu = LinearGaussian(model.W.to(cuda), model.b.to(cuda), model.noise_std)
-    q_gpu = model_gpu.posterior_distribution(x.to(cuda))
+    q_gpu = model_gpu.posterior(x.to(cuda))
     got = iwae_bound(model_gpu, x.to(cuda), q_gpu, 50, generator=_gen(15), chunk_size=20)
     assert got.device.type == "cuda"
     torch.testing.assert_close(got.cpu(), model.log_marginal(x), rtol=1e-10, atol=1e-10)

@@ -54,7 +54,7 @@ def test_posterior_mean_reference_is_near_the_exact_posterior_mean():
     # the reference estimator with many samples converges to E[z|x] of the linear-Gaussian model
     for _, model, x, proposal, _ in _posterior_mean_cases():
         estimate = _estimate(model, x, proposal, 200_000, torch.Generator().manual_seed(0))
-        exact, _ = model.posterior(x)
+        exact, _ = model.posterior_parameters(x)
         assert torch.allclose(estimate, exact, atol=0.01)
 
 

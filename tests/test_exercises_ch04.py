@@ -220,7 +220,7 @@ def model_and_x():
 
 def test_closed_form_expected_log_likelihood_matches_monte_carlo(model_and_x):
     model, x = model_and_x
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     exact = expected_log_likelihood(model, x, mean, cov)
     z = FullGaussian(mean, cov).sample(200_000, generator=torch.Generator().manual_seed(2))
     ll = model.log_likelihood(x, z)  # (K, N)
@@ -231,7 +231,7 @@ def test_closed_form_expected_log_likelihood_matches_monte_carlo(model_and_x):
 def test_question_6_reconstruction_term_can_be_on_either_side_of_log_p(model_and_x):
     model, x = model_and_x
     log_px = model.log_marginal(x)
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     # q = p(z|x): E_q[log p(x|z)] - log p(x) = KL(p(z|x) ‖ p(z)) > 0
     assert (expected_log_likelihood(model, x, mean, cov) > log_px).all()
     # q = p(z): E_q[log p(x|z)] - log p(x) = -KL(p(z) ‖ p(z|x)) < 0
@@ -241,7 +241,7 @@ def test_question_6_reconstruction_term_can_be_on_either_side_of_log_p(model_and
 
 def test_question_4_single_log_weights_fall_on_both_sides_of_log_p(model_and_x):
     model, x = model_and_x
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     q = DiagonalGaussian(mean + 0.3, (1.5 * cov.diagonal()).log().expand_as(mean))
     log_w = log_importance_weights(model, x, q, 2000, generator=torch.Generator().manual_seed(3))
     log_px = model.log_marginal(x)

@@ -177,7 +177,7 @@ def test_optimal_q_variance_refuses_the_library_posterior(capsys):
     from vaelib.toy import LinearGaussian
 
     def library(w, s):
-        return LinearGaussian(w[:, None], None, s).posterior(torch.zeros(1, w.shape[0], dtype=w.dtype))[1]
+        return LinearGaussian(w[:, None], None, s).posterior_parameters(torch.zeros(1, w.shape[0], dtype=w.dtype))[1]
 
     ok, out = verdict(check_optimal_q_variance, library, capsys)
     assert not ok and "LinearGaussian.posterior" in out, out

@@ -311,7 +311,7 @@ def test_posterior_uncertainty_draws_from_the_chosen_posterior(data):
     assert pu.indices == first_of_each
     index = pu.indices[2]
     pu.controls["image"].value = index
-    q = model.approximate_posterior(x[index:index + 1])
+    q = model.posterior(x[index:index + 1])
     torch.testing.assert_close(pu.posterior.mean, q.mean.detach())
     torch.testing.assert_close(pu.posterior.logvar, q.logvar.detach())
     want = q.sample(5, generator=torch.Generator().manual_seed(0))[:, 0]
@@ -323,7 +323,7 @@ def test_posterior_uncertainty_draws_from_the_chosen_posterior(data):
     from matplotlib.patches import Ellipse
     ellipses = [p for p in pu.figure.axes[0].patches if isinstance(p, Ellipse)]
     assert len(ellipses) == 2 * len(pu.indices)
-    std = q.std[0].detach()
+    std = q.stddev[0].detach()
     mine = [e for e in ellipses if np.allclose(e.center, q.mean[0].detach().numpy())]
     assert sorted(round(e.width / float(std[0]), 4) for e in mine) == [2.0, 4.0]
     assert sorted(round(e.height / float(std[1]), 4) for e in mine) == [2.0, 4.0]

@@ -7,6 +7,7 @@ from scipy import stats
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from vaelib.gaussian import DiagonalGaussian, FullGaussian, standard_normal
+from vaelib.protocols import Proposal
 
 F64 = torch.float64
 
@@ -36,8 +37,8 @@ def test_diagonal_log_prob_and_entropy_match_torch_distributions():
     assert z.shape == (5, 4, 3)
     torch.testing.assert_close(q.log_prob(z), ref.log_prob(z), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(q.entropy(), ref.entropy(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(q.std, ref.base_dist.scale, rtol=1e-14, atol=0)
-    torch.testing.assert_close(q.var, ref.base_dist.scale**2, rtol=1e-14, atol=0)
+    torch.testing.assert_close(q.stddev, ref.base_dist.scale, rtol=1e-14, atol=0)
+    torch.testing.assert_close(q.variance, ref.base_dist.scale**2, rtol=1e-14, atol=0)
     assert q.mean is mean and q.logvar is logvar and q.latent_dim == 3
 
 
@@ -103,9 +104,9 @@ def test_diagonal_bad_input(mean, logvar, error):
 
 
 def test_validate_false_skips_value_checks_only():
-    DiagonalGaussian(torch.zeros(3), torch.full((3,), float("nan")), validate=False)
+    DiagonalGaussian(torch.zeros(3), torch.full((3,), float("nan")), validate_args=False)
     with pytest.raises(ValueError, match="same shape"):
-        DiagonalGaussian(torch.zeros(3), torch.zeros(2), validate=False)
+        DiagonalGaussian(torch.zeros(3), torch.zeros(2), validate_args=False)
 
 
 @pytest.mark.parametrize(
@@ -137,8 +138,8 @@ def test_full_log_prob_and_entropy_match_scipy():
         want = ref.logpdf(z[:, i].numpy())
         np.testing.assert_allclose(p.log_prob(z)[:, i].numpy(), want, rtol=1e-12)
         np.testing.assert_allclose(p.entropy()[i].item(), ref.entropy(), rtol=1e-12)
-    torch.testing.assert_close(p.var, torch.diagonal(cov).expand(5, 3))
-    torch.testing.assert_close(p.std, torch.diagonal(cov).sqrt().expand(5, 3))
+    torch.testing.assert_close(p.variance, torch.diagonal(cov).expand(5, 3))
+    torch.testing.assert_close(p.stddev, torch.diagonal(cov).sqrt().expand(5, 3))
 
 
 def test_full_batched_covariance_matches_torch():
@@ -195,3 +196,44 @@ def test_cpu_generator_with_cuda_tensors():
     assert z_gpu.device.type == "cuda"
     torch.testing.assert_close(z_gpu.cpu(), q_cpu.rsample(3, generator=_gen(8)))
     torch.testing.assert_close(q_gpu.log_prob(z_gpu).cpu(), q_cpu.log_prob(z_gpu.cpu()))
+
+
+# --------------------------------------------------------------- torch.distributions' names
+
+
+def test_torch_distribution_names_and_shapes():
+    g = torch.Generator().manual_seed(5)
+    mean = torch.randn(4, 3, generator=g, dtype=F64)
+    logvar = torch.randn(4, 3, generator=g, dtype=F64)
+    q = DiagonalGaussian(mean, logvar)
+    ref = Independent(Normal(mean, (0.5 * logvar).exp()), 1)
+    assert isinstance(q, torch.distributions.Distribution) and isinstance(q, Proposal)
+    assert q.batch_shape == ref.batch_shape == (4,) and q.event_shape == ref.event_shape == (3,)
+    torch.testing.assert_close(q.mean, ref.mean, rtol=0, atol=0)
+    torch.testing.assert_close(q.variance, ref.variance, rtol=1e-14, atol=0)
+    torch.testing.assert_close(q.stddev, ref.stddev, rtol=1e-14, atol=0)
+    assert q.validate_args and not DiagonalGaussian(mean, logvar, validate_args=False).validate_args
+    # sample_shape as in torch: () one draw, (K,) K draws, (K, M) a grid; an int K means (K,)
+    assert q.rsample().shape == (4, 3) and q.rsample((7, 2)).shape == (7, 2, 4, 3)
+    same = [q.rsample(s, generator=torch.Generator().manual_seed(1)) for s in (5, (5,))]
+    torch.testing.assert_close(same[0], same[1], rtol=0, atol=0)
+    p = FullGaussian(torch.zeros(4, 3, dtype=F64), torch.eye(3, dtype=F64))
+    assert p.batch_shape == (4,) and p.event_shape == (3,) and isinstance(p, Proposal)
+    torch.testing.assert_close(p.stddev, torch.ones(4, 3, dtype=F64))
+
+
+def test_kl_divergence_is_registered_for_diagonal_gaussians():
+    g = torch.Generator().manual_seed(6)
+    q, p = (DiagonalGaussian(*torch.randn(2, 5, 2, generator=g, dtype=F64)) for _ in range(2))
+    want = torch.distributions.kl_divergence(Independent(Normal(q.mean, q.stddev), 1),
+                                             Independent(Normal(p.mean, p.stddev), 1))
+    got = torch.distributions.kl_divergence(q, p)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_log_prob_of_noise_equals_log_prob():
+    g = torch.Generator().manual_seed(7)
+    q = DiagonalGaussian(*torch.randn(2, 3, 2, generator=g, dtype=F64))
+    eps = q.standard_noise((4,), generator=g)
+    torch.testing.assert_close(q.log_prob_of_noise(eps), q.log_prob(q.reparameterize(eps)),
+                               rtol=1e-12, atol=1e-12)

@@ -91,7 +91,7 @@ def test_unbiased_against_closed_form(case, estimator):
     f, exact = _cases()[case]
     g = torch.Generator().manual_seed(7)
     samples = ESTIMATORS[estimator](f, mu, logvar, 100_000, g)
-    assert samples.mu.shape == samples.logvar.shape == (100_000, 4, 3)
+    assert samples.grad_mean.shape == samples.grad_logvar.shape == (100_000, 4, 3)
     assert_unbiased(samples, exact(mu, logvar))
 
 
@@ -120,10 +120,10 @@ def test_tolerance_catches_typical_bugs():
         assert_unbiased(s, want)
         std = (0.5 * logvar).exp()
         slips = [
-            GradientSamples(s.mu, 2 * s.logvar),  # forgot the ½ of d σ / d log σ²
-            GradientSamples(-s.mu, s.logvar),  # sign
-            GradientSamples(s.mu * std, s.logvar),  # score eps instead of eps / σ
-            GradientSamples(s.mu, s.logvar * std),  # σ² where σ belongs
+            GradientSamples(s.grad_mean, 2 * s.grad_logvar),  # forgot the ½ of d σ / d log σ²
+            GradientSamples(-s.grad_mean, s.grad_logvar),  # sign
+            GradientSamples(s.grad_mean * std, s.grad_logvar),  # score eps instead of eps / σ
+            GradientSamples(s.grad_mean, s.grad_logvar * std),  # σ² where σ belongs
         ]
         for slip in slips:
             with pytest.raises(AssertionError):
@@ -173,8 +173,9 @@ def test_score_per_sample_equals_autograd_of_torch_normal_log_prob():
         log_q = normal.log_prob(z[k]).sum(-1)  # (N,)
         score_mu, score_logvar = torch.autograd.grad(log_q.sum(), (mu_, logvar_))
         weight = (f(z[k]) - baseline).unsqueeze(-1)
-        torch.testing.assert_close(samples.mu[k], weight * score_mu, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(samples.logvar[k], weight * score_logvar, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(samples.grad_mean[k], weight * score_mu, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(samples.grad_logvar[k], weight * score_logvar, rtol=1e-10,
+                                   atol=1e-12)
 
 
 def _variance_ci(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +193,8 @@ def test_variances_match_closed_forms():
     f = _quadratic()[0]
     var_ = logvar.exp()
     path = pathwise_gradient(f, mu, logvar, 200_000, generator=torch.Generator().manual_seed(1))
-    for x, want in ((path.mu, 4 * var_), (path.logvar, mu.square() * var_ + 2 * var_.square())):
+    for x, want in ((path.grad_mean, 4 * var_),
+                    (path.grad_logvar, mu.square() * var_ + 2 * var_.square())):
         got, se = _variance_ci(x)
         assert bool(((got - want).abs() <= Z_MAX * se).all())
     score = score_function_gradient(f, mu, logvar, 200_000,
@@ -203,7 +205,7 @@ def test_variances_match_closed_forms():
     second_r = (var_zsq.sum(-1, keepdim=True) - var_zsq) + mean_r.square()
     moment = (mu.pow(4) + 18 * mu.square() * var_ + 15 * var_.square()
               + 2 * mean_r * (mu.square() + 3 * var_) + second_r) / var_
-    got, se = _variance_ci(score.mu)
+    got, se = _variance_ci(score.grad_mean)
     assert bool(((got - (moment - 4 * mu.square())).abs() <= Z_MAX * se).all())
     # and the pathwise estimator is the better one here, in every coordinate
     assert bool((4 * var_ < moment - 4 * mu.square()).all())
@@ -212,7 +214,7 @@ def test_variances_match_closed_forms():
 def test_linear_f_pathwise_mu_gradient_has_zero_variance():
     mu, logvar, a = _params()
     s = pathwise_gradient(_linear(a)[0], mu, logvar, 20, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(s.mu, a.expand(20, 4, 3), rtol=0, atol=1e-14)
+    torch.testing.assert_close(s.grad_mean, a.expand(20, 4, 3), rtol=0, atol=1e-14)
 
 
 def test_baselines_reduce_variance_far_from_zero():
@@ -225,7 +227,7 @@ def test_baselines_reduce_variance_far_from_zero():
     for name, baseline in (("none", None), ("const", expected_f), ("loo", "leave_one_out")):
         s = score_function_gradient(f, mu, logvar, 20_000,
                                     generator=torch.Generator().manual_seed(4), baseline=baseline)
-        var[name] = float(s.mu.var(0).mean())
+        var[name] = float(s.grad_mean.var(0).mean())
     assert var["const"] < var["none"] / 5
     assert var["loo"] < var["none"] / 5
 
@@ -237,23 +239,23 @@ def test_dtype_device_reproducibility_and_no_graph():
     for estimator in (score_function_gradient, pathwise_gradient):
         s1 = estimator(f, mu, logvar, 8, generator=torch.Generator().manual_seed(9))
         s2 = estimator(f, mu, logvar, 8, generator=torch.Generator().manual_seed(9))
-        assert s1.mu.dtype == s1.logvar.dtype == torch.float32
-        assert s1.mu.device == mu.device
-        assert not s1.mu.requires_grad and not s1.logvar.requires_grad
-        torch.testing.assert_close(s1.mu, s2.mu, rtol=0, atol=0)
+        assert s1.grad_mean.dtype == s1.grad_logvar.dtype == torch.float32
+        assert s1.grad_mean.device == mu.device
+        assert not s1.grad_mean.requires_grad and not s1.grad_logvar.requires_grad
+        torch.testing.assert_close(s1.grad_mean, s2.grad_mean, rtol=0, atol=0)
         grad_mu, grad_logvar = s1  # unpacks like a tuple
         assert grad_mu.shape == grad_logvar.shape == (8, 1, 2)
     assert mu.grad is None and logvar.grad is None
     with torch.no_grad():  # the pathwise estimator works inside no_grad too
         s = pathwise_gradient(f, mu, logvar, 8, generator=torch.Generator().manual_seed(9))
-    torch.testing.assert_close(s.mu, s1.mu)
+    torch.testing.assert_close(s.grad_mean, s1.grad_mean)
 
 
 def test_unbatched_mu_of_shape_d():
     mu, logvar = torch.tensor([1.0, -1.0], dtype=DT), torch.zeros(2, dtype=DT)
     s = pathwise_gradient(_quadratic()[0], mu, logvar, 1000,
                           generator=torch.Generator().manual_seed(0))
-    assert s.mu.shape == (1000, 2)
+    assert s.grad_mean.shape == (1000, 2)
     assert_unbiased(s, (2 * mu, logvar.exp()))
 
 
@@ -262,7 +264,7 @@ def test_cuda_follows_inputs():
     mu, logvar = torch.zeros(3, 2, device="cuda"), torch.zeros(3, 2, device="cuda")
     for estimator in (score_function_gradient, pathwise_gradient):
         s = estimator(_quadratic()[0], mu, logvar, 4)
-        assert s.mu.device.type == "cuda" and s.logvar.device.type == "cuda"
+        assert s.grad_mean.device.type == "cuda" and s.grad_logvar.device.type == "cuda"
 
 
 def test_std_error_values_and_needs_two_samples():
@@ -311,7 +313,7 @@ def test_bad_baseline():
         score_function_gradient(f, mu, logvar, 4, baseline=torch.zeros(4, 2, dtype=DT))
     # one baseline per batch entry is fine
     s = score_function_gradient(f, mu, logvar, 4, baseline=torch.ones(2, dtype=DT))
-    assert s.mu.shape == (4, 2, 3)
+    assert s.grad_mean.shape == (4, 2, 3)
 
 
 def test_leave_one_out_unbiased_with_two_samples():
@@ -323,5 +325,6 @@ def test_leave_one_out_unbiased_with_two_samples():
     s = score_function_gradient(f, mu.expand(replicas, 4, 3), logvar.expand(replicas, 4, 3), 2,
                                 generator=torch.Generator().manual_seed(8),
                                 baseline="leave_one_out")
-    pairs = GradientSamples(s.mu.mean(0), s.logvar.mean(0))  # (replicas, 4, 3): i.i.d. K=2 means
+    # (replicas, 4, 3): i.i.d. K=2 means
+    pairs = GradientSamples(s.grad_mean.mean(0), s.grad_logvar.mean(0))
     assert_unbiased(pairs, _quadratic()[1](mu, logvar))

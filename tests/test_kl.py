@@ -163,8 +163,8 @@ def test_bad_input():
         gaussian_kl_between(z, z, z, torch.zeros(3, dtype=F64))
     with pytest.raises(TypeError):
         gaussian_kl([0.0], [0.0])
-    with pytest.raises(ValueError, match="both mu_p and logvar_p"):
-        mc_kl(z, z, mu_p=z)
+    with pytest.raises(ValueError, match="both mean_p and logvar_p"):
+        mc_kl(z, z, mean_p=z)
     with pytest.raises(ValueError, match="at least 2"):
         mc_kl(z, z, num_samples=1)
     with pytest.raises(ValueError, match="NaN"):

@@ -32,11 +32,13 @@ def test_gaussian_against_torch_distributions():
     torch.testing.assert_close(Gaussian().log_prob(x, mean, shared),
                                Normal(mean, 0.5).log_prob(x).sum(-1))
     assert Gaussian().mean(mean) is mean and Gaussian().output_bias(x) is x
+    # its default log_std=None is s = 1
+    torch.testing.assert_close(Gaussian().log_prob(x, mean), Normal(mean, 1.0).log_prob(x).sum(-1))
 
 
 def test_choice_by_name():
     assert set(LIKELIHOODS) == {"bernoulli", "gaussian"}
     assert get_likelihood("bernoulli").binary_data and not get_likelihood("gaussian").binary_data
-    assert get_likelihood("gaussian").learns_std and not get_likelihood("bernoulli").learns_std
+    assert get_likelihood("gaussian").has_std and not get_likelihood("bernoulli").has_std
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'.*'bernoulli'.*'gaussian'"):
         get_likelihood("poisson")

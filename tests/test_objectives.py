@@ -12,7 +12,12 @@ import torch
 
 from vaelib.estimators import elbo, iwae_bound
 from vaelib.gaussian import LOG_2PI, DiagonalGaussian
-from vaelib.objectives import iwae_bound_1d, iwae_surrogate, self_normalized_weights
+from vaelib.objectives import (
+    iwae_bound_1d,
+    iwae_surrogate,
+    iwae_surrogate_at,
+    self_normalized_weights,
+)
 from vaelib.toy import LinearGaussian
 from vaelib.vae import VAE
 
@@ -141,7 +146,7 @@ def test_k1_on_the_vae_is_the_elbo_gradient():
     torch.manual_seed(0)
     vae = VAE(data_dim=12, hidden_dims=(8,), latent_dim=3)
     x = torch.bernoulli(torch.full((5, 12), 0.4), generator=gen(1))
-    q = vae.approximate_posterior(x)
+    q = vae.posterior(x)
     ours = torch.autograd.grad(iwae_surrogate(vae, x, q, 1, generator=gen(2)).sum(),
                                list(vae.parameters()), retain_graph=True)
     theirs = torch.autograd.grad(elbo(vae, x, q, 1, generator=gen(2)).sum(),
@@ -184,7 +189,7 @@ def test_dreg_on_the_vae_runs_and_keeps_the_decoder_gradient():
     grads = {}
     for kind in ("plain", "dreg"):
         vae.zero_grad()
-        q = vae.approximate_posterior(x)
+        q = vae.posterior(x)
         (-iwae_surrogate(vae, x, q, 4, kind, generator=gen(3)).mean()).backward()
         grads[kind] = {n: p.grad.clone() for n, p in vae.named_parameters()}
     for name in grads["plain"]:
@@ -225,7 +230,7 @@ def test_quadrature_large_k_follows_the_chi_square_asymptote():
     model, mu, logvar = one_d_case()
     lg = LinearGaussian(W1, B1, 0.8)
     log_px = lg.log_marginal(X1).item()
-    m, v = (t.item() for t in lg.posterior(X1))  # exact posterior N(m, v)
+    m, v = (t.item() for t in lg.posterior_parameters(X1))  # exact posterior N(m, v)
     s2, muq = math.exp(-1.0), 0.2
     a = 1 / v - 1 / (2 * s2)  # E_q[(p(z|x)/q(z))²] = ∫ p²/q, a Gaussian integral
     chi2 = (math.sqrt(s2) / (v * math.sqrt(2 * a))
@@ -417,3 +422,27 @@ def test_a_proposal_for_other_points_than_x_is_named(encoder_gradient):
     assert one.numel() == 1 and torch.isfinite(one).all()
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         iwae_surrogate(model, x.tolist(), DiagonalGaussian(mu, logvar), 3, encoder_gradient)
+
+
+@pytest.mark.parametrize("encoder_gradient", ["plain", "dreg"])
+def test_surrogate_at_given_samples_is_the_surrogate(encoder_gradient):
+    # The trainer draws z itself (to log log p(x|z)) and calls iwae_surrogate_at: the same value
+    # and the same gradient as iwae_surrogate from the same generator state.
+    torch.manual_seed(0)
+    vae = VAE(data_dim=6, hidden_dims=(5,), latent_dim=2, likelihood="gaussian")
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for at in (False, True):
+        vae.zero_grad()
+        g = torch.Generator().manual_seed(2)
+        q = vae.posterior(x)
+        if at:
+            z = q.rsample((3,), generator=g)
+            value = iwae_surrogate_at(z, vae.log_joint(x, z), q, encoder_gradient)
+        else:
+            value = iwae_surrogate(vae, x, q, 3, encoder_gradient, generator=g)
+        value.sum().backward()
+        grads.append((value.detach(), [p.grad.clone() for p in vae.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

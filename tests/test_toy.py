@@ -91,7 +91,7 @@ def test_log_marginal_matches_quadrature_in_1d():
 
 def test_posterior_is_bayes_rule(model, x):
     """log p(z|x) = log p(x, z) - log p(x) at arbitrary z (and FullGaussian agrees with SciPy)."""
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     assert mean.shape == (6, 2) and cov.shape == (2, 2)
     z = model.sample_prior(5, num_points=6, generator=_gen(6))
     bayes = model.log_joint(x, z) - model.log_marginal(x)
@@ -107,10 +107,10 @@ def test_posterior_matches_gaussian_conditioning(model, x):
     cross = model.W.T  # Cov[z, x] = Wᵀ
     want_cov = torch.eye(2, dtype=F64) - cross @ torch.linalg.solve(C, cross.T)
     want_mean = torch.linalg.solve(C, (x - model.b).T).T @ cross.T
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     torch.testing.assert_close(cov, want_cov, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(mean, want_mean, rtol=1e-12, atol=1e-12)
-    q = model.posterior_distribution(x)
+    q = model.posterior(x)
     assert isinstance(q, FullGaussian)
     torch.testing.assert_close(q.cov, want_cov, rtol=1e-12, atol=1e-12)
 
@@ -294,3 +294,27 @@ def test_nonlinear_bad_input():
         toy.sample(0)
     with pytest.raises(ValueError, match="a must be"):
         NonlinearToy(a=float("inf"))
+
+
+def test_models_follow_the_protocol():
+    from vaelib.protocols import LatentVariableModel, Proposal, SamplesPrior
+    from vaelib.vae import VAE
+
+    linear = LinearGaussian.random(3, 2, generator=torch.Generator().manual_seed(0))
+    for model in (linear, NonlinearToy(), VAE(data_dim=6, hidden_dims=(4,), latent_dim=2)):
+        assert isinstance(model, LatentVariableModel) and isinstance(model, SamplesPrior)
+    x = linear.sample(4, generator=torch.Generator().manual_seed(1))[0]
+    q = linear.posterior(x)  # a distribution, as the VAE's posterior(x)
+    mean, cov = linear.posterior_parameters(x)
+    assert isinstance(q, Proposal) and q.batch_shape == (4,) and q.event_shape == (2,)
+    torch.testing.assert_close(q.mean, mean, rtol=0, atol=0)
+    torch.testing.assert_close(q.cov, cov, rtol=0, atol=0)
+
+
+def test_sizes_are_checked_under_their_own_name():
+    with pytest.raises(TypeError, match="data_dim must be an int"):
+        LinearGaussian.random(3.0, 2)
+    with pytest.raises(ValueError, match="latent_dim must be at least 1"):
+        LinearGaussian.random(3, 0)
+    with pytest.raises(ValueError, match="grid_size must be at least 101"):
+        NonlinearToy(grid_size=11)

@@ -74,7 +74,7 @@ def test_shapes():
     N, K = x.shape[0], 5
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (N, d)
-    z = model.approximate_posterior(x).rsample(K)
+    z = model.posterior(x).rsample(K)
     assert z.shape == (K, N, d)
     assert model.decode(z).shape == (K, N, D)
     assert model.log_likelihood(x, z).shape == (K, N)
@@ -84,7 +84,7 @@ def test_shapes():
     assert model.sample_prior(K).shape == (K, d)
     assert model.sample_prior(K, num_points=N).shape == (K, N, d)
     assert model.generate(4).shape == (4, D) and model.reconstruct(x).shape == (N, D)
-    assert model.elbo(x).shape == model.iwae_bound(x, 7).shape == (N,)
+    assert model.elbo_analytic_kl(x).shape == model.iwae_bound(x, 7).shape == (N,)
     assert model.latent_dim == d and model.data_dim == D
     probs = model.decode_mean(z)
     assert bool(((probs >= 0) & (probs <= 1)).all())
@@ -114,7 +114,7 @@ def test_elbo_equals_torch_distributions_reference(likelihood, mode):
     x = binary_data() if likelihood == "bernoulli" else real
     K = 4
     eps = torch.randn((K, x.shape[0], d), generator=torch.Generator().manual_seed(3))
-    got = model.elbo(x, num_samples=K, generator=torch.Generator().manual_seed(3))
+    got = model.elbo_analytic_kl(x, num_samples=K, generator=torch.Generator().manual_seed(3))
     expected = _reference_elbo(model, x, eps, likelihood)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
@@ -129,7 +129,7 @@ def test_log_prior_and_log_joint():
 
 def test_elbo_is_differentiable():
     model = small()
-    model.elbo(binary_data()).sum().backward()
+    model.elbo_analytic_kl(binary_data()).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
@@ -138,8 +138,8 @@ def test_analytic_kl_elbo_matches_monte_carlo_elbo_of_estimators():
     model, x = small(), binary_data()
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        analytic = model.elbo(x, num_samples=4000, generator=g)
-        mc = estimators.elbo(model, x, model.approximate_posterior(x), 4000, generator=g)
+        analytic = model.elbo_analytic_kl(x, num_samples=4000, generator=g)
+        mc = estimators.elbo(model, x, model.posterior(x), 4000, generator=g)
     # Standard error of the difference ~0.013; a wrong KL (sign, factor 2) would move it by >= 0.18.
     torch.testing.assert_close(analytic, mc, rtol=0, atol=0.08)
 
@@ -148,10 +148,10 @@ def test_elbo_below_iwae_below_log_likelihood():
     model, x = small(), binary_data(n=20)
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        elbo = model.elbo(x, num_samples=200, generator=g).mean()
+        elbo = model.elbo_analytic_kl(x, num_samples=200, generator=g).mean()
         iwae_3 = torch.stack([model.iwae_bound(x, 3, generator=g) for _ in range(50)]).mean()
         iwae_10 = torch.stack([model.iwae_bound(x, 10, generator=g) for _ in range(50)]).mean()
-        q = model.approximate_posterior(x)
+        q = model.posterior(x)
         log_px = estimators.importance_log_marginal(model, x, q, 5000, generator=g).mean()
     # Measured: -8.63 < -8.47 < -8.45 < -8.42, Monte Carlo standard errors <= 0.011 (fixed seed).
     assert elbo + 0.1 < iwae_3 < iwae_10 < log_px, (elbo, iwae_3, iwae_10, log_px)
@@ -162,17 +162,18 @@ def test_elbo_below_iwae_below_log_likelihood():
 def test_bernoulli_needs_data_in_unit_interval():
     model = small()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        model.elbo(torch.full((2, D), 2.0))
+        model.elbo_analytic_kl(torch.full((2, D), 2.0))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.iwae_bound(-binary_data(), 3)
     with pytest.raises(ValueError, match="shape"):
-        model.elbo(torch.rand(2, D + 1))
+        model.elbo_analytic_kl(torch.rand(2, D + 1))
     with pytest.raises(TypeError, match="to_unit_interval"):
-        model.elbo(torch.ones(2, D, dtype=torch.uint8))
+        model.elbo_analytic_kl(torch.ones(2, D, dtype=torch.uint8))
     with pytest.raises(ValueError, match="NaN"):
-        model.elbo(torch.full((2, D), float("nan")))
+        model.elbo_analytic_kl(torch.full((2, D), float("nan")))
     gaussian = small(likelihood="gaussian")
-    assert torch.isfinite(gaussian.elbo(torch.full((2, D), 2.0))).all()  # fine for a Gaussian
+    # fine for a Gaussian
+    assert torch.isfinite(gaussian.elbo_analytic_kl(torch.full((2, D), 2.0))).all()
 
 
 def test_init_output_bias():
@@ -193,7 +194,7 @@ def test_learned_gaussian_std_gets_gradients():
     model = small(likelihood="gaussian", gaussian_std_mode="per-pixel", gaussian_std=0.3)
     assert model.log_std.shape == (D,)
     torch.testing.assert_close(model.log_std.exp(), torch.full((D,), 0.3))
-    model.elbo(torch.randn(4, D)).sum().backward()
+    model.elbo_analytic_kl(torch.randn(4, D)).sum().backward()
     assert model.log_std.grad is not None and model.log_std.grad.abs().sum() > 0
     fixed = small(likelihood="gaussian")
     assert "log_std" not in dict(fixed.named_parameters()) and "log_std" not in fixed.state_dict()
@@ -229,3 +230,25 @@ def test_a_config_json_with_an_absurd_width_is_refused_before_allocating():
 ])
 def test_num_parameters_counts_what_the_model_trains(config):
     assert config.num_parameters() == sum(p.numel() for p in VAE(config).parameters())
+
+
+def test_the_model_and_its_posterior_follow_the_protocols():
+    from vaelib.gaussian import DiagonalGaussian
+    from vaelib.protocols import LatentVariableModel, Proposal
+
+    model, x = small(), binary_data()
+    assert isinstance(model, LatentVariableModel)
+    q = model.posterior(x)  # a distribution, as the toy models' posterior(x)
+    mean, logvar = model.encode(x)  # the network's raw outputs
+    assert isinstance(q, DiagonalGaussian) and isinstance(q, Proposal)
+    assert q.batch_shape == (len(x),) and q.event_shape == (model.latent_dim,)
+    torch.testing.assert_close(q.mean, mean, rtol=0, atol=0)
+    torch.testing.assert_close(q.logvar, logvar, rtol=0, atol=0)
+    z = q.rsample((3,), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.log_joint(x, z),
+                               model.log_prior(z) + model.log_likelihood(x, z), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="last dimension"):
+        model.log_prior(torch.zeros(3, model.latent_dim + 1))
+    g = [torch.Generator().manual_seed(4) for _ in range(2)]
+    torch.testing.assert_close(model.iwae_bound(x, num_samples=5, generator=g[0]),
+                               estimators.iwae_bound(model, x, q, 5, generator=g[1]))

@@ -1,7 +1,9 @@
 """vaelib: the tested library behind the vae-course chapters.
 
-Flat, one module per idea; nothing runs on import. The maths, the models and the data are
-re-exported here, so ``from vaelib import LinearGaussian`` and ``from vaelib.toy import
+Flat, one module per idea. Importing it runs one thing: :mod:`vaelib.device` sets torch's CPU
+threads once (``fit_threads``: the CPUs this process may use, or ``VAELIB_THREADS``), so every
+chapter trains at the speed the machine allows; nothing else runs. The maths, the models and the
+data are re-exported here, so ``from vaelib import LinearGaussian`` and ``from vaelib.toy import
 LinearGaussian`` are the same. Imported from their own modules instead: the functions named like
 their modules (``from vaelib.evaluate import evaluate``, ``from vaelib.train import train``), the
 command line, and the figures and explorers, so that ``import vaelib`` and ``python -m
@@ -12,8 +14,11 @@ module         holds
 =============  ==========================================================================
 device         default_device, check_device, available_devices, seed_everything, derive_seed,
                fit_threads (torch threads)
-checks         check_tensor, check_finite, check_num_samples, check_last_dim
-gaussian       DiagonalGaussian, FullGaussian, standard_normal
+protocols      LatentVariableModel, SamplesPrior, Proposal (the interfaces of the estimators)
+checks         check_tensor, check_finite, check_num_samples, check_positive_int,
+               check_last_dim, check_dim
+gaussian       DiagonalGaussian, FullGaussian (torch.distributions), standard_normal,
+               standard_normal_log_prob
 kl             gaussian_kl, gaussian_kl_between, mc_kl
 toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)
 estimators     log_mean_exp, naive/importance estimators of log p(x), ESS, ELBO, IWAE
@@ -22,6 +27,7 @@ gradients      score-function and pathwise estimators of the gradient of E_q[f(z
 data           MNIST: bundled subset, verified download and cache, binarization
 likelihoods    p(x|z) by name: Bernoulli, Gaussian (log-prob, mean, output bias, binary data?)
 vae            VAEConfig (presets) and VAE
+atomic         atomic_file, atomic_write_bytes (a file written whole or not at all)
 checkpoint     save_checkpoint, load_checkpoint, load_model, checkpoint_files
 evaluate       evaluate(model, ...): test ELBO, IWAE-K, importance-sampled log-likelihood
 train          train(model, ...), TrainConfig, History, validation_data (not re-exported)
@@ -32,6 +38,10 @@ figures        the course style (COLORS, use_course_style, reference_line), Figu
 explorers      LatentExplorer, LatentMap, Interpolation, PosteriorUncertainty (not re-exported)
 exercises      check_<name> self-checks (``from vaelib.exercises import ...``)
 =============  ==========================================================================
+
+The README's ``vaelib`` section splits them in two: the maths read with the chapters (protocols,
+checks, gaussian, kl, toy, estimators, objectives, gradients, likelihoods, vae), which imports
+nothing from the rest, and the course and run machinery (``tests/test_layout.py`` holds the line).
 """
 
 from .checkpoint import *  # noqa: F401,F403
@@ -45,6 +55,7 @@ from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403
 from .latent import *  # noqa: F401,F403
 from .objectives import *  # noqa: F401,F403
+from .protocols import *  # noqa: F401,F403
 from .toy import *  # noqa: F401,F403
 from .vae import *  # noqa: F401,F403
 

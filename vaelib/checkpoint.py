@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,11 +38,12 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write_bytes
 from .device import check_device
 from .vae import VAE, VAEConfig
 
 __all__ = ["Checkpoint", "CheckpointError", "LegacyCheckpointWarning", "save_checkpoint",
-           "load_checkpoint", "load_model", "checkpoint_files", "saved_epoch", "atomic_write_bytes"]
+           "load_checkpoint", "load_model", "checkpoint_files", "saved_epoch"]
 
 FORMAT = "vaelib-checkpoint-2"  # config.json always records its own SHA-256 (manifest_sha256)
 LEGACY_FORMAT = "vaelib-checkpoint-1"  # manifest_sha256 optional (vaelib before it was required)
@@ -79,27 +79,6 @@ class Checkpoint:
     @property
     def config(self) -> VAEConfig:
         return self.model.config
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then a rename.
-
-    Readers see the old file or the new one, never a partial one (``os.replace`` is atomic).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -21,6 +21,7 @@ without more code. A flag given again with another value is applied and recorded
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -30,12 +31,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (Checkpoint, CheckpointError, atomic_write_bytes, checkpoint_files,
+from .atomic import atomic_write_bytes
+from .checkpoint import (Checkpoint, CheckpointError, checkpoint_files,
                          load_checkpoint, saved_epoch)
 from .data import load_mnist, load_mnist_subset, to_unit_interval
 from .device import check_device, default_device
 from .evaluate import check_memory_budget, default_memory_budget, evaluate
-from .train import (History, TrainConfig, TrainingDivergedError, check_step_memory,
+from .train import (ConfigError, History, TrainConfig, TrainingDivergedError, check_step_memory,
                     objective_settings, train)
 from .vae import PRESETS, VAE, VAEConfig
 
@@ -116,22 +118,12 @@ def parser() -> argparse.ArgumentParser:
     arg("--preset", choices=sorted(PRESETS), default="pytorch-example",
         help="the architecture (default: %(default)s)")
     arg("--latent-dim", type=int, default=None, help="override the preset's latent dimension")
-    arg("--epochs", type=int, default=10, help="epochs in total (default: %(default)s)")
-    arg("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    arg("--lr", type=float, default=1e-3, help="Adam's learning rate (default: %(default)s)")
-    arg("--lr-final", type=float, default=None,
-        help="decay the learning rate geometrically to this by the last epoch")
-    arg("--adam-eps", type=float, default=1e-8, help="Adam's epsilon (default: %(default)s)")
-    arg("--seed", type=int, default=0, help="(default: %(default)s)")
     arg("--device", default=None, help="cpu, cuda, mps, ... (default: the best one present)")
     arg("--data-dir", default=None,
         help="the folder of the MNIST IDX files, for --dataset mnist (default: $VAELIB_DATA, or "
              "the cache folder, downloading into it if needed)")
     arg("--out", default="run", help="the checkpoint folder to write (default: %(default)s)")
     arg("--resume", action="store_true", help="continue the run saved in --out")
-    arg("--checkpoint-every", type=int, default=1, metavar="E",
-        help="save the checkpoint every E epochs and after the last (default: %(default)s; on a "
-             "GPU an epoch can take a tenth of a second, so save less often there, e.g. 50)")
     arg("--validate", action="store_true", help="compute the test-set ELBO after every epoch")
     arg("--eval-samples", type=int, default=0, metavar="K",
         help="after training, estimate the test log-likelihood with K importance samples per "
@@ -144,34 +136,62 @@ def parser() -> argparse.ArgumentParser:
              "default: all of them). The final evaluation always uses every test image")
     arg("--max-images", type=int, default=None, metavar="N",
         help="use only the first N training and test images (a quick try)")
-    arg("--objective", choices=["elbo", "iwae"], default=None,
-        help="the training objective: the ELBO, or the importance-weighted bound IWAE_K (Burda et "
-             "al. 2015; chapter 10). Default: elbo, or the run's own with --resume")
-    arg("--k", type=int, default=None, metavar="K",
-        help="samples per data point: inside IWAE_K's log, or averaged in the ELBO estimate "
-             "(default: 1, or the run's own with --resume)")
-    arg("--encoder-gradient", choices=["plain", "dreg"], default=None,
-        help="the encoder's gradient estimator for --objective iwae: plain (autograd of the bound) "
-             "or dreg (doubly reparameterized, Tucker et al. 2019; its signal does not fade as K "
-             "grows). Default: plain, or the run's own with --resume")
-    arg("--no-progress", action="store_true", help="no progress bar")
-    arg("--no-cuda-graph", action="store_true", help="CUDA: run every step eagerly")
-    arg("--bf16", action="store_true", help="CUDA: bfloat16 autocast")
+    for option in _config_options():  # TrainConfig's fields: defaults and help written there
+        arg(option.flag, dest=option.dest, **option.argparse())
     return p
+
+
+@dataclass(frozen=True)
+class _ConfigOption:
+    """A :class:`TrainConfig` field the command line sets (its ``_option`` metadata)."""
+
+    field: dataclasses.Field
+
+    @property
+    def flag(self) -> str:
+        return self.field.metadata["flag"] or _flag(self.field.name)
+
+    @property
+    def dest(self) -> str:  # the argparse name, as recorded in checkpoints: --k -> k
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def negated(self) -> bool:  # --no-progress sets progress=False
+        return self.flag.startswith("--no-")
+
+    def argparse(self) -> dict:
+        """The ``add_argument`` keywords: type, default and help from the field."""
+        f, meta = self.field, self.field.metadata
+        if isinstance(f.default, bool):
+            return {"action": "store_true", "help": meta["help"]}
+        options = {"type": type(f.default), **meta["argparse"]}
+        if meta["resumed"]:  # None: the run's own value with --resume, else the default
+            return {**options, "default": None,
+                    "help": f"{meta['help']} (default: {f.default}, or the run's own with "
+                            "--resume)"}
+        help = meta["help"] + (" (default: %(default)s)" if f.default is not None else "")
+        return {**options, "default": f.default, "help": help}
+
+    def value(self, args: argparse.Namespace):
+        value = getattr(args, self.dest)
+        return not value if self.negated else value
+
+
+def _config_options() -> list[_ConfigOption]:
+    """The fields of :class:`TrainConfig` that are flags, in the dataclass's order."""
+    return [_ConfigOption(f) for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata]
 
 
 def train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainConfig:
     """The :class:`TrainConfig` the flags ask for. The objective flags left out (``--objective``,
     ``--k``, ``--encoder-gradient``) take the values in ``saved`` (a resumed run's training
     options), or the defaults."""
-    objective = objective_settings(saved)
-    given = {"objective": args.objective, "num_samples": args.k,
-             "encoder_gradient": args.encoder_gradient}
-    objective.update({name: value for name, value in given.items() if value is not None})
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       lr_final=args.lr_final, adam_eps=args.adam_eps, seed=args.seed,
-                       checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                       cuda_graph=not args.no_cuda_graph, bf16=args.bf16, **objective)
+    resumed = objective_settings(saved)
+    values = {option.field.name: option.value(args) for option in _config_options()}
+    for name, value in values.items():
+        if value is None and name in resumed:
+            values[name] = resumed[name]
+    return TrainConfig(**values)
 
 
 def _flag(name: str) -> str:
@@ -209,9 +229,9 @@ def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainC
     --encoder-gradient dreg with the ELBO)."""
     try:
         return train_config(args, saved)
-    except ValueError as err:
-        name = str(err).split()[0].split("=")[0]  # TrainConfig's messages start with the field
-        raise SystemExit(f"{_flag(name) if name in vars(args) else 'error'}: {err}") from None
+    except ConfigError as err:
+        flags = {option.field.name: option.flag for option in _config_options()}
+        raise SystemExit(f"{flags.get(err.field, 'error')}: {err}") from None
 
 
 def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> None:

@@ -1,18 +1,18 @@
 """MNIST for the course: the bundled offline subset, full MNIST (verified, cached), binarization.
 
 - :func:`load_mnist_subset` returns the first 10,000 training and first 2,000 test images of MNIST,
-  bundled with vaelib (``vaelib/data/mnist_subset.npz``, built by ``scripts/make_mnist_subset.py``), so
-  every chapter runs offline.
+  bundled with vaelib (``vaelib/data/mnist_subset.npz``, built by
+  ``scripts/make_mnist_subset.py``), so every chapter runs offline.
 - :func:`load_mnist` returns full MNIST from a folder of the four IDX files (``.gz`` or raw),
   downloading them into that folder when missing. Every file is accepted only if the SHA-256 of its
-  *decompressed* content is that of the original MNIST file, so any gzip of the real files passes and
-  nothing else does. Downloads go to a temporary file that is renamed only once verified, so an
+  *decompressed* content is that of the original MNIST file, so any gzip of the real files passes
+  and nothing else does. Downloads go to a temporary file that is renamed only once verified, so an
   interrupted or corrupt download never leaves a file that later passes as good. Downloaded files
   get the permissions the umask gives (0644 under umask 022), so a shared ``VAELIB_DATA`` folder is
   readable by every user; temporary files left by a killed download are removed once stale.
 - A Bernoulli likelihood needs binary data: :func:`binarize` draws x ~ Bernoulli(pixel) afresh (for
-  training, "dynamic binarization"), :func:`fixed_binarization` once with a fixed seed (for the test set,
-  so test log-likelihoods are comparable across runs and with Burda et al., 2015).
+  training, "dynamic binarization"), :func:`fixed_binarization` once with a fixed seed (for the
+  test set, so test log-likelihoods are comparable across runs and with Burda et al., 2015).
 
 MNIST: Yann LeCun, Corinna Cortes and Christopher J. C. Burges; licence CC BY-SA 3.0.
 """
@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .atomic import atomic_file
 
 __all__ = [
     "MNIST",
@@ -87,8 +88,8 @@ class MNIST:
     test_labels: torch.Tensor
 
     def __repr__(self) -> str:
-        return (f"MNIST(train={tuple(self.train_images.shape)}, test={tuple(self.test_images.shape)}, "
-                f"dtype={self.train_images.dtype})")
+        return (f"MNIST(train={tuple(self.train_images.shape)}, "
+                f"test={tuple(self.test_images.shape)}, dtype={self.train_images.dtype})")
 
 
 # ---------------------------------------------------------------------------------------- IDX files
@@ -101,9 +102,9 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
         raise IDXError(f"{name} is truncated: {len(data)} bytes, fewer than the 4-byte header.")
     if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise IDXError(
-            f"{name} is not an unsigned-byte IDX file: its magic number is {data[:4].hex()} (expected "
-            "0000 08 followed by the number of dimensions). Is it an MNIST file, and was it "
-            "decompressed correctly?")
+            f"{name} is not an unsigned-byte IDX file: its magic number is {data[:4].hex()} "
+            "(expected 0000 08 followed by the number of dimensions). Is it an MNIST file, and was "
+            "it decompressed correctly?")
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
@@ -124,8 +125,8 @@ def _read_bytes(path: Path) -> bytes:
         try:
             return gzip.decompress(raw)
         except (OSError, EOFError) as err:
-            raise IDXError(f"{path} is a damaged gzip file ({err}). Delete it and download it again."
-                           ) from err
+            raise IDXError(f"{path} is a damaged gzip file ({err}). Delete it and download it "
+                           "again.") from err
     return raw
 
 
@@ -135,7 +136,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return parse_idx(_read_bytes(path), name=str(path))
 
 
-# ---------------------------------------------------------------------------------------- full MNIST
+# ------------------------------------------------------------------------------------ full MNIST
 
 def default_data_dir() -> Path:
     """Where full MNIST lives when no ``root`` is given: ``$VAELIB_DATA`` if set, else the per-user
@@ -178,48 +179,40 @@ def _remove_stale_parts(folder: Path) -> None:
                 pass
 
 
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 def _verified_content(path: Path, sha256: str) -> bytes:
     content = _read_bytes(path)
     digest = hashlib.sha256(content).hexdigest()
     if digest != sha256:
         raise IDXError(
             f"{path} is not the original MNIST file: the SHA-256 of its decompressed content is "
-            f"{digest}, expected {sha256}. Delete it (vaelib will download a fresh copy) or replace it "
-            "with the real file.")
+            f"{digest}, expected {sha256}. Delete it (vaelib will download a fresh copy) or "
+            "replace it with the real file.")
     return content
 
 
-def _download(stem: str, sha256: str, folder: Path, mirrors: tuple[str, ...], timeout: float) -> Path:
+def _download(stem: str, sha256: str, folder: Path, mirrors: tuple[str, ...],
+              timeout: float) -> Path:
     """Download ``stem``.gz into ``folder`` from the first mirror that serves the right content."""
     target = folder / f"{stem}.gz"
     errors = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{stem}.gz"
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        try:  # atomic: the good file appears whole, or not at all
+            with atomic_file(target, suffix=".part") as (out, tmp), \
+                    urllib.request.urlopen(url, timeout=timeout) as response:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
-            _verified_content(tmp, sha256)  # raises unless the content is the real file
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it normal permissions
-            os.replace(tmp, target)  # atomic: the good file appears whole, or not at all
+                out.flush()
+                _verified_content(tmp, sha256)  # raises unless the content is the real file
             return target
         except (OSError, http.client.HTTPException, IDXError, ValueError) as err:
             errors.append(f"{url}: {type(err).__name__}: {err}")
-        finally:
-            tmp.unlink(missing_ok=True)
     raise ConnectionError(
         f"Could not download {stem}.gz from any mirror:\n  " + "\n  ".join(errors) + "\n"
-        f"If you are offline, copy the four MNIST files ({', '.join(s for s, _ in MNIST_FILES.values())}; "
-        f".gz or raw) into {folder} (or point the VAELIB_DATA environment variable or `root=` at a "
-        "folder that has them), or use load_mnist_subset(), which is bundled with vaelib.")
+        "If you are offline, copy the four MNIST files "
+        f"({', '.join(s for s, _ in MNIST_FILES.values())}; .gz or raw) into {folder} (or "
+        "point the VAELIB_DATA environment variable or `root=` at a folder that has them), or "
+        "use load_mnist_subset(), which is bundled with vaelib.")
 
 
 def load_mnist(root: str | os.PathLike | None = None, download: bool = True,
@@ -227,8 +220,9 @@ def load_mnist(root: str | os.PathLike | None = None, download: bool = True,
     """Full MNIST: 60,000 training and 10,000 test images with their labels.
 
     Args:
-        root: a folder holding the four IDX files (``.gz`` or raw). Defaults to ``$VAELIB_DATA``, else
-            the per-user cache folder (see :func:`default_data_dir`), which is created if needed.
+        root: a folder holding the four IDX files (``.gz`` or raw). Defaults to ``$VAELIB_DATA``,
+            else the per-user cache folder (see :func:`default_data_dir`), which is created if
+            needed.
         download: fetch missing files from ``mirrors`` into that folder.
         mirrors: base URLs tried in order.
         timeout: seconds to wait for a mirror to answer.
@@ -240,13 +234,14 @@ def load_mnist(root: str | os.PathLike | None = None, download: bool = True,
         folder = Path(root).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(
-                f"root={str(root)!r} is not an existing folder. Pass the folder that holds the MNIST "
-                "IDX files, or root=None to use $VAELIB_DATA or the cache folder.")
+                f"root={str(root)!r} is not an existing folder. Pass the folder that holds the "
+                "MNIST IDX files, or root=None to use $VAELIB_DATA or the cache folder.")
     else:
         folder = default_data_dir()
         if "VAELIB_DATA" in os.environ and not folder.is_dir():
             raise FileNotFoundError(f"VAELIB_DATA={os.environ['VAELIB_DATA']!r} is not an existing "
-                                    "folder. Create it, or unset VAELIB_DATA to use the cache folder.")
+                                    "folder. Create it, or unset VAELIB_DATA to use the cache "
+                                    "folder.")
         folder.mkdir(parents=True, exist_ok=True)
 
     _remove_stale_parts(folder)
@@ -268,15 +263,16 @@ def _as_tensors(arrays: dict[str, np.ndarray]) -> MNIST:
                                                     np.uint8)) for key, value in arrays.items()})
 
 
-# ---------------------------------------------------------------------------------------- the subset
+# ------------------------------------------------------------------------------------ the subset
 
 def load_mnist_subset() -> MNIST:
-    """The bundled subset: the first 10,000 training and first 2,000 test images of MNIST (offline)."""
+    """The bundled subset: the first 10,000 training and 2,000 test images of MNIST (offline)."""
     resource = resources.files("vaelib") / "data" / "mnist_subset.npz"
     if not resource.is_file():
         raise FileNotFoundError(
-            f"The bundled MNIST subset is missing ({resource}). Reinstall vaelib, or rebuild it with "
-            "`python -m scripts.make_mnist_subset --source DIR` from the four MNIST IDX files.")
+            f"The bundled MNIST subset is missing ({resource}). Reinstall vaelib, or rebuild it "
+            "with `python -m scripts.make_mnist_subset --source DIR` from the four MNIST IDX "
+            "files.")
     with resources.as_file(resource) as path, np.load(path) as npz:
         return _as_tensors({key: npz[key] for key in MNIST_FILES})
 
@@ -296,7 +292,8 @@ def _check_unit(x: torch.Tensor) -> None:
                         "convert uint8 images with to_unit_interval first.")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError("binarization needs grey levels in [0, 1] (they are Bernoulli "
-                         f"probabilities), got values in [{x.min().item():.3g}, {x.max().item():.3g}].")
+                         f"probabilities), got values in [{x.min().item():.3g}, "
+                         f"{x.max().item():.3g}].")
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Estimators of the marginal likelihood log p(x) and its lower bounds (ch. 2-5).
 
-Written once for any model with the protocol of :mod:`vaelib.toy` (``log_joint``,
-``log_likelihood``, ``sample_prior``) and any proposal q(z|x) with ``rsample`` and ``log_prob``
-(:class:`vaelib.gaussian.DiagonalGaussian`, :class:`vaelib.gaussian.FullGaussian`), so the toy
+Written once for any :class:`vaelib.protocols.LatentVariableModel` (``log_joint``,
+``log_likelihood``; ``sample_prior`` for naive Monte Carlo) and any
+:class:`vaelib.protocols.Proposal` q(z|x) (``rsample(sample_shape)``, ``log_prob``: e.g.
+:class:`vaelib.gaussian.DiagonalGaussian`, :class:`vaelib.gaussian.FullGaussian`), so the toy
 models and the neural VAE share them. Shapes: x ``(N, D)``, z ``(K, N, d)``, log-weights ``(K, N)``;
 every estimator returns one value per data point, ``(N,)``.
 
@@ -18,11 +19,11 @@ the full ``(K, N)`` matrix, so they are exact and gradients still flow through `
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from .checks import check_num_samples, check_tensor
+from .checks import check_dim, check_num_samples, check_tensor
+from .protocols import LatentVariableModel, Proposal, SamplesPrior
 
 __all__ = [
     "log_mean_exp",
@@ -33,17 +34,6 @@ __all__ = [
     "elbo",
     "iwae_bound",
 ]
-
-
-def check_dim(name: str, value: torch.Tensor, dim: object) -> int:
-    """``dim`` must be an int naming a dimension of ``value`` (negative counts from the end)."""
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {type(dim).__name__} ({dim!r}).")
-    if not -value.dim() <= dim < value.dim():
-        raise ValueError(f"dim={dim} is not a dimension of {name}, which has {value.dim()} "
-                         f"dimension(s) (shape {tuple(value.shape)}): use a dim from "
-                         f"{-value.dim()} to {value.dim() - 1}.")
-    return dim
 
 
 def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.Tensor:
@@ -66,14 +56,22 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0, keepdim: bool = False) -> torch.
     return torch.logsumexp(a, dim=dim, keepdim=keepdim) - math.log(a.shape[dim])
 
 
+def _rsample(proposal: Proposal, sample_shape: tuple[int, ...], generator) -> torch.Tensor:
+    """``proposal.rsample(sample_shape)``, passing ``generator`` only when there is one (a
+    ``torch.distributions`` proposal takes none)."""
+    if generator is None:
+        return proposal.rsample(sample_shape)
+    return proposal.rsample(sample_shape, generator=generator)
+
+
 def _check_chunk_size(chunk_size: int | None, num_samples: int) -> int:
     return num_samples if chunk_size is None else check_num_samples(chunk_size, "chunk_size")
 
 
 def log_importance_weights(
-    model: Any,
+    model: LatentVariableModel,
     x: torch.Tensor,
-    proposal: Any,
+    proposal: Proposal,
     num_samples: int,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -83,7 +81,7 @@ def log_importance_weights(
     Args:
         model: has ``log_joint(x, z)`` (x ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``).
         x: ``(N, D)`` data.
-        proposal: q(z|x) for the N data points: ``rsample(K, generator)`` -> ``(K, N, d)`` and
+        proposal: q(z|x) for the N data points: ``rsample((K,))`` -> ``(K, N, d)`` and
             ``log_prob(z)`` -> ``(K, N)``.
         num_samples: K >= 1.
         generator: optional ``torch.Generator`` (may live on the CPU while the model is on a GPU).
@@ -96,13 +94,13 @@ def log_importance_weights(
     chunk_size = _check_chunk_size(chunk_size, num_samples)
     chunks = []
     for start in range(0, num_samples, chunk_size):
-        z = proposal.rsample(min(chunk_size, num_samples - start), generator=generator)  # (k, N, d)
+        z = _rsample(proposal, (min(chunk_size, num_samples - start),), generator)  # (k, N, d)
         chunks.append(model.log_joint(x, z) - proposal.log_prob(z))  # (k, N)
     return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def naive_mc_log_marginal(
-    model: Any,
+    model: SamplesPrior,
     x: torch.Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
@@ -132,9 +130,9 @@ def naive_mc_log_marginal(
 
 
 def importance_log_marginal(
-    model: Any,
+    model: LatentVariableModel,
     x: torch.Tensor,
-    proposal: Any,
+    proposal: Proposal,
     num_samples: int,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -172,9 +170,9 @@ def effective_sample_size(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def elbo(
-    model: Any,
+    model: LatentVariableModel,
     x: torch.Tensor,
-    proposal: Any,
+    proposal: Proposal,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -192,9 +190,9 @@ def elbo(
 
 
 def iwae_bound(
-    model: Any,
+    model: LatentVariableModel,
     x: torch.Tensor,
-    proposal: Any,
+    proposal: Proposal,
     num_samples: int,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,

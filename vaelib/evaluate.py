@@ -38,7 +38,8 @@ from . import estimators
 from .checks import check_num_samples
 from .data import fixed_binarization
 from .device import derive_seed
-from .gaussian import LOG_2PI, DiagonalGaussian
+from .gaussian import DiagonalGaussian
+from .protocols import LatentVariableModel
 
 __all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
            "default_memory_budget", "check_memory_budget"]
@@ -112,28 +113,19 @@ def check_memory_budget(config, num_samples: int, memory_budget: object) -> int:
     return budget
 
 
-class _PresampledGaussian:
-    """q(z|x) whose noise was drawn in advance: each ``rsample(k)`` returns the next k samples.
+def _log_weights(model: LatentVariableModel, x: torch.Tensor, q: DiagonalGaussian,
+                 eps: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``log w_k = log p(x, z_k) - log q(z_k|x)`` at ``z_k = μ + σ ⊙ eps_k`` for noise drawn in
+    advance, ``eps (K, n, d) -> (K, n)``, ``chunk_size`` samples at a time.
 
-    ``log_prob`` of the samples just returned is computed from their noise (exact, in log space).
+    ``log q`` is computed from the noise itself (:meth:`DiagonalGaussian.log_prob_of_noise`:
+    ``(z - μ) / σ = eps`` exactly, no round-off).
     """
-
-    def __init__(self, q: DiagonalGaussian, eps: torch.Tensor):
-        self.q, self.eps, self.used = q, eps, 0  # eps: (K, n, d)
-        self.last = None  # (z, eps) of the last rsample
-
-    def rsample(self, num_samples: int, generator=None) -> torch.Tensor:
-        eps = self.eps[self.used:self.used + num_samples]  # (k, n, d)
-        self.used += num_samples
-        z = self.q.mean + self.q.std * eps  # z = mu + σ ⊙ eps, (k, n, d)
-        self.last = (z, eps)
-        return z
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        if self.last is None or z is not self.last[0]:
-            return self.q.log_prob(z)
-        eps = self.last[1]  # (z - μ) / σ = eps exactly: log q = -½ Σ_j (log 2π + logvar_j + eps_j²)
-        return -0.5 * (LOG_2PI + self.q.logvar + eps.square()).sum(dim=-1)  # (k, n)
+    chunks = []
+    for eps_chunk in eps.split(chunk_size):  # (k, n, d)
+        z = q.reparameterize(eps_chunk)
+        chunks.append(model.log_joint(x, z) - q.log_prob_of_noise(eps_chunk))  # (k, n)
+    return torch.cat(chunks)
 
 
 def _check_weights(log_w: torch.Tensor, q: DiagonalGaussian, first: int) -> None:
@@ -211,10 +203,9 @@ def evaluate(model, x: torch.Tensor, num_samples: int = 5000, iwae_samples: int 
         for first in range(0, len(x), n_chunk):
             x_chunk = x[first:first + n_chunk]  # (n, D)
             eps = _noise(first, len(x_chunk), num_samples, model.latent_dim, seed, x.device)
-            q = _PresampledGaussian(model.approximate_posterior(x_chunk), eps)  # eps: (K, n, d)
-            log_w = estimators.log_importance_weights(  # (K, n)
-                model, x_chunk, q, num_samples, chunk_size=k_chunk)
-            _check_weights(log_w, q.q, first)
+            q = model.posterior(x_chunk)  # q(z|x) over (n, d); eps: (K, n, d)
+            log_w = _log_weights(model, x_chunk, q, eps, k_chunk)  # (K, n)
+            _check_weights(log_w, q, first)
             results["log_likelihood"].append(estimators.log_mean_exp(log_w, dim=0).cpu())
             results["elbo"].append(log_w.mean(dim=0).cpu())
             grouped = log_w[:groups * iwae_samples].reshape(groups, iwae_samples, -1)  # (K/k, k, n)

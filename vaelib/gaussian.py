@@ -1,7 +1,11 @@
 """Gaussian distributions for latent variables: the encoder's q(z|x) and the exact posteriors.
 
-Two classes share one protocol (``rsample``, ``sample``, ``log_prob``, ``entropy``), so every
-estimator in :mod:`vaelib.estimators` accepts either as a proposal q(z|x):
+Both classes are ``torch.distributions.Distribution`` subclasses with its names
+(``rsample(sample_shape)``, ``sample``, ``log_prob``, ``entropy``, ``mean``, ``variance``,
+``stddev``, ``batch_shape``, ``event_shape``, ``validate_args``): the
+:class:`vaelib.protocols.Proposal` protocol, so every estimator in :mod:`vaelib.estimators`
+accepts either as a proposal q(z|x), and
+``torch.distributions.kl_divergence`` knows their KL (registered in :mod:`vaelib.kl`):
 
 - :class:`DiagonalGaussian` ``N(mean, diag(exp(logvar)))`` -- what a VAE encoder outputs (ch. 7);
 - :class:`FullGaussian` ``N(mean, cov)`` with a Cholesky factor ``L`` (``cov = L Lᵀ``) -- the exact
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Sequence
+
 import torch
+from torch.distributions import Distribution, constraints
 
 from .checks import check_finite, check_last_dim, check_num_samples, check_tensor
 
-__all__ = ["DiagonalGaussian", "FullGaussian", "standard_normal"]
+__all__ = ["DiagonalGaussian", "FullGaussian", "standard_normal", "standard_normal_log_prob"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -47,22 +54,110 @@ def standard_normal(
     return eps.to(device)
 
 
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; 0, I) = -½ Σ_j (z_j² + log 2π)``: ``(..., d) -> (...)`` (ch. 1).
+
+    The prior ``log p(z)`` of every model in the course (the toy models and the VAE).
+    """
+    return -0.5 * (z.square() + LOG_2PI).sum(dim=-1)
+
+
+def _sample_shape(sample_shape: int | Sequence[int]) -> torch.Size:
+    """``sample_shape`` as a ``torch.Size``: an int K means ``(K,)``; every entry must be >= 1."""
+    name = "num_samples (sample_shape)"
+    if not isinstance(sample_shape, (tuple, list, torch.Size)):
+        return torch.Size((check_num_samples(sample_shape, name),))  # an int K: (K,)
+    return torch.Size(check_num_samples(k, name) for k in sample_shape)
+
+
+class _Gaussian(Distribution):
+    """What both Gaussians share: ``torch.distributions``' names and reparameterized sampling.
+
+    Subclasses set ``_mean`` ``(..., d)`` and define :meth:`_scale_noise` (``eps -> scale · eps``).
+    """
+
+    arg_constraints: dict = {}  # the constructors check their arguments themselves
+    support = constraints.real_vector
+    has_rsample = True
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The mean μ, shape ``(..., d)``."""
+        return self._mean
+
+    @property
+    def latent_dim(self) -> int:
+        """d, the size of the last dimension (``event_shape == (d,)``)."""
+        return self._mean.shape[-1]
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        """The marginal standard deviations σ, shape ``(..., d)``."""
+        return self.variance.sqrt()
+
+    @property
+    def validate_args(self) -> bool:
+        """Whether the constructor checked its arguments (finite values, symmetry)."""
+        return bool(self._validate_args)
+
+    def _scale_noise(self, eps: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def rsample(
+        self,
+        sample_shape: int | Sequence[int] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Reparameterized samples ``z = μ + scale · eps``, ``eps ~ N(0, I)`` (ch. 7).
+
+        Returns ``(*sample_shape, ..., d)``: ``(K, ..., d)`` for ``sample_shape=(K,)`` (an int K
+        means ``(K,)``), ``(..., d)`` for the default ``()``; differentiable with respect to the
+        parameters.
+        """
+        return self.reparameterize(self.standard_noise(sample_shape, generator))
+
+    def standard_noise(
+        self, sample_shape: int | Sequence[int] = torch.Size(), generator=None
+    ) -> torch.Tensor:
+        """``eps ~ N(0, I)`` of shape ``(*sample_shape, ..., d)``: what :meth:`rsample` draws."""
+        shape = self._extended_shape(_sample_shape(sample_shape))
+        return standard_normal(
+            shape, dtype=self._mean.dtype, device=self._mean.device, generator=generator
+        )
+
+    def reparameterize(self, eps: torch.Tensor) -> torch.Tensor:
+        """``z = μ + scale · eps`` for standard-normal noise ``eps`` ``(K, ..., d)`` (ch. 7)."""
+        return self._mean + self._scale_noise(eps)  # (K, ..., d), broadcasting over K
+
+    def sample(
+        self,
+        sample_shape: int | Sequence[int] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Like :meth:`rsample`, without gradients."""
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, d={self.latent_dim})"
+
+
 # ---------------------------------------------------------------------------------------------
 # Diagonal Gaussian: the encoder's q(z|x).
 # ---------------------------------------------------------------------------------------------
 
 
-class DiagonalGaussian:
+class DiagonalGaussian(_Gaussian):
     """``N(mean, diag(σ²))`` with ``σ² = exp(logvar)``: the VAE's encoder distribution (ch. 6-7).
 
     Args:
         mean: ``(..., d)`` means μ.
         logvar: ``(..., d)`` log-variances log σ², same shape as ``mean``.
-        validate: check that the shapes match and the values are finite (reading the values is a
-            host sync on a GPU: a training loop may pass ``validate=False``).
+        validate_args: check that the values are finite (the shapes are always checked; reading
+            the values is a host sync on a GPU: a training loop may pass ``validate_args=False``).
     """
 
-    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, *, validate: bool = True):
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, *, validate_args: bool = True):
         check_tensor("mean", mean, min_dim=1)
         check_tensor("logvar", logvar, min_dim=1)
         if mean.shape != logvar.shape:
@@ -75,49 +170,26 @@ class DiagonalGaussian:
                 f"mean and logvar must share dtype and device, got {mean.dtype}/{mean.device} and "
                 f"{logvar.dtype}/{logvar.device}."
             )
-        if validate:
+        if validate_args:
             check_finite("mean", mean)
             check_finite("logvar", logvar)
-        self.mean = mean
+        self._mean = mean
         self.logvar = logvar
+        super().__init__(mean.shape[:-1], mean.shape[-1:], validate_args=validate_args)
 
     @property
-    def var(self) -> torch.Tensor:
+    def variance(self) -> torch.Tensor:
         """σ² = exp(logvar), shape ``(..., d)``."""
         return self.logvar.exp()
 
     @property
-    def std(self) -> torch.Tensor:
+    def stddev(self) -> torch.Tensor:
         """σ = exp(logvar / 2), shape ``(..., d)``."""
         return (0.5 * self.logvar).exp()
 
-    @property
-    def latent_dim(self) -> int:
-        """d, the size of the last dimension."""
-        return self.mean.shape[-1]
-
-    def rsample(
-        self, num_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Reparameterized samples ``z = μ + σ ⊙ eps``, ``eps ~ N(0, I)`` (ch. 7).
-
-        Returns ``(K, ..., d)`` for ``num_samples=K``, or ``(..., d)`` when ``num_samples`` is
-        None; differentiable with respect to ``mean`` and ``logvar``.
-        """
-        shape = self.mean.shape
-        if num_samples is not None:
-            shape = (check_num_samples(num_samples), *shape)
-        eps = standard_normal(
-            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
-        )
-        return self.mean + self.std * eps  # (K, ..., d), broadcasting over K
-
-    def sample(
-        self, num_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Like :meth:`rsample`, without gradients."""
-        with torch.no_grad():
-            return self.rsample(num_samples, generator)
+    def _scale_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``σ ⊙ eps`` (ch. 7)."""
+        return self.stddev * eps
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """``log q(z) = -½ Σ_j [log 2π + log σ_j² + (z_j - μ_j)² / σ_j²]`` (ch. 6).
@@ -134,12 +206,17 @@ class DiagonalGaussian:
         sq = (z - self.mean).square() * torch.exp(-self.logvar)
         return -0.5 * (LOG_2PI + self.logvar + sq).sum(dim=-1)
 
+    def log_prob_of_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``log q(z)`` at ``z = reparameterize(eps)``: ``-½ Σ_j (log 2π + log σ_j² + eps_j²)``.
+
+        The same number as ``log_prob(z)`` computed from the noise itself: ``(z - μ) / σ = eps``
+        exactly, with no round-off from forming z first. ``(K, ..., d) -> (K, ...)``.
+        """
+        return -0.5 * (LOG_2PI + self.logvar + eps.square()).sum(dim=-1)
+
     def entropy(self) -> torch.Tensor:
         """``H[q] = ½ Σ_j (1 + log 2π + log σ_j²)``, shape ``(...)`` (ch. 6)."""
         return 0.5 * (1.0 + LOG_2PI + self.logvar).sum(dim=-1)
-
-    def __repr__(self) -> str:
-        return f"DiagonalGaussian(batch_shape={tuple(self.mean.shape[:-1])}, d={self.latent_dim})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,20 +224,20 @@ class DiagonalGaussian:
 # ---------------------------------------------------------------------------------------------
 
 
-class FullGaussian:
+class FullGaussian(_Gaussian):
     """``N(mean, cov)`` with ``cov = L Lᵀ`` (Cholesky factor ``L``, lower triangular) (ch. 3, 5).
 
     Args:
         mean: ``(..., d)`` means.
         cov: ``(d, d)`` covariance shared by every batch entry, or ``(..., d, d)`` one per entry;
             must be symmetric positive definite.
-        validate: check finiteness and symmetry (a host sync on a GPU).
+        validate_args: check finiteness and symmetry (a host sync on a GPU).
 
     Used as a proposal q(z|x) = p(z|x) for :class:`vaelib.toy.LinearGaussian` (whose posterior
     covariance is the same for every x), and to write log p(x) = log N(x; b, W Wᵀ + s² I).
     """
 
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, *, validate: bool = True):
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, *, validate_args: bool = True):
         check_tensor("mean", mean, min_dim=1)
         check_tensor("cov", cov, min_dim=2)
         d = mean.shape[-1]
@@ -169,7 +246,7 @@ class FullGaussian:
                 f"cov must have shape (d, d) or (..., d, d) with d={d} (the last dim of mean), "
                 f"got {tuple(cov.shape)}."
             )
-        if validate:
+        if validate_args:
             check_finite("mean", mean)
             check_finite("cov", cov)
             if not torch.allclose(cov, cov.mT, rtol=1e-6, atol=1e-10):
@@ -180,44 +257,20 @@ class FullGaussian:
                 "cov is not positive definite (its Cholesky factorization failed); "
                 "a covariance needs strictly positive eigenvalues."
             )
-        self.mean = mean
+        self._mean = mean
         self.cov = cov
         self.scale_tril = scale_tril
+        batch_shape = torch.broadcast_shapes(mean.shape[:-1], cov.shape[:-2])
+        super().__init__(batch_shape, mean.shape[-1:], validate_args=validate_args)
 
     @property
-    def var(self) -> torch.Tensor:
+    def variance(self) -> torch.Tensor:
         """The marginal variances, the diagonal of ``cov``: ``(..., d)``."""
         return torch.diagonal(self.cov, dim1=-2, dim2=-1).expand_as(self.mean)
 
-    @property
-    def std(self) -> torch.Tensor:
-        """The marginal standard deviations: ``(..., d)``."""
-        return self.var.sqrt()
-
-    @property
-    def latent_dim(self) -> int:
-        """d, the size of the last dimension."""
-        return self.mean.shape[-1]
-
-    def rsample(
-        self, num_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Reparameterized samples ``z = mean + L eps``, ``eps ~ N(0, I)``: ``(K, ..., d)``."""
-        shape = self.mean.shape
-        if num_samples is not None:
-            shape = (check_num_samples(num_samples), *shape)
-        eps = standard_normal(
-            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
-        )
-        # (L eps)_i = Σ_j L_ij eps_j for every batch entry: (d, d) @ (K, ..., d, 1)
-        return self.mean + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
-
-    def sample(
-        self, num_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Like :meth:`rsample`, without gradients."""
-        with torch.no_grad():
-            return self.rsample(num_samples, generator)
+    def _scale_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """``L eps``: ``(L eps)_i = Σ_j L_ij eps_j`` per batch entry, ``(d, d) @ (..., d, 1)``."""
+        return (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
 
     def _whiten(self, z: torch.Tensor) -> torch.Tensor:
         """``y = L⁻¹ (z - mean)``, so that ``(z - m)ᵀ cov⁻¹ (z - m) = |y|²``."""
@@ -251,6 +304,3 @@ class FullGaussian:
         # + zeros of shape (...): a shared (d, d) covariance gives one entropy per batch entry
         half_log_det = self._half_log_det() + torch.zeros_like(self.mean[..., 0])
         return 0.5 * self.latent_dim * (1.0 + LOG_2PI) + half_log_det
-
-    def __repr__(self) -> str:
-        return f"FullGaussian(batch_shape={tuple(self.mean.shape[:-1])}, d={self.latent_dim})"

@@ -27,7 +27,7 @@ Both functions return **per-sample** estimates, one per draw ``z_k``: shape ``(K
 ``μ`` and for ``log σ²``. Their mean over ``K`` is the usual K-sample estimate; their spread is what
 the chapter compares. ``GradientSamples.mean()`` and ``.std_error()`` summarize them.
 
-Shapes: ``mu``/``logvar`` are ``(..., d)`` (``...`` any batch shape, e.g. several parameter
+Shapes: ``mean``/``logvar`` are ``(..., d)`` (``...`` any batch shape, e.g. several parameter
 settings at once); ``f`` maps ``z`` of shape ``(K, ..., d)`` to values ``(K, ...)`` and must act on
 each ``z[k, ...]`` row separately (the usual case: a sum over the last dim).
 """
@@ -40,7 +40,7 @@ from typing import NamedTuple
 import torch
 
 from .checks import check_num_samples, check_tensor
-from .gaussian import DiagonalGaussian, standard_normal
+from .gaussian import DiagonalGaussian
 
 __all__ = ["GradientSamples", "score_function_gradient", "pathwise_gradient"]
 
@@ -48,19 +48,19 @@ ScalarFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
 class GradientSamples(NamedTuple):
-    """Per-sample gradient estimates of ``E_q[f(z)]`` (unpacks as ``grad_mu, grad_logvar``).
+    """Per-sample gradient estimates of ``E_q[f(z)]`` (unpacks as ``grad_mean, grad_logvar``).
 
     Attributes:
-        mu: ``(K, ..., d)`` estimates of ``∇_μ E_q[f(z)]``, one per sample ``z_k``.
-        logvar: ``(K, ..., d)`` estimates of ``∇_{log σ²} E_q[f(z)]``.
+        grad_mean: ``(K, ..., d)`` estimates of ``∇_μ E_q[f(z)]``, one per sample ``z_k``.
+        grad_logvar: ``(K, ..., d)`` estimates of ``∇_{log σ²} E_q[f(z)]``.
     """
 
-    mu: torch.Tensor
-    logvar: torch.Tensor
+    grad_mean: torch.Tensor
+    grad_logvar: torch.Tensor
 
     def mean(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The K-sample estimates ``(1/K) Σ_k``: two tensors of shape ``(..., d)``."""
-        return self.mu.mean(dim=0), self.logvar.mean(dim=0)
+        return self.grad_mean.mean(dim=0), self.grad_logvar.mean(dim=0)
 
     def std_error(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Standard errors of :meth:`mean`: sample std (Bessel-corrected) / sqrt(K), ``(..., d)``.
@@ -69,15 +69,15 @@ class GradientSamples(NamedTuple):
         pathwise estimator); approximate for the leave-one-out baseline, whose estimates are
         slightly correlated. Needs K >= 2.
         """
-        num_samples = self.mu.shape[0]
+        num_samples = self.grad_mean.shape[0]
         if num_samples < 2:
             raise ValueError("a standard error needs at least 2 samples; use num_samples >= 2.")
         scale = num_samples**-0.5
-        return self.mu.std(dim=0) * scale, self.logvar.std(dim=0) * scale
+        return self.grad_mean.std(dim=0) * scale, self.grad_logvar.std(dim=0) * scale
 
 
 def _prepare(
-    f: object, mu: torch.Tensor, logvar: torch.Tensor, num_samples: object
+    f: object, mean: torch.Tensor, logvar: torch.Tensor, num_samples: object
 ) -> DiagonalGaussian:
     """Validate the arguments shared by both estimators; return q with detached parameters."""
     if not callable(f):
@@ -86,10 +86,10 @@ def _prepare(
             "f=lambda z: z.square().sum(dim=-1)."
         )
     check_num_samples(num_samples)
-    check_tensor("mu", mu, min_dim=1)
+    check_tensor("mean", mean, min_dim=1)
     check_tensor("logvar", logvar, min_dim=1)
     # The estimators *return* gradients: they never backpropagate into the caller's graph.
-    return DiagonalGaussian(mu.detach(), logvar.detach())
+    return DiagonalGaussian(mean.detach(), logvar.detach())
 
 
 def _check_values(values: object, z: torch.Tensor) -> torch.Tensor:
@@ -111,16 +111,15 @@ def _check_values(values: object, z: torch.Tensor) -> torch.Tensor:
 
 
 def _draw(q: DiagonalGaussian, num_samples: int, generator: torch.Generator | None):
-    """``eps ~ N(0, I)`` and ``z = μ + σ ⊙ eps``, both ``(K, ..., d)``, as ``q.rsample`` does."""
-    eps = standard_normal(
-        (num_samples, *q.mean.shape), dtype=q.mean.dtype, device=q.mean.device, generator=generator
-    )
-    return eps, q.mean + q.std * eps
+    """``eps ~ N(0, I)`` and ``z = μ + σ ⊙ eps``, both ``(K, ..., d)``: ``q.rsample((K,))``'s
+    draw (the same numbers for the same generator), keeping the noise the estimators need."""
+    eps = q.standard_noise((num_samples,), generator)
+    return eps, q.reparameterize(eps)
 
 
 def score_function_gradient(
     f: ScalarFunction,
-    mu: torch.Tensor,
+    mean: torch.Tensor,
     logvar: torch.Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
@@ -139,20 +138,20 @@ def score_function_gradient(
 
     Args:
         f: maps ``z`` ``(K, ..., d)`` to values ``(K, ...)``, row by row.
-        mu: ``(..., d)`` means μ (detached: the result is a gradient, not part of a graph).
+        mean: ``(..., d)`` means μ (detached: the result is a gradient, not part of a graph).
         logvar: ``(..., d)`` log-variances log σ².
         num_samples: K >= 1 draws per batch entry.
         generator: optional ``torch.Generator``; the draws are those of
-            ``DiagonalGaussian(mu, logvar).rsample(K, generator)``.
+            ``DiagonalGaussian(mean, logvar).rsample((K,), generator)``.
         baseline: ``None`` (b = 0); a number or a tensor broadcastable to the batch shape ``(...)``
             (a control variate that must not depend on the samples); or ``"leave_one_out"``:
             ``b_k = mean of f(z_j) over j ≠ k`` (needs K >= 2; still unbiased, since it is
             independent of ``z_k``).
 
     Returns:
-        ``GradientSamples(mu, logvar)``, each ``(K, ..., d)``.
+        ``GradientSamples(grad_mean, grad_logvar)``, each ``(K, ..., d)``.
     """
-    q = _prepare(f, mu, logvar, num_samples)
+    q = _prepare(f, mean, logvar, num_samples)
     if isinstance(baseline, str) and baseline != "leave_one_out":
         raise ValueError(
             f"baseline must be None, a number, a tensor or 'leave_one_out', got {baseline!r}."
@@ -178,14 +177,14 @@ def score_function_gradient(
             )
         centred = values - b
     weight = centred.unsqueeze(-1)  # (K, ..., 1)
-    grad_mu = weight * eps / q.std  # (f - b) (z - μ) / σ²
+    grad_mean = weight * eps / q.stddev  # (f - b) (z - μ) / σ²
     grad_logvar = weight * 0.5 * (eps.square() - 1.0)  # (f - b) ½ ((z - μ)²/σ² - 1)
-    return GradientSamples(grad_mu, grad_logvar)
+    return GradientSamples(grad_mean, grad_logvar)
 
 
 def pathwise_gradient(
     f: ScalarFunction,
-    mu: torch.Tensor,
+    mean: torch.Tensor,
     logvar: torch.Tensor,
     num_samples: int,
     generator: torch.Generator | None = None,
@@ -200,19 +199,20 @@ def pathwise_gradient(
     Unbiased whenever ``f`` is differentiable and the expectations exist (derived in chapter 7).
     ``∇_z f`` is computed by autograd, so ``f`` must be written with differentiable torch ops.
     The mean of the per-sample estimates equals the autograd gradient of
-    ``(1/K) Σ_k f(DiagonalGaussian(mu, logvar).rsample(K, generator)[k])`` for the same generator.
+    ``(1/K) Σ_k f(DiagonalGaussian(mean, logvar).rsample((K,), generator)[k])`` for the same
+    generator.
 
     Args:
         f: maps ``z`` ``(K, ..., d)`` to values ``(K, ...)``, row by row, differentiably.
-        mu: ``(..., d)`` means μ.
+        mean: ``(..., d)`` means μ.
         logvar: ``(..., d)`` log-variances log σ².
         num_samples: K >= 1 draws per batch entry.
         generator: optional ``torch.Generator``.
 
     Returns:
-        ``GradientSamples(mu, logvar)``, each ``(K, ..., d)``.
+        ``GradientSamples(grad_mean, grad_logvar)``, each ``(K, ..., d)``.
     """
-    q = _prepare(f, mu, logvar, num_samples)
+    q = _prepare(f, mean, logvar, num_samples)
     eps, z = _draw(q, num_samples, generator)
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -228,4 +228,4 @@ def pathwise_gradient(
     if grad_z is None:
         grad_z = torch.zeros_like(z)
     grad_z = grad_z.detach()
-    return GradientSamples(grad_z, grad_z * 0.5 * q.std * eps)
+    return GradientSamples(grad_z, grad_z * 0.5 * q.stddev * eps)

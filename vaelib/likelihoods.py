@@ -7,8 +7,8 @@ A likelihood says, for the decoder's output ``out = f(z)`` ``(..., D)``:
 - ``output_bias(x_mean)``: the decoder's output bias that makes p(x|z) start at the data mean;
 - ``binary_data``: whether the data must be 0/1 (then training and evaluation binarize
   grey levels, and :meth:`vaelib.vae.VAE.check_data` wants values in [0, 1]);
-- ``learns_std``: whether it has a standard deviation s (``log_std``, fixed or learned: see
-  ``VAEConfig.gaussian_std_mode``).
+- ``has_std``: whether p(x|z) has a standard deviation s (``log_std``; the VAE keeps it fixed
+  or learns it: see ``VAEConfig.gaussian_std_mode``).
 
 To add one: write a subclass of :class:`Likelihood` here and add it to :data:`LIKELIHOODS`;
 ``VAEConfig(likelihood=name)`` then selects it.
@@ -29,7 +29,7 @@ class Likelihood:
 
     name: str = ""
     binary_data: bool = False
-    learns_std: bool = False
+    has_std: bool = False
     hint: str = ""  # what data it is for, shown when a name is unknown
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor,
@@ -71,16 +71,19 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """x_i | z ~ N(f_i(z), s_i²): the decoder outputs the mean f(z); x real-valued (s: the decoder noise).
+    """x_i | z ~ N(f_i(z), s_i²): the decoder outputs the mean f(z); x real-valued (s: its noise).
 
     log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i].
     """
 
     name = "gaussian"
-    learns_std = True
+    has_std = True
     hint = "real-valued data"
 
     def log_prob(self, x, out, log_std=None):
+        """``log_std`` (a scalar or ``(D,)``) is log s; None means s = 1 (``log_std = 0``)."""
+        if log_std is None:
+            log_std = torch.zeros((), device=out.device)
         log_std = log_std.float().expand(out.shape[-1])  # log s_i, (D,)
         sq = ((x - out) * torch.exp(-log_std)).square()  # ((x_i - f_i(z)) / s_i)², (..., D)
         return -0.5 * (sq + LOG_2PI + 2 * log_std).sum(dim=-1)

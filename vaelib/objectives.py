@@ -36,15 +36,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from .checks import check_num_samples, check_tensor
-from .estimators import check_dim, log_mean_exp
+from .checks import check_dim, check_num_samples, check_positive_int, check_tensor
+from .estimators import log_mean_exp
 from .gaussian import LOG_2PI, DiagonalGaussian
+from .protocols import LatentVariableModel
 
-__all__ = ["ENCODER_GRADIENTS", "self_normalized_weights", "iwae_surrogate", "iwae_bound_1d"]
+__all__ = ["ENCODER_GRADIENTS", "self_normalized_weights", "iwae_surrogate",
+           "iwae_surrogate_at", "iwae_bound_1d"]
 
 #: The estimators of the encoder's gradient of IWAE_K.
 ENCODER_GRADIENTS = ("plain", "dreg")
@@ -95,7 +96,7 @@ def _check_encoder_gradient(encoder_gradient: object) -> str:
 
 
 def iwae_surrogate(
-    model: Any,
+    model: LatentVariableModel,
     x: torch.Tensor,
     proposal: DiagonalGaussian,
     num_samples: int,
@@ -105,10 +106,11 @@ def iwae_surrogate(
     """One draw of ``log (1/K) Σ_k w_k`` per data point, with the chosen gradient (ch. 10).
 
     Args:
-        model: has ``log_joint(x, z)``: x ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``.
+        model: a :class:`vaelib.protocols.LatentVariableModel` (its ``log_joint(x, z)``: x
+            ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``).
         x: ``(N, D)`` data.
         proposal: q(z|x), a :class:`~vaelib.gaussian.DiagonalGaussian` over ``(N, d)`` whose mean
-            and logvar carry the encoder's graph (e.g. ``model.approximate_posterior(x)``).
+            and logvar carry the encoder's graph (e.g. ``model.posterior(x)``).
         num_samples: K >= 1.
         encoder_gradient: ``"plain"``: autograd of the bound, ``Σ_k w̃_k ∇ log w_k``;
             ``"dreg"``: the decoder's gradient as in plain, the encoder's
@@ -119,7 +121,8 @@ def iwae_surrogate(
         ``(N,)``: the value is the IWAE_K estimate ``log p̂_K`` (the same number for both
         estimators, and for the same generator state the same as
         :func:`vaelib.estimators.iwae_bound`); its gradient is the chosen estimator. Minimize
-        ``-surrogate.mean()`` to train.
+        ``-surrogate.mean()`` to train. :func:`iwae_surrogate_at` is the same for samples and
+        log-joint values the caller computed (a trainer that logs ``log p(x|z_k)`` as well).
     """
     num_samples = check_num_samples(num_samples)
     encoder_gradient = _check_encoder_gradient(encoder_gradient)
@@ -132,15 +135,37 @@ def iwae_surrogate(
     except RuntimeError:
         raise ValueError(f"proposal is q(z|x) of shape {tuple(proposal.mean.shape)} (N, d) and x "
                          f"has shape {tuple(x.shape)} (N, D): they must describe the same N data "
-                         "points; build it from this x, e.g. model.approximate_posterior(x)."
+                         "points; build it from this x, e.g. model.posterior(x)."
                          ) from None
-    z = proposal.rsample(num_samples, generator=generator)  # (K, N, d), z = μ + σ ⊙ eps
+    z = proposal.rsample((num_samples,), generator=generator)  # (K, N, d), z = μ + σ ⊙ eps
+    return iwae_surrogate_at(z, model.log_joint(x, z), proposal, encoder_gradient)
+
+
+def iwae_surrogate_at(
+    z: torch.Tensor,
+    log_joint: torch.Tensor,
+    proposal: DiagonalGaussian,
+    encoder_gradient: str = "plain",
+) -> torch.Tensor:
+    """:func:`iwae_surrogate` at samples drawn by the caller (ch. 10).
+
+    Args:
+        z: ``(K, N, d)`` reparameterized samples of ``proposal`` (``proposal.rsample((K,))``).
+        log_joint: ``(K, N)`` values ``log p(x, z_k)``, differentiable in the model and in z.
+        proposal: q(z|x), the :class:`~vaelib.gaussian.DiagonalGaussian` z was drawn from.
+        encoder_gradient: ``"plain"`` or ``"dreg"``, as in :func:`iwae_surrogate`.
+
+    Returns:
+        ``(N,)``, as :func:`iwae_surrogate`.
+    """
+    encoder_gradient = _check_encoder_gradient(encoder_gradient)
     if encoder_gradient == "plain":
-        log_w = model.log_joint(x, z) - proposal.log_prob(z)  # (K, N)
+        log_w = log_joint - proposal.log_prob(z)  # (K, N)
         return log_mean_exp(log_w, dim=0)  # autograd: Σ_k w̃_k ∇ log w_k
     # DReG: log q with its parameters held fixed, so φ reaches log w_k only through z_k ...
-    fixed_q = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(), validate=False)
-    log_w = model.log_joint(x, z) - fixed_q.log_prob(z)  # (K, N), the same values as plain
+    fixed_q = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(),
+                               validate_args=False)
+    log_w = log_joint - fixed_q.log_prob(z)  # (K, N), the same values as plain
     weights = self_normalized_weights(log_w.detach(), dim=0, validate=False)  # w̃_k, (K, N)
     if z.requires_grad:  # ... and the gradient reaching z_k is scaled once more by w̃_k: w̃_k²
         z.register_hook(lambda grad: grad * weights.unsqueeze(-1))
@@ -237,8 +262,8 @@ def iwae_bound_1d(
 def _check_grid(eps_points: object, eps_max: object, log_t_range: object,
                 log_t_points: object) -> None:
     """The quadrature grids of :func:`iwae_bound_1d`: at least 2 points over a finite interval."""
-    check_num_samples(eps_points, "eps_points", minimum=2)
-    check_num_samples(log_t_points, "log_t_points", minimum=2)
+    check_positive_int("eps_points", eps_points, minimum=2)  # grid sizes
+    check_positive_int("log_t_points", log_t_points, minimum=2)
     if not (isinstance(eps_max, (int, float)) and math.isfinite(eps_max) and eps_max > 0):
         raise ValueError(f"eps_max must be a finite number > 0 (q's standard deviations each side "
                          f"of its mean), got {eps_max!r}.")

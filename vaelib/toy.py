@@ -10,10 +10,11 @@ Both models share the VAE's structure with a fixed decoder ``f``:
   posterior is not Gaussian (banana-shaped or bimodal), so a Gaussian q cannot close the ELBO gap
   (ch. 5); ``log p(x) = log ∫ p(z) p(x|z) dz`` is computed by quadrature on a fine grid.
 
-The shared protocol (used by :mod:`vaelib.estimators` and by the neural VAE): attribute
+Both follow :class:`vaelib.protocols.LatentVariableModel` (as the neural VAE does): attribute
 ``latent_dim``; ``log_prior(z)``, ``log_likelihood(x, z)``, ``log_joint(x, z)``,
-``sample_prior(num_samples, num_points=None)``. Shapes: N data points, D data dim, d latent dim,
-K samples. Models are float64 by default; inputs are converted to the model's dtype.
+``sample_prior(num_samples, num_points=None)``; ``LinearGaussian.posterior(x)`` is a distribution.
+Shapes: N data points, D data dim, d latent dim, K samples. Models are float64 by default; inputs
+are converted to the model's dtype.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ import math
 
 import torch
 
-from .checks import check_finite, check_last_dim, check_num_samples, check_tensor
-from .gaussian import LOG_2PI, FullGaussian, standard_normal
+from .checks import (
+    check_finite,
+    check_last_dim,
+    check_num_samples,
+    check_positive_int,
+    check_tensor,
+)
+from .protocols import LatentVariableModel
+from .gaussian import LOG_2PI, FullGaussian, standard_normal, standard_normal_log_prob
 
 __all__ = ["LinearGaussian", "NonlinearToy"]
 
@@ -39,10 +47,11 @@ def _check_positive_float(name: str, value: object) -> float:
     return float(value)
 
 
-class _GaussianDecoderModel:
+class _GaussianDecoderModel(LatentVariableModel):
     """``z ~ N(0, I_d)``, ``x | z ~ N(decode(z), s² I_D)``: everything but the decoder.
 
-    Subclasses set ``latent_dim``, ``data_dim``, ``noise_std``, ``dtype`` and define ``decode``.
+    ``log_joint`` comes from :class:`vaelib.protocols.LatentVariableModel`. Subclasses set
+    ``latent_dim``, ``data_dim``, ``noise_std``, ``dtype`` and define ``decode``.
     """
 
     latent_dim: int
@@ -81,7 +90,7 @@ class _GaussianDecoderModel:
         """
         shape = (check_num_samples(num_samples), self.latent_dim)
         if num_points is not None:
-            shape = (shape[0], check_num_samples(num_points, "num_points"), self.latent_dim)
+            shape = (shape[0], check_positive_int("num_points", num_points), self.latent_dim)
         return standard_normal(shape, dtype=self.dtype, device=self.device, generator=generator)
 
     def sample(
@@ -102,8 +111,7 @@ class _GaussianDecoderModel:
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """``log p(z) = -½ Σ_j (z_j² + log 2π)``: ``(..., d) -> (...)`` (ch. 1)."""
-        z = self._as_z(z)
-        return -0.5 * (z.square() + LOG_2PI).sum(dim=-1)
+        return standard_normal_log_prob(self._as_z(z))
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x|z) = -½ Σ_i [(x_i - f_i(z))² / s² + log 2π s²]`` (ch. 1).
@@ -127,10 +135,6 @@ class _GaussianDecoderModel:
         sq_err = (x - self.decode(z)).square().sum(dim=-1)  # |x - f(z)|², (K, N)
         log_norm = self.data_dim * (LOG_2PI + 2 * math.log(self.noise_std))  # D log 2πs²
         return -0.5 * (sq_err / self.noise_std**2 + log_norm)
-
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``log p(x, z) = log p(z) + log p(x|z)``: shapes as in :meth:`log_likelihood` (ch. 1)."""
-        return self.log_prior(z) + self.log_likelihood(x, z)
 
 
 class LinearGaussian(_GaussianDecoderModel):
@@ -182,8 +186,8 @@ class LinearGaussian(_GaussianDecoderModel):
         dtype: torch.dtype = torch.float64,
     ) -> LinearGaussian:
         """A model with ``W_ij ~ N(0, 1)`` and ``b_i ~ N(0, 1)`` drawn from ``generator``."""
-        D = check_num_samples(data_dim, "data_dim")
-        d = check_num_samples(latent_dim, "latent_dim")
+        D = check_positive_int("data_dim", data_dim)
+        d = check_positive_int("latent_dim", latent_dim)
         W = standard_normal((D, d), dtype=dtype, device="cpu", generator=generator)
         b = standard_normal((D,), dtype=dtype, device="cpu", generator=generator)
         return cls(W, b, noise_std, dtype=dtype)
@@ -209,8 +213,8 @@ class LinearGaussian(_GaussianDecoderModel):
         x = self._as_x(x)
         return FullGaussian(self.b, self.marginal_covariance).log_prob(x)
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact posterior ``p(z|x) = N(mean, cov)`` by Bayes' rule for Gaussians (ch. 3).
+    def posterior_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact posterior's ``(mean, cov)`` by Bayes' rule for Gaussians (ch. 3).
 
         ``cov = Σ⋆ = (I_d + Wᵀ W / s²)⁻¹`` and ``mean = μ⋆ = (x - b) W cov / s²`` (row-vector form
         of ``Σ⋆ Wᵀ (x - b) / s²``).
@@ -226,9 +230,13 @@ class LinearGaussian(_GaussianDecoderModel):
         mean = (x - self.b) @ self.W @ cov / self.noise_std**2  # (N, d)
         return mean, cov
 
-    def posterior_distribution(self, x: torch.Tensor) -> FullGaussian:
-        """The exact posterior as a :class:`FullGaussian`, ready to use as a proposal q(z|x)."""
-        return FullGaussian(*self.posterior(x))
+    def posterior(self, x: torch.Tensor) -> FullGaussian:
+        """The exact posterior ``p(z|x) = N(μ⋆(x), Σ⋆)`` as a :class:`FullGaussian` (ch. 3).
+
+        A distribution (a :class:`vaelib.protocols.Proposal`), ready to use as a proposal q(z|x);
+        :meth:`posterior_parameters` gives its ``(mean, cov)``.
+        """
+        return FullGaussian(*self.posterior_parameters(x))
 
     def log_posterior_density(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Exact ``log p(z|x)`` (ch. 3).
@@ -240,7 +248,7 @@ class LinearGaussian(_GaussianDecoderModel):
         Returns:
             ``(K, N)``, ``(N,)`` or ``(G, N)``.
         """
-        return self.posterior_distribution(x).log_prob(self._as_z(z))
+        return self.posterior(x).log_prob(self._as_z(z))
 
 
 class NonlinearToy(_GaussianDecoderModel):
@@ -282,7 +290,7 @@ class NonlinearToy(_GaussianDecoderModel):
         self.latent_dim, self.data_dim = 1, 2
         self.dtype, self.device = dtype, torch.device("cpu")
         _check_positive_float("grid_limit", grid_limit)
-        check_num_samples(grid_size, "grid_size", minimum=101)
+        check_positive_int("grid_size", grid_size, minimum=101)
         self.z_grid = torch.linspace(-grid_limit, grid_limit, grid_size, dtype=dtype)  # (G,)
         self.grid_step = 2 * grid_limit / (grid_size - 1)
 

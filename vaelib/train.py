@@ -32,6 +32,13 @@ The trainer knows nothing of files beyond its checkpoints: the command line
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m vaelib.train: hand over to vaelib.cli before defining
+    # anything, so this file runs once, as vaelib.train (imported by the command line), not twice.
+    from vaelib.cli import main
+
+    main()  # returns the History; the exit status is 0, as after any finished run
+    raise SystemExit
+
 import contextlib
 import copy
 import dataclasses
@@ -49,38 +56,83 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import fixed_binarization
 from .device import derive_seed
 from .kl import gaussian_kl
-from .objectives import ENCODER_GRADIENTS, iwae_surrogate
+from .objectives import ENCODER_GRADIENTS, iwae_surrogate_at
 from .vae import VAE
 
 #: The training objectives (ch. 8: the ELBO; ch. 10: the importance-weighted bound IWAE_K).
 OBJECTIVES = ("elbo", "iwae")
 
-__all__ = ["TrainConfig", "History", "TrainingDivergedError", "NonFiniteLossError", "train",
+__all__ = ["TrainConfig", "ConfigError", "History", "TrainingDivergedError", "NonFiniteLossError",
+           "train",
            "validation_data", "objective_settings", "OBJECTIVES", "CudaGraphWarning",
            "step_memory_bytes", "check_step_memory", "memory_budget"]
 
 
+class ConfigError(ValueError):
+    """A :class:`TrainConfig` field with a value it cannot take; ``field`` names the field (the
+    command line turns it into its flag, e.g. ``num_samples`` -> ``--k``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _option(default, help: str, flag: str | None = None, resumed: bool = False,
+            **argparse_options):
+    """A :class:`TrainConfig` field that the command line (:mod:`vaelib.cli`) sets with ``flag``
+    (default ``--field-name``; ``--no-...`` for a bool that is True by default): its default, help
+    and flag are written here, once. ``resumed``: left out on ``--resume``, the run's own value
+    is kept."""
+    return field(default=default, metadata={"help": help, "flag": flag, "resumed": resumed,
+                                            "argparse": argparse_options})
+
+
 @dataclass
 class TrainConfig:
-    """How to train (the architecture is the model's :class:`vaelib.vae.VAEConfig`)."""
+    """How to train (the architecture is the model's :class:`vaelib.vae.VAEConfig`).
 
-    epochs: int = 10  # passes over the training set in total (a resumed run continues up to it)
-    batch_size: int = 128  # data points per gradient step (as in pytorch/examples)
-    lr: float = 1e-3  # Adam's learning rate
-    lr_final: float | None = None  # decay lr geometrically to this by the last epoch; None: don't
-    adam_eps: float = 1e-8  # Adam's ε (Burda et al. 2015 used 1e-4)
-    num_samples: int = 1  # K: z samples per data point (ELBO: averaged; IWAE: inside the log)
-    objective: str = "elbo"  # "elbo" | "iwae": maximize IWAE_K, K = num_samples (ch. 10)
-    encoder_gradient: str = "plain"  # the IWAE encoder's gradient: "plain" (autograd) | "dreg"
+    The fields made with ``_option`` are the command line's flags too (``python -m vaelib.train
+    --help``): their defaults and help come from here.
+    """
+
+    # passes over the training set in total (a resumed run continues up to it)
+    epochs: int = _option(10, "epochs in total")
+    # data points per gradient step (as in pytorch/examples)
+    batch_size: int = _option(128, "data points per gradient step")
+    lr: float = _option(1e-3, "Adam's learning rate")
+    # decay lr geometrically to this by the last epoch; None: don't
+    lr_final: float | None = _option(
+        None, "decay the learning rate geometrically to this by the last epoch", type=float)
+    adam_eps: float = _option(1e-8, "Adam's epsilon (Burda et al. 2015 used 1e-4)")
+    # K: z samples per data point (ELBO: averaged; IWAE: inside the log)
+    num_samples: int = _option(
+        1, "samples per data point: inside IWAE_K's log, or averaged in the ELBO estimate",
+        flag="--k", metavar="K", resumed=True)
+    # "elbo" | "iwae": maximize IWAE_K, K = num_samples (ch. 10)
+    objective: str = _option(
+        "elbo", "the training objective: the ELBO, or the importance-weighted bound IWAE_K "
+        "(Burda et al. 2015; chapter 10)", choices=list(OBJECTIVES), resumed=True)
+    # the IWAE encoder's gradient: "plain" (autograd) | "dreg"
+    encoder_gradient: str = _option(
+        "plain", "the encoder's gradient estimator for --objective iwae: plain (autograd of the "
+        "bound) or dreg (doubly reparameterized, Tucker et al. 2019; its signal does not fade as "
+        "K grows)", choices=list(ENCODER_GRADIENTS), resumed=True)
     binarize: bool | None = None  # x ~ Bernoulli(pixel) afresh every batch; None: iff the
     #                               likelihood needs binary data (Bernoulli)
-    seed: int = 0  # epoch e shuffles and samples with a generator seeded from (seed, e)
+    # epoch e shuffles and samples with a generator seeded from (seed, e)
+    seed: int = _option(0, "the seed of the shuffling, the samples and the initial weights")
     val_every: int = 1  # compute the validation ELBO every this many epochs (if val_x is given)
-    checkpoint_every: int = 1  # save to checkpoint_dir every this many epochs (and after the last)
-    progress: bool = True  # a progress bar (tqdm.auto: a widget in Jupyter, text elsewhere)
-    cuda_graph: bool = True  # CUDA only: capture one training step as a CUDA graph, replay it
+    # save to checkpoint_dir every this many epochs (and after the last)
+    checkpoint_every: int = _option(
+        1, "save the checkpoint every E epochs and after the last (on a GPU an epoch can take a "
+        "tenth of a second, so save less often there, e.g. 50)", metavar="E")
+    # a progress bar (tqdm.auto: a widget in Jupyter, text elsewhere)
+    progress: bool = _option(True, "no progress bar", flag="--no-progress")
+    # CUDA only: capture one training step as a CUDA graph, replay it
+    cuda_graph: bool = _option(True, "CUDA: run every step eagerly", flag="--no-cuda-graph")
     tf32: bool = True  # CUDA only: TensorFloat-32 matmuls (float32 range, 10-bit mantissa)
-    bf16: bool = False  # CUDA only: bfloat16 autocast for the network (the loss stays float32)
+    # CUDA only: bfloat16 autocast for the network (the loss stays float32)
+    bf16: bool = _option(False, "CUDA: bfloat16 autocast")
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "num_samples", "val_every", "checkpoint_every",
@@ -88,28 +140,30 @@ class TrainConfig:
             value = getattr(self, name)
             minimum = 0 if name in ("epochs", "seed") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+                raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value!r}.")
         for name in ("lr", "adam_eps") + (("lr_final",) if self.lr_final is not None else ()):
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value) or value <= 0):
-                raise ValueError(f"{name} must be a finite number > 0 (e.g. lr=1e-3, "
+                raise ConfigError(name, f"{name} must be a finite number > 0 (e.g. lr=1e-3, "
                                  f"adam_eps=1e-8), got {value!r}.")
         if self.binarize is not None and not isinstance(self.binarize, bool):
-            raise ValueError(f"binarize must be True, False or None (binarize iff the likelihood "
-                             f"needs binary data), got {self.binarize!r}.")
+            raise ConfigError("binarize", f"binarize must be True, False or None (binarize iff the "
+                              f"likelihood needs binary data), got {self.binarize!r}.")
         for name in ("progress", "cuda_graph", "tf32", "bf16"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+                raise ConfigError(name, f"{name} must be True or False, got "
+                                        f"{getattr(self, name)!r}.")
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose 'elbo' or 'iwae' (the "
-                             "importance-weighted bound with K = num_samples).")
+            raise ConfigError("objective", f"unknown objective {self.objective!r}; choose 'elbo' "
+                              "or 'iwae' (the importance-weighted bound with K = num_samples).")
         if self.encoder_gradient not in ENCODER_GRADIENTS:
-            raise ValueError(f"unknown encoder_gradient {self.encoder_gradient!r}; choose one of "
-                             f"{ENCODER_GRADIENTS}.")
+            raise ConfigError("encoder_gradient", f"unknown encoder_gradient "
+                              f"{self.encoder_gradient!r}; choose one of {ENCODER_GRADIENTS}.")
         if self.encoder_gradient != "plain" and self.objective != "iwae":
-            raise ValueError(f"encoder_gradient={self.encoder_gradient!r} is an estimator of the "
-                             "IWAE gradient: use it with objective='iwae' (any num_samples).")
+            raise ConfigError("encoder_gradient", f"encoder_gradient={self.encoder_gradient!r} is "
+                              "an estimator of the IWAE gradient: use it with objective='iwae' "
+                              "(any num_samples).")
 
     def binarizes(self, model: VAE) -> bool:
         """Whether training binarizes the data: ``binarize``, or by default iff the likelihood
@@ -191,18 +245,6 @@ class _StepLog:
         return self.values.cpu()
 
 
-class _LogJoint:
-    """``model.log_joint`` without the per-call data check (no host sync), keeping the last
-    ``log p(x|z)`` (K, B) for the step's log."""
-
-    def __init__(self, model):
-        self.model, self.log_likelihood = model, None
-
-    def log_joint(self, x, z):
-        self.log_likelihood = self.model.log_likelihood(x, z, validate=False)  # (K, B)
-        return self.model.log_prior(z) + self.log_likelihood
-
-
 def _iwae_terms(model, x, cfg: TrainConfig, generator):
     """(-IWAE_K estimate with the chosen gradient (B,), reconstruction (B,), KL (B,)) (ch. 10).
 
@@ -210,17 +252,22 @@ def _iwae_terms(model, x, cfg: TrainConfig, generator):
     reconstruction, its KL in closed form), so the history's ELBO means the same for both
     objectives; the loss is minus the bound.
     """
-    q = model.approximate_posterior(x, validate=False)
-    recorded = _LogJoint(model)
-    bound = iwae_surrogate(recorded, x, q, cfg.num_samples, cfg.encoder_gradient, generator)
-    reconstruction = recorded.log_likelihood.detach().mean(dim=0)  # (B,)
+    q = model.posterior(x, validate_args=False)
+    z = q.rsample((cfg.num_samples,), generator=generator)  # (K, B, d)
+    log_likelihood = model.log_likelihood(x, z, validate=False)  # (K, B), no data check: no sync
+    log_joint = model.log_prior(z) + log_likelihood  # log p(x, z_k), (K, B)
+    bound = iwae_surrogate_at(z, log_joint, q, cfg.encoder_gradient)
+    reconstruction = log_likelihood.detach().mean(dim=0)  # (B,)
     kl = gaussian_kl(q.mean.detach().float(), q.logvar.detach().float())  # (B,)
     return -bound, reconstruction, kl
 
 
 def _training_step(model, optimizer, x, cfg: TrainConfig, binarize: bool, generator, log):
     """One Adam step on -ELBO (or -IWAE_K) for the minibatch x (B, D). Device work only."""
-    if binarize:  # x ~ Bernoulli(pixel): 1 where a uniform draw falls below the grey level
+    # x ~ Bernoulli(pixel): 1 where a uniform draw falls below the grey level. Not data.binarize
+    # (torch.bernoulli): that draws other random numbers (every run's numbers would change) and
+    # checks x's range, a host sync that a captured CUDA-graph step cannot make.
+    if binarize:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = (u < x).to(x.dtype)
     amp = contextlib.nullcontext()
@@ -894,9 +941,3 @@ def _save_on_interrupt(checkpoint_dir, model, optimizer, history: History, weigh
                         optimizer_state=snapshot.optimizer_state, **saved)
         return True
     return False
-
-
-if __name__ == "__main__":  # python -m vaelib.train: the command line lives in vaelib.cli
-    from vaelib.cli import main
-
-    main()

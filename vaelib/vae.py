@@ -12,9 +12,12 @@ Training maximizes the ELBO (ch. 4), here in its "analytic KL" form (ch. 6):
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))  <=  log p(x)
 
 with the expectation estimated by K reparameterized samples ``z_k = μ + σ ⊙ eps_k`` (ch. 7) and
-the KL between two Gaussians in closed form. The model follows the protocol shared with
-:mod:`vaelib.toy` (``latent_dim``, ``log_prior``, ``log_likelihood``, ``log_joint``,
-``sample_prior``), so :mod:`vaelib.estimators` (importance sampling, IWAE) work on it unchanged.
+the KL between two Gaussians in closed form (:meth:`VAE.elbo_analytic_kl`; the Monte Carlo ELBO of
+every model is :func:`vaelib.estimators.elbo`). The model is a
+:class:`vaelib.protocols.LatentVariableModel` like the toy models of :mod:`vaelib.toy`
+(``latent_dim``, ``log_prior``, ``log_likelihood``, ``log_joint``, ``sample_prior``;
+``posterior(x)`` is a distribution), so :mod:`vaelib.estimators` (importance sampling, IWAE) work
+on it unchanged.
 
 Shapes: N data points, D data dim (784 for MNIST), d latent dim, K samples. Symbols follow the
 course's notation table, ``docs/notation.md``.
@@ -30,8 +33,10 @@ import torch
 from torch import nn
 
 from . import estimators
-from .gaussian import LOG_2PI, DiagonalGaussian, standard_normal
+from .checks import check_last_dim, check_positive_int, check_tensor
+from .gaussian import DiagonalGaussian, standard_normal, standard_normal_log_prob
 from .kl import gaussian_kl
+from .protocols import LatentVariableModel
 from .likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 
 __all__ = ["VAEConfig", "VAE", "PRESETS", "ACTIVATIONS", "LIKELIHOODS"]
@@ -149,7 +154,7 @@ def _mlp(widths: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VAE(nn.Module):
+class VAE(nn.Module, LatentVariableModel):
     """A VAE with MLP encoder and decoder (ch. 7-8).
 
     Args:
@@ -159,7 +164,7 @@ class VAE(nn.Module):
     Example::
 
         model = VAE(VAEConfig.preset("burda"))
-        elbo = model.elbo(x)  # (N,) nats per data point
+        elbo = model.elbo_analytic_kl(x)  # (N,) nats per data point
     """
 
     def __init__(self, config: VAEConfig | None = None, **overrides):
@@ -175,7 +180,7 @@ class VAE(nn.Module):
         self.decoder = _mlp([c.latent_dim, *reversed(c.hidden_dims), c.data_dim], c.activation)
         self.likelihood: Likelihood = get_likelihood(c.likelihood)  # p(x|z): vaelib.likelihoods
         self.output_bias_from_data = False  # set by init_output_bias (train() calls it once)
-        if self.likelihood.learns_std:  # log s of p(x|z): a constant, or learned (1 or D of them)
+        if self.likelihood.has_std:  # log s of p(x|z): a constant, or learned (1 or D of them)
             shape = (c.data_dim,) if c.gaussian_std_mode == "per-pixel" else ()
             log_std = torch.full(shape, math.log(c.gaussian_std))
             if c.gaussian_std_mode == "fixed":
@@ -242,17 +247,21 @@ class VAE(nn.Module):
     # -- encoder and decoder --------------------------------------------------------------------
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The parameters of q(z|x): ``x (N, D) -> (mu (N, d), logvar (N, d))``."""
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (N, 2d) -> 2 × (N, d)
-        return mu, logvar
+        """The encoder network's raw outputs: ``x (N, D) -> (mean (N, d), logvar (N, d))``.
 
-    def approximate_posterior(self, x: torch.Tensor, validate: bool = True) -> DiagonalGaussian:
-        """q(z|x) = N(mu(x), diag exp(logvar(x))), a :class:`DiagonalGaussian` over ``(N, d)``.
+        A tuple of tensors (what the network computes); :meth:`posterior` wraps them in the
+        distribution q(z|x).
+        """
+        mean, logvar = self.encoder(x).chunk(2, dim=-1)  # (N, 2d) -> 2 × (N, d)
+        return mean, logvar
+
+    def posterior(self, x: torch.Tensor, validate_args: bool = True) -> DiagonalGaussian:
+        """q(z|x) = N(μ(x), diag exp(logvar(x))), a :class:`DiagonalGaussian` over ``(N, d)``.
 
         The encoder's approximation of p(z|x) (the toy models' ``posterior`` is the exact one).
-        ``validate=False`` skips the finiteness checks of :class:`DiagonalGaussian`.
+        ``validate_args=False`` skips the finiteness checks of :class:`DiagonalGaussian`.
         """
-        return DiagonalGaussian(*self.encode(x), validate=validate)
+        return DiagonalGaussian(*self.encode(x), validate_args=validate_args)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``f(z)``: ``(..., d) -> (..., D)``, the logits of p(x|z) (Bernoulli) or its mean."""
@@ -264,8 +273,8 @@ class VAE(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """x_hat = E[x | z = mu(x)], the decoder's mean at the posterior mean: ``(N, D)``."""
-        mu, _ = self.encode(x)
-        return self.decode_mean(mu)
+        mean, _ = self.encode(x)
+        return self.decode_mean(mean)
 
     @torch.no_grad()
     def generate(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -296,13 +305,21 @@ class VAE(nn.Module):
     def sample_prior(self, num_samples: int, num_points: int | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """``z ~ p(z) = N(0, I_d)``: ``(K, d)``, or ``(K, N, d)`` with ``num_points=N``."""
-        batch = (num_samples,) if num_points is None else (num_samples, num_points)
+        batch = (check_positive_int("num_samples", num_samples),)
+        if num_points is not None:
+            batch = (*batch, check_positive_int("num_points", num_points))
         shape = (*batch, self.latent_dim)
         return standard_normal(shape, dtype=self.dtype, device=self.device, generator=generator)
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """``log p(z) = -½ Σ_j (z_j² + log 2π)``: ``(..., d) -> (...)``."""
-        return -0.5 * (z.square() + LOG_2PI).sum(dim=-1)
+        """``log p(z) = -½ Σ_j (z_j² + log 2π)``: ``(..., d) -> (...)``.
+
+        The toy models' prior (:func:`vaelib.gaussian.standard_normal_log_prob`), with the checks
+        that need no host sync (a floating-point tensor whose last dim is d).
+        """
+        check_tensor("z", z)
+        check_last_dim("z", z, self.latent_dim)
+        return standard_normal_log_prob(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor,
                        validate: bool = True) -> torch.Tensor:
@@ -311,7 +328,7 @@ class VAE(nn.Module):
         x ``(N, D)`` and z ``(K, N, d)`` or ``(N, d)`` give ``(K, N)`` or ``(N,)``.
 
         Bernoulli, logits l = f(z):  log p(x|z) = Σ_i [x_i l_i - softplus(l_i)]
-        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π + 2 log s_i]
+        Gaussian, mean f(z):         log p(x|z) = -½ Σ_i [((x_i - f_i(z))/s_i)² + log 2π s_i²]
         (each is a :class:`vaelib.likelihoods.Likelihood`, ``self.likelihood``).
 
         ``validate=False`` skips :meth:`check_data` (no host sync: for training loops).
@@ -319,11 +336,10 @@ class VAE(nn.Module):
         if validate:
             x = self.check_data(x)
         out = self.decode(z).float()  # (K, N, D); float32 even under bf16 autocast
-        return self.likelihood.log_prob(x, out, getattr(self, "log_std", None))  # (K, N)
+        log_std = self.log_std if self.likelihood.has_std else None  # log s (Gaussian only)
+        return self.likelihood.log_prob(x, out, log_std)  # (K, N)
 
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``log p(x, z) = log p(z) + log p(x|z)``: shapes as in :meth:`log_likelihood`."""
-        return self.log_prior(z) + self.log_likelihood(x, z)
+    # log_joint(x, z) = log_prior(z) + log_likelihood(x, z): inherited from LatentVariableModel.
 
     # -- the bounds -----------------------------------------------------------------------------
 
@@ -339,13 +355,13 @@ class VAE(nn.Module):
         """
         if validate:
             x = self.check_data(x)
-        q = self.approximate_posterior(x, validate=validate)
+        q = self.posterior(x, validate_args=validate)
         z = q.rsample(num_samples, generator=generator)  # (K, N, d)
         reconstruction = self.log_likelihood(x, z, validate=False).mean(dim=0)  # (N,)
         kl = gaussian_kl(q.mean.float(), q.logvar.float())  # (N,)
         return reconstruction, kl
 
-    def elbo(self, x: torch.Tensor, num_samples: int = 1,
+    def elbo_analytic_kl(self, x: torch.Tensor, num_samples: int = 1,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """``ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z))`` per data point, ``(N,)`` (ch. 4, 6).
 
@@ -358,13 +374,13 @@ class VAE(nn.Module):
         reconstruction, kl = self.elbo_terms(x, num_samples, generator)
         return reconstruction - kl
 
-    def iwae_bound(self, x: torch.Tensor, k: int,
+    def iwae_bound(self, x: torch.Tensor, num_samples: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """``IWAE_k = E[log (1/k) Σ_j p(x, z_j) / q(z_j|x)]`` per data point, ``(N,)`` (ch. 4).
+        """``IWAE_K = E[log (1/K) Σ_k p(x, z_k) / q(z_k|x)]`` per data point, ``(N,)`` (ch. 4).
 
-        Estimated from one draw of k samples z_j ~ q(z|x) for each data point.
-        ELBO = IWAE_1 <= IWAE_k <= log p(x). Holds k × N decoder outputs in memory; for k in the
+        Estimated from one draw of K = ``num_samples`` samples z_k ~ q(z|x) for each data point.
+        ELBO = IWAE_1 <= IWAE_K <= log p(x). Holds K × N decoder outputs in memory; for K in the
         thousands use :func:`vaelib.evaluate.evaluate`, which chunks.
         """
         x = self.check_data(x)
-        return estimators.iwae_bound(self, x, self.approximate_posterior(x), k, generator=generator)
+        return estimators.iwae_bound(self, x, self.posterior(x), num_samples, generator=generator)

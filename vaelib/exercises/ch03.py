@@ -37,12 +37,12 @@ def _posterior_mean_cases() -> list[tuple[str, LinearGaussian, torch.Tensor, Dia
     g = torch.Generator().manual_seed(3)
     model = LinearGaussian.random(5, 2, noise_std=0.7, generator=g)
     x, _ = model.sample(4, generator=g)  # (4, 5)
-    mean, cov = model.posterior(x)
+    mean, cov = model.posterior_parameters(x)
     logvar = cov.diagonal().log().expand_as(mean)  # a diagonal q, a little off the posterior
     proposal = DiagonalGaussian(mean + 0.3, logvar + 0.4)
     far_model = LinearGaussian(model.W, model.b, 0.05)
     x_far = x + 1.5  # off the decoder's range: log p(x, z) < -1000 for every z near the posterior
-    mean_far, cov_far = far_model.posterior(x_far)
+    mean_far, cov_far = far_model.posterior_parameters(x_far)
     proposal_far = DiagonalGaussian(mean_far + 0.01, cov_far.diagonal().log().expand_as(mean_far) + 0.3)
     return [("an ordinary data set", model, x, proposal, 64),
             ("data points whose log-weights are below -1000", far_model, x_far, proposal_far, 64)]
@@ -84,7 +84,7 @@ def _posterior_mean_variants(model: Any, x: torch.Tensor, proposal: Any, num_sam
                                      "over the K samples, dim=0."),
         ]
         # The same random numbers, used with the wrong distribution or one sample short.
-        eps = (z - proposal.mean) / proposal.std  # the standard-normal draws behind z, (K, N, d)
+        eps = (z - proposal.mean) / proposal.stddev  # the standard-normal draws behind z, (K, N, d)
         short = proposal.rsample(num_samples - 1, generator=torch.Generator().manual_seed(seed))
         short_w = model.log_joint(x, short) - proposal.log_prob(short)
         variants += [
@@ -130,7 +130,7 @@ def check_self_normalized_posterior_mean(posterior_mean_estimate: Callable[..., 
             for wrong, hint in variants:
                 if torch.isfinite(wrong).all() and torch.allclose(got, wrong, rtol=1e-6, atol=1e-9):
                     raise ExerciseFailed(f"on {what}, {hint}")
-            exact_mean, _ = model.posterior(x)
+            exact_mean, _ = model.posterior_parameters(x)
             if ((got - exact_mean).abs() < 6 * std_err + 1e-9).all():  # right in distribution
                 raise ExerciseFailed(
                     f"on {what} your estimate is near E[z|x] but differs from the reference computed "

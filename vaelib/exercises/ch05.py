@@ -92,7 +92,7 @@ def _identity_residual(fn: Callable[..., Any]) -> tuple[float, float]:
     model = LinearGaussian(torch.tensor([[1.5], [-0.8], [0.4]], dtype=F64),
                            torch.tensor([0.2, 0.0, -0.5], dtype=F64), 0.8)
     x, _ = model.sample(100, generator=generator)
-    post_mean, post_cov = model.posterior(x)  # (N, 1), (1, 1)
+    post_mean, post_cov = model.posterior_parameters(x)  # (N, 1), (1, 1)
     mean = post_mean[:, 0] + torch.randn(100, generator=generator, dtype=F64)
     var = torch.exp(torch.randn(100, generator=generator, dtype=F64))
     gap = model.log_marginal(x) - _closed_form_elbo_1d(model, x, mean, var)
@@ -185,9 +185,9 @@ def check_optimal_q_variance(fn: Callable[..., Any]) -> bool:
             D = w.shape[0]
             # Independent reference: the exact posterior covariance of the model (Bayes' rule).
             model = LinearGaussian(w[:, None], None, s)
-            want = model.posterior(torch.zeros(1, D, dtype=F64))[1].reshape(())
-            with forbidden_calls(others=[(LinearGaussian, "posterior"),
-                                         (LinearGaussian, "posterior_distribution")]) as used:
+            want = model.posterior_parameters(torch.zeros(1, D, dtype=F64))[1].reshape(())
+            with forbidden_calls(others=[(LinearGaussian, "posterior_parameters"),
+                                         (LinearGaussian, "posterior")]) as used:
                 got = _call(fn, w.clone(), s)
             if used:
                 raise ExerciseFailed(f"your function calls {used[0]}, the library's exact posterior: "

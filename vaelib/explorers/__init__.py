@@ -1,6 +1,6 @@
 """The latent-space explorers of chapter 9, all on one base, :class:`LatentView`.
 
-They call the model (``encode``, ``decode_mean``, ``log_prior``, ``approximate_posterior``) and
+They call the model (``encode``, ``decode_mean``, ``log_prior``, ``posterior``) and
 :mod:`vaelib.latent` (encodings, activity, lerp/slerp, the inverse-CDF grid), and only draw.
 Every one has a static twin, ``show_static()``, for GitHub and nbval. One module per explorer:
 

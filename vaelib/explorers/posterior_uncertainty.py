@@ -106,7 +106,7 @@ class PosteriorUncertainty(LatentView, FigureExplorer):
         ax_map.set(aspect="equal", xlabel=f"z[{i}]", ylabel=f"z[{j}]",
                    title="q(z|x): 1σ (solid) and 2σ (dashed) ellipses")
         ax_map.autoscale_view()
-        std = q.std[0]  # (d,)
+        std = q.stddev[0]  # (d,)
         mean = q.mean[0]
         pts = samples[:, [i, j]].cpu().numpy()
         self._ellipses(ax_zoom, index, color, 2.2)

@@ -141,9 +141,12 @@ def test_cli_objective_flags_are_saved_and_restored_on_resume(tmp_path, capsys):
     history = main(TINY + ["--out", str(out), "--epochs", "2", "--resume"])  # no objective flags
     assert history.epoch == [1, 2]
     assert objective_settings(load_checkpoint(out).train_config)["encoder_gradient"] == "dreg"
-    with pytest.raises(SystemExit, match="--objective elbo differs from the run's saved"):
+    with pytest.raises(SystemExit, match="--objective elbo differs from the run's saved") as err:
         main(TINY + ["--out", str(out), "--epochs", "3", "--resume", "--objective", "elbo",
                      "--encoder-gradient", "plain", "--k", "1"])
+    # every flag that cannot change is named at once, not only the first one met
+    for refused in ("--k 1 differs", "--encoder-gradient plain differs"):
+        assert refused in str(err.value), err.value
     capsys.readouterr()
 
 

@@ -347,7 +347,7 @@ def _resume_flags(args: argparse.Namespace, given: set[str], ckpt: Checkpoint) -
               f"options but not its dataset or image count: using --dataset {args.dataset}"
               f"{f' --max-images {args.max_images}' if args.max_images else ''}.")
     defaults = parser().parse_args([])
-    changed = {}
+    changed, refused = {}, []
     for name in _recorded(args):
         if name not in saved and legacy:
             continue  # nothing to compare with
@@ -358,12 +358,15 @@ def _resume_flags(args: argparse.Namespace, given: set[str], ckpt: Checkpoint) -
         elif name in MAY_CHANGE_ON_RESUME:
             changed[_flag(name)] = [before, now]
         else:
-            raise SystemExit(
-                f"{_flag(name)} {now} differs from the run's saved {name} = {before!r}: --resume "
-                f"continues the run in {args.out} with its saved settings, and {_flag(name)} "
-                "cannot change within a run. Leave the flag out to continue the run, or start a "
-                "new run with another --out. (A resumed run may change "
-                f"{', '.join(sorted(map(_flag, MAY_CHANGE_ON_RESUME)))}.)")
+            refused.append((_flag(name), f"{_flag(name)} {now} differs from the run's saved "
+                                         f"{name} = {before!r}"))
+    if refused:  # every flag that cannot change, not only the first one met
+        raise SystemExit(
+            f"{'; '.join(text for _, text in refused)}: --resume continues the run in {args.out} "
+            f"with its saved settings, and {', '.join(flag for flag, _ in refused)} cannot change "
+            "within a run. Leave the flag out to continue the run, or start a new run with another "
+            "--out. (A resumed run may change "
+            f"{', '.join(sorted(map(_flag, MAY_CHANGE_ON_RESUME)))}.)")
     if args.epochs < ckpt.epoch:
         raise SystemExit(f"--epochs {args.epochs} is fewer than the {ckpt.epoch} epochs the run in "
                          f"{args.out} has completed; to train further, ask for more (--epochs N, "

@@ -129,8 +129,11 @@ def log_prior(z):
 
 
 def log_likelihood(x, z, decode, noise_std):
-    """log N(x; f(z), s² I) = -½ Σ_i [(x_i - f_i(z))² / s² + log 2π s²]: x (N, D), z (N, d) -> (N,)."""
-    return -0.5 * (((x - decode(z)) / noise_std) ** 2 + math.log(2 * math.pi * noise_std**2)).sum(dim=-1)
+    """log N(x; f(z), s² I) = -½ Σ_i [(x_i - f_i(z))² / s² + log 2π s²]: x (N, D), z (N, d) -> (N,).
+    """
+    return -0.5 * (((x - decode(z)) / noise_std) ** 2 + math.log(2 * math.pi * noise_std**2)).sum(
+        dim=-1
+    )
 
 
 # %% [markdown]
@@ -162,8 +165,15 @@ z_line = torch.linspace(-3.2, 3.2, 400)[:, None]  # (400, 1)
 curve = toy.decode(z_line)  # (400, 2): the decoder's image, f(z)
 
 fig, (ax_z, ax_x) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.5]})
-ax_z.hist(z_toy[:, 0].numpy(), bins=50, density=True, color=COLORS["prior"], alpha=0.5, label="samples")
-ax_z.plot(z_line[:, 0], log_prior(z_line).exp(), color=COLORS["prior"], label="$p(z) = \\mathcal{N}(0, 1)$")
+ax_z.hist(
+    z_toy[:, 0].numpy(), bins=50, density=True, color=COLORS["prior"], alpha=0.5, label="samples"
+)
+ax_z.plot(
+    z_line[:, 0],
+    log_prior(z_line).exp(),
+    color=COLORS["prior"],
+    label="$p(z) = \\mathcal{N}(0, 1)$",
+)
 ax_z.set(title="The code: $z \\sim p(z)$", xlabel="$z$", ylabel="density")
 ax_z.legend()
 points = ax_x.scatter(*x_toy.T, c=z_toy[:, 0], cmap="coolwarm", s=6, vmin=-2.5, vmax=2.5)
@@ -193,7 +203,9 @@ plt.show()
 
 # %%
 def riemann_log_marginal(model, x, z_step, z_limit=6.0):
-    """log Σ_g Δz p(z_g) p(x|z_g) on the grid z_g = -z_limit, ..., z_limit (step Δz): x (N, 2) -> (N,)."""
+    """log Σ_g Δz p(z_g) p(x|z_g) on the grid z_g = -z_limit, ..., z_limit (step Δz): x (N, 2) ->
+    (N,).
+    """
     z_grid = torch.arange(-z_limit, z_limit + z_step / 2, z_step)[:, None, None]  # (G, 1, 1)
     chunks = []
     for x_chunk in x.split(4096):  # 4096 points at a time bounds the memory (G × 4096 slices)
@@ -227,19 +239,25 @@ def quad_marginal(model, x_point):
     """p(x) = ∫ p(z) p(x|z) dz by SciPy's adaptive quadrature, for one x of shape (2,)."""
     def integrand(z):
         return math.exp(model.log_joint(x_point[None], torch.tensor([[z]])).item())
-    return integrate.quad(integrand, -10, 10, points=[-1, 0, 1], epsabs=0, epsrel=1e-11, limit=200)[0]
+
+    return integrate.quad(integrand, -10, 10, points=[-1, 0, 1], epsabs=0, epsrel=1e-11, limit=200)[
+        0
+    ]
 
 
 for x_point in x_toy[:4]:
     p_quad, p_lib = quad_marginal(toy, x_point), toy.log_marginal(x_point[None]).exp().item()
     assert math.isclose(p_quad, p_lib, rel_tol=1e-8), (p_quad, p_lib)
-    print(f"x = ({x_point[0]:+.3f}, {x_point[1]:+.3f}):  p(x) = {p_lib:.10f} (vaelib)  {p_quad:.10f} (quad)")
+    print(f"x = ({x_point[0]:+.3f}, {x_point[1]:+.3f}):  p(x) = {p_lib:.10f} (vaelib)  "
+          f"{p_quad:.10f} (quad)")
 
 # ∫∫ p(x) dx1 dx2 = 1: a midpoint sum over a box holding all but ~1e-5 of the mass (|z| < 4.2).
 big_axis1, big_axis2 = torch.linspace(-5, 5, 101), torch.linspace(-2, 19, 211)  # cells 0.1 × 0.1
 cell_area = (big_axis1[1] - big_axis1[0]) * (big_axis2[1] - big_axis2[0])
 big_plane = torch.stack(torch.meshgrid(big_axis1, big_axis2, indexing="xy"), dim=-1).reshape(-1, 2)
-total_probability = (riemann_log_marginal(toy, big_plane, z_step=0.05).exp().sum() * cell_area).item()
+total_probability = (
+    riemann_log_marginal(toy, big_plane, z_step=0.05).exp().sum() * cell_area
+).item()
 assert abs(total_probability - 1) < 1e-3, total_probability
 print(f"∫∫ p(x) dx = {total_probability:.5f}")
 
@@ -268,7 +286,9 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
 show_density(axes[0], log_five.exp().sum(-1), "five slices ($\\Delta z = 1$)", vmax)
 for z_g in z_slices:
     f_g = toy.decode(z_g.reshape(1, 1))[0]
-    axes[0].annotate(f"$z = {z_g:.0f}$", f_g, xytext=(8, 4), textcoords="offset points", color="white")
+    axes[0].annotate(
+        f"$z = {z_g:.0f}$", f_g, xytext=(8, 4), textcoords="offset points", color="white"
+    )
 show_density(axes[1], density_beads, "sum of slices, $\\Delta z = 0.5$", vmax)
 mesh = show_density(axes[2], density_exact, "the marginal $p(x)$ ($\\Delta z \\to 0$)", vmax)
 for ax in axes:
@@ -314,7 +334,9 @@ x_two = torch.tensor([[0.0, 1.0]])  # inside the bend: z ≈ -0.7 and z ≈ +0.7
 z_plot = torch.linspace(-4, 4, 2001)
 
 fig, (ax_int, ax_cost) = plt.subplots(1, 2, figsize=(11, 3.8))
-ax_int.plot(z_plot, (-0.5 * z_plot**2).exp(), color=COLORS["prior"], ls="--", label="the prior $p(z)$")
+ax_int.plot(
+    z_plot, (-0.5 * z_plot**2).exp(), color=COLORS["prior"], ls="--", label="the prior $p(z)$"
+)
 for x_point, color in [(x_one, COLORS["posterior"]), (x_two, COLORS["proposal"])]:
     integrand = toy.log_joint(x_point, z_plot[:, None, None])[:, 0].exp()  # p(z) p(x|z), (2001,)
     p_x = toy.log_marginal(x_point).exp().item()
@@ -437,8 +459,11 @@ assert torch.allclose(by_rules, linear.log_marginal(x_lin), rtol=0, atol=1e-10)
 Lam = torch.eye(2) + W.T @ W / s**2
 woodbury = torch.eye(5) / s**2 - W @ torch.linalg.inv(Lam) @ W.T / s**4
 assert torch.allclose(torch.linalg.inv(C), woodbury, atol=1e-10)  # Woodbury
-assert math.isclose(torch.logdet(C).item(), 10 * math.log(s) + torch.logdet(Lam).item(), rel_tol=1e-12)
-print(f"log p(x_0): {by_rules[0]:.10f} (rules)  {by_square[0]:.10f} (square)  {by_scipy[0]:.10f} (SciPy)")
+assert math.isclose(
+    torch.logdet(C).item(), 10 * math.log(s) + torch.logdet(Lam).item(), rel_tol=1e-12
+)
+print(f"log p(x_0): {by_rules[0]:.10f} (rules)  {by_square[0]:.10f} (square)  {by_scipy[0]:.10f} "
+      "(SciPy)")
 
 # %% [markdown]
 # **Check by integration and by sampling.** In $d = 1$ the integral over $z$ is one-dimensional, so
@@ -454,7 +479,8 @@ for x_point in line.sample(5, generator=generator)[0]:
     p_quad = quad_marginal(line, x_point)
     p_closed = line.log_marginal(x_point[None]).exp().item()
     assert math.isclose(p_quad, p_closed, rel_tol=1e-8), (p_quad, p_closed)
-print(f"quadrature over z matches N(b, WWᵀ + s²I) at 5 points (last: {p_quad:.10f} vs {p_closed:.10f})")
+print(f"quadrature over z matches N(b, WWᵀ + s²I) at 5 points (last: {p_quad:.10f} vs "
+      f"{p_closed:.10f})")
 
 num_draws = 200_000
 x_many, _ = line.sample(num_draws, generator=generator)
@@ -464,7 +490,12 @@ mean_se = (C_line.diagonal() / num_draws).sqrt()
 cov_se = ((C_line.diagonal()[:, None] * C_line.diagonal()[None, :] + C_line**2) / num_draws).sqrt()
 assert ((mean_hat - line.b).abs() < 5 * mean_se).all()
 assert ((cov_hat - C_line).abs() < 5 * cov_se).all()
-print("C =", C_line.numpy().round(4).tolist(), " sample covariance =", cov_hat.numpy().round(4).tolist())
+print(
+    "C =",
+    C_line.numpy().round(4).tolist(),
+    " sample covariance =",
+    cov_hat.numpy().round(4).tolist(),
+)
 
 # %% [markdown]
 # The picture: the slices are now blobs along a *straight* line, and their continuous mixture is a
@@ -477,7 +508,9 @@ def covariance_ellipse(ax, mean, cov, n_std, **kwargs):
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
     angle = math.degrees(math.atan2(eigenvectors[1, 1], eigenvectors[0, 1]))
     width, height = 2 * n_std * eigenvalues.flip(0).sqrt()
-    ax.add_patch(Ellipse(mean.tolist(), width.item(), height.item(), angle=angle, fill=False, **kwargs))
+    ax.add_patch(
+        Ellipse(mean.tolist(), width.item(), height.item(), angle=angle, fill=False, **kwargs)
+    )
 
 
 w_norm2 = (line.W**2).sum().item()
@@ -489,13 +522,21 @@ y_plane = torch.stack([Y1.flatten(), Y2.flatten()], dim=-1)  # (M, 2)
 z_seven = torch.linspace(-3, 3, 7)  # Δz = 1
 seven = line.log_joint(y_plane, z_seven[:, None, None]).exp().sum(0).reshape(Y1.shape)
 
+# %%
 fig, (ax_s, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)
 ax_s.pcolormesh(Y1, Y2, seven, cmap="viridis", norm=PowerNorm(0.5), shading="auto")
 ax_s.set(title="seven slices along the line $f(z) = wz + b$", xlabel="$x_1$", ylabel="$x_2$")
 ax_m.scatter(*x_many[:1500].T, s=2, color=COLORS["prior"], alpha=0.5, label="samples of $x$")
 for k in (1, 2, 3):
-    covariance_ellipse(ax_m, line.b, C_line, k, color=COLORS["exact"], lw=1.2,
-                       label="exact $\\mathcal{N}(b, WW^\\top + s^2 I)$: 1, 2, 3 sd" if k == 1 else None)
+    covariance_ellipse(
+        ax_m,
+        line.b,
+        C_line,
+        k,
+        color=COLORS["exact"],
+        lw=1.2,
+        label="exact $\\mathcal{N}(b, WW^\\top + s^2 I)$: 1, 2, 3 sd" if k == 1 else None,
+    )
 covariance_ellipse(ax_m, mean_hat, cov_hat, 2, color=COLORS["naive"], ls="--", lw=1.5,
                    label="sample covariance, 2 sd")
 ax_m.set(title="the marginal: a Gaussian ellipse", xlabel="$x_1$")
@@ -540,8 +581,13 @@ p_other = torch.distributions.MultivariateNormal(other_model.b, other_model.marg
 def gaussian_kl(mean0, cov0, mean1, cov1):
     """KL(N0 ‖ N1) = ½ [tr(C1⁻¹ C0) + (m1 - m0)ᵀ C1⁻¹ (m1 - m0) - D + log det C1 - log det C0]."""
     diff = mean1 - mean0
-    return 0.5 * (torch.trace(torch.linalg.solve(cov1, cov0)) + diff @ torch.linalg.solve(cov1, diff)
-                  - len(mean0) + torch.logdet(cov1) - torch.logdet(cov0))
+    return 0.5 * (
+        torch.trace(torch.linalg.solve(cov1, cov0))
+        + diff @ torch.linalg.solve(cov1, diff)
+        - len(mean0)
+        + torch.logdet(cov1)
+        - torch.logdet(cov0)
+    )
 
 
 entropy = 0.5 * torch.logdet(2 * math.pi * math.e * true_model.marginal_covariance)
@@ -606,11 +652,14 @@ assert abs(fitted_average - best_average) < 1e-9
 assert abs(s_fitted - s_ml) < 1e-5
 assert torch.allclose(params["W"] @ params["W"].T, W_ml @ W_ml.T, atol=1e-5)  # W up to its sign
 print(f"closed form: s_ML = {s_ml:.6f}, ℓ/N = {best_average:.8f}")
-print(f"L-BFGS:      s    = {s_fitted:.6f}, ℓ/N = {fitted_average:.8f}   (true s = {true_model.noise_std})")
+print(f"L-BFGS:      s    = {s_fitted:.6f}, ℓ/N = {fitted_average:.8f}   (true s = "
+      f"{true_model.noise_std})")
 
 # %%
 s_values = torch.linspace(0.15, 1.2, 211)
-profile = torch.stack([linear_log_marginal(x_data, W_ml, x_bar, s_value).mean() for s_value in s_values])
+profile = torch.stack(
+    [linear_log_marginal(x_data, W_ml, x_bar, s_value).mean() for s_value in s_values]
+)
 s_best_on_grid = s_values[profile.argmax()].item()
 assert abs(s_best_on_grid - s_ml) <= (s_values[1] - s_values[0]).item()
 
@@ -618,18 +667,32 @@ fig, (ax_fit, ax_ll) = plt.subplots(1, 2, figsize=(11, 4))
 ax_fit.scatter(*x_data.T, s=5, color=COLORS["prior"], alpha=0.6, label="data, $N = 400$")
 covariance_ellipse(ax_fit, true_model.b, true_model.marginal_covariance, 2, color=COLORS["exact"],
                    ls="--", lw=1.5, label="true model, 2 sd")
-covariance_ellipse(ax_fit, x_bar, ml_model.marginal_covariance, 2, color=COLORS["importance"], lw=1.5,
-                   label="maximum-likelihood fit, 2 sd")
-ax_fit.set(title="data and the fitted model", xlabel="$x_1$", ylabel="$x_2$", xlim=(-4, 5), ylim=(-3, 3))
+covariance_ellipse(
+    ax_fit,
+    x_bar,
+    ml_model.marginal_covariance,
+    2,
+    color=COLORS["importance"],
+    lw=1.5,
+    label="maximum-likelihood fit, 2 sd",
+)
+ax_fit.set(
+    title="data and the fitted model", xlabel="$x_1$", ylabel="$x_2$", xlim=(-4, 5), ylim=(-3, 3)
+)
 ax_fit.set_aspect("equal")
 ax_fit.legend(fontsize=8, loc="lower right")
-ax_ll.plot(s_values, profile, color=COLORS["importance"], label="$\\ell(s)/N$, $W$ and $b$ at the maximum")
+ax_ll.plot(s_values, profile, color=COLORS["importance"], label="$\\ell(s)/N$, $W$ and $b$ at the "
+                                                                "maximum")
 reference_line(ax_ll, s_ml, label=f"closed form $s_{{ML}} = \\sqrt{{\\lambda_2}} = {s_ml:.3f}$",
                horizontal=False)
 ax_ll.axvline(true_model.noise_std, color=COLORS["prior"], ls=":",
               label=f"true $s = {true_model.noise_std}$")
-ax_ll.set(title="the log-likelihood as a function of the noise $s$", xlabel="noise std $s$",
-          ylabel="average log-likelihood $\\ell / N$", ylim=(profile.max() - 1.5, profile.max() + 0.15))
+ax_ll.set(
+    title="the log-likelihood as a function of the noise $s$",
+    xlabel="noise std $s$",
+    ylabel="average log-likelihood $\\ell / N$",
+    ylim=(profile.max() - 1.5, profile.max() + 0.15),
+)
 ax_ll.legend(fontsize=8, loc="lower right")
 plt.show()
 
@@ -656,7 +719,9 @@ plt.show()
 
 # %%
 # A coarser grid than the figures' keeps each redraw quick.
-V1, V2 = torch.meshgrid(torch.linspace(-3.5, 3.5, 91), torch.linspace(-1.5, 7.0, 111), indexing="xy")
+V1, V2 = torch.meshgrid(
+    torch.linspace(-3.5, 3.5, 91), torch.linspace(-1.5, 7.0, 111), indexing="xy"
+)
 v_plane = torch.stack([V1.flatten(), V2.flatten()], dim=-1)  # (M, 2)
 
 
@@ -667,7 +732,9 @@ def draw_slices(fig, noise_std, bend, slice_step):
     # p(x) itself: a Riemann sum with a step well below the narrowest slice width s / |f'(z)|,
     # over |z| <= 4.5 (prior mass outside: 7e-6).
     fine_step = min(0.02, noise_std / 8)
-    exact = riemann_log_marginal(model, v_plane, z_step=fine_step, z_limit=4.5).exp().reshape(V1.shape)
+    exact = (
+        riemann_log_marginal(model, v_plane, z_step=fine_step, z_limit=4.5).exp().reshape(V1.shape)
+    )
     top = exact.max().item()
     for ax, density, title in [(axes[0], riemann, f"sum of slices, $\\Delta z = {slice_step}$"),
                                (axes[1], exact, "the marginal $p(x)$")]:
@@ -685,8 +752,9 @@ def draw_slices(fig, noise_std, bend, slice_step):
         covariance_ellipse(axes[1], torch.zeros(2), cov, 2, color="white", ls="--", lw=1.2)
     cell = (V1[0, 1] - V1[0, 0]) * (V2[1, 0] - V2[0, 0])
     gap = (riemann - exact).abs().max().item()
-    return (f"s = {noise_std:.2f}, a = {bend:.2f}, Δz = {slice_step}: largest |sum of slices − p(x)| "
-            f"= {gap:.3g}; peak of p(x) = {top:.2f}; mass in the picture = {(exact.sum() * cell):.3f}")
+    return (f"s = {noise_std:.2f}, a = {bend:.2f}, Δz = {slice_step}: largest |sum of slices − "
+            f"p(x)| = {gap:.3g}; peak of p(x) = {top:.2f}; mass in the picture = "
+            f"{(exact.sum() * cell):.3f}")
 
 
 static_figure(draw_slices, figsize=(11, 4.2), noise_std=0.3, bend=1.0, slice_step=0.5)
@@ -726,7 +794,8 @@ right = linear.log_marginal(x_check)
 mistakes = {
     "s instead of s²": linear_log_marginal(x_check, W, b, math.sqrt(s)) - right,
     "log p(x | z = 0)": linear.log_likelihood(x_check, torch.zeros(3, 2)) - right,
-    "no -½ log det 2πC": -0.5 * ((x_check - b) * torch.linalg.solve(C, (x_check - b).T).T).sum(-1) - right,
+    "no -½ log det 2πC": -0.5 * ((x_check - b) * torch.linalg.solve(C, (x_check - b).T).T).sum(-1)
+    - right,
 }
 for name, error in mistakes.items():
     print(f"{name:>20}: error in log p(x) = {error.numpy().round(3)}")
@@ -765,7 +834,10 @@ assert all((error.abs() > 0.1).all() for error in mistakes.values())
 
 # %% tags=["solution"]
 def my_linear_log_marginal(x, W, b, noise_std):
-    """The linear-Gaussian model's log p(x), one per row of x: x (N, D), W (D, d), b (D,), noise_std s -> (N,)."""
+    """The linear-Gaussian model's log p(x), one per row of x: x (N, D), W (D, d), b (D,), noise_std
+    s
+    -> (N,).
+    """
     D = W.shape[0]
     C = W @ W.T + noise_std**2 * torch.eye(D, dtype=W.dtype)
     u = x - b
@@ -808,7 +880,9 @@ check_toy_log_marginal(my_toy_log_marginal);
 
 # %% tags=["solution"]
 def ml_noise_std(x):
-    """The maximum-likelihood noise std s_ML of probabilistic PCA, two data dimensions, one latent: x (N, 2) -> float."""
+    """The maximum-likelihood noise std s_ML of probabilistic PCA, two data dimensions, one latent:
+    x (N, 2) -> float.
+    """
     # s_ML² is the smallest eigenvalue of the 1/N sample covariance (D - d = 1 direction left over).
     S = torch.cov(x.T, correction=0)
     return torch.linalg.eigvalsh(S)[0].sqrt().item()

@@ -184,7 +184,9 @@ assert torch.exp(torch.tensor(-104.0, dtype=torch.float32)) == 0  # float32 give
 def my_log_mean_exp(a, dim=0):
     """log (1/K) Σ_k exp(a_k) = m + log Σ_k exp(a_k - m) - log K, m = max_k a_k."""
     m = a.max(dim=dim, keepdim=True).values
-    return (m + (a - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim) - math.log(a.shape[dim])
+    return (m + (a - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim) - math.log(
+        a.shape[dim]
+    )
 
 
 stable_log = my_log_mean_exp(log_lik_big, dim=0)
@@ -197,7 +199,9 @@ assert torch.isfinite(stable_log).all()
 a = torch.tensor([[1e4, -1e4, 3.0], [1e4 - 1.0, -1e4 - 2.0, -math.inf]])
 assert torch.allclose(my_log_mean_exp(a, dim=0), log_mean_exp(a, dim=0), rtol=1e-14, atol=1e-12)
 assert torch.allclose(my_log_mean_exp(a, dim=1), log_mean_exp(a, dim=1), rtol=1e-14, atol=1e-12)
-assert torch.allclose(my_log_mean_exp(log_lik_big, dim=0), log_mean_exp(log_lik_big, dim=0), atol=1e-10)
+assert torch.allclose(
+    my_log_mean_exp(log_lik_big, dim=0), log_mean_exp(log_lik_big, dim=0), atol=1e-10
+)
 # ... and against the definition, where exp does not overflow.
 small = torch.randn(50, 4, generator=generator)
 assert torch.allclose(my_log_mean_exp(small), small.exp().mean(dim=0).log(), atol=1e-14)
@@ -215,7 +219,9 @@ print("log_mean_exp([1e4, 1e4 - 1]) =", log_mean_exp(a[:, 0], dim=0).item())
 
 # %%
 def relative_variance(model, x):
-    """ρ(x) = E_p(z)[p(x|z)²] / p(x)² - 1 for a LinearGaussian (derived in section 3): (N, D) -> (N,)."""
+    """ρ(x) = E_p(z)[p(x|z)²] / p(x)² - 1 for a LinearGaussian (derived in section 3): (N, D) ->
+    (N,).
+    """
     s2, D = model.noise_std**2, model.data_dim
     C_half = model.W @ model.W.T + 0.5 * s2 * torch.eye(D)  # W Wᵀ + (s²/2) I
     u = x - model.b
@@ -292,14 +298,25 @@ rms_relative = ((running - log_p_one).exp() - 1).square().mean(dim=1).sqrt()  # 
 fig, (ax_run, ax_err) = plt.subplots(1, 2, figsize=(12, 4.2))
 band = (rho_one / k_axis).sqrt()
 valid = 2 * band < 0.9  # the lower edge log(1 - 2√(ρ/K)) exists once K > 4ρ
-ax_run.fill_between(k_axis[valid], log_p_one + (1 - 2 * band[valid]).log(),
-                    log_p_one + (1 + 2 * band[valid]).log(), color=COLORS["naive"], alpha=0.15, label="2 sd: $p(x)\\,(1 \\pm 2\\sqrt{\\rho/K})$")
+ax_run.fill_between(
+    k_axis[valid],
+    log_p_one + (1 - 2 * band[valid]).log(),
+    log_p_one + (1 + 2 * band[valid]).log(),
+    color=COLORS["naive"],
+    alpha=0.15,
+    label="2 sd: $p(x)\\,(1 \\pm 2\\sqrt{\\rho/K})$",
+)
 for run in range(8):
     ax_run.plot(k_axis, running[:, run], color=COLORS["naive"], lw=0.8, alpha=0.8,
                 label="running estimate, 8 runs" if run == 0 else None)
 reference_line(ax_run, log_p_one, label=f"exact $\\log p(x) = {log_p_one:.3f}$")
-ax_run.set(xscale="log", title="$\\log \\hat p_K(x)$ converges to $\\log p(x)$", xlabel="samples $K$",
-           ylabel="$\\log \\hat p_K(x)$", ylim=(log_p_one - 3, log_p_one + 1.5))
+ax_run.set(
+    xscale="log",
+    title="$\\log \\hat p_K(x)$ converges to $\\log p(x)$",
+    xlabel="samples $K$",
+    ylabel="$\\log \\hat p_K(x)$",
+    ylim=(log_p_one - 3, log_p_one + 1.5),
+)
 ax_run.legend(fontsize=8, loc="lower right")
 ax_err.loglog(k_axis, rms_relative, color=COLORS["naive"], label="measured, 400 runs")
 ax_err.loglog(k_axis, (rho_one / k_axis).sqrt(), color=COLORS["exact"], ls="--",
@@ -352,12 +369,16 @@ X_TYPICAL = math.sqrt(1 + NOISE**2)
 
 def cube_model(latent_dim):
     """The d-dimensional family: D = d, W = I, b = 0, s = 0.5; and its typical point x (1, d)."""
-    return LinearGaussian(torch.eye(latent_dim), None, NOISE), torch.full((1, latent_dim), X_TYPICAL)
+    return LinearGaussian(torch.eye(latent_dim), None, NOISE), torch.full(
+        (1, latent_dim), X_TYPICAL
+    )
 
 
 rate = math.log(1 + relative_variance(*cube_model(1)).item())  # c, per latent dimension
 for d in (2, 5, 9):  # the product rule, exactly
-    assert math.isclose(math.log(1 + relative_variance(*cube_model(d)).item()), rate * d, rel_tol=1e-10)
+    assert math.isclose(
+        math.log(1 + relative_variance(*cube_model(d)).item()), rate * d, rel_tol=1e-10
+    )
 print(f"c = {rate:.4f}: each latent dimension multiplies 1 + ρ by e^c = {math.exp(rate):.3f}")
 
 # %% [markdown]
@@ -407,18 +428,32 @@ print(f"exponential rate per dimension: fitted {fitted_rate:.3f}, exact {rate:.3
 
 d_fine = np.linspace(1, 20, 200)
 exact_k_needed = np.expm1(rate * d_fine) / 0.1**2
+
+# %%
 fig, (ax_e, ax_k) = plt.subplots(1, 2, figsize=(12, 4.2))
 ax_e.semilogy(d_fine, np.sqrt(np.expm1(rate * d_fine) / K_FIXED), color=COLORS["exact"], ls="--",
               label="exact $\\sqrt{\\rho_d / K}$")
 ax_e.semilogy(dims, measured_error, "o", color=COLORS["naive"], label=f"measured, {RUNS} runs")
 ax_e.axhline(0.1, color=COLORS["prior"], ls=":", label="10 % error")
-ax_e.set(title=f"relative error of $\\hat p_K(x)$ at $K = {K_FIXED}$", xlabel="latent dimension $d$",
-         ylabel="RMS of $\\hat p_K / p - 1$", xlim=(0.5, 20.5), xticks=range(2, 21, 2))
+ax_e.set(
+    title=f"relative error of $\\hat p_K(x)$ at $K = {K_FIXED}$",
+    xlabel="latent dimension $d$",
+    ylabel="RMS of $\\hat p_K / p - 1$",
+    xlim=(0.5, 20.5),
+    xticks=range(2, 21, 2),
+)
 ax_e.legend(fontsize=8, loc="upper left")
-ax_k.semilogy(d_fine, exact_k_needed, color=COLORS["exact"], ls="--", label="exact $\\rho_d / 0.1^2$")
-ax_k.semilogy(dims, measured_rho / 0.1**2, "o", color=COLORS["naive"], label="measured $\\hat\\rho / 0.1^2$")
-ax_k.semilogy(d_fine, np.expm1(fitted_intercept + fitted_rate * d_fine) / 0.1**2, color=COLORS["naive"],
-              lw=1, label=f"fit $\\propto e^{{{fitted_rate:.3f}\\,d}}$ (exact rate {rate:.3f})")
+ax_k.semilogy(d_fine, exact_k_needed, color=COLORS["exact"], ls="--", label="exact $\\rho_d / "
+                                                                            "0.1^2$")
+ax_k.semilogy(dims, measured_rho / 0.1**2, "o", color=COLORS["naive"], label="measured $\\hat\\rho "
+                                                                             "/ 0.1^2$")
+ax_k.semilogy(
+    d_fine,
+    np.expm1(fitted_intercept + fitted_rate * d_fine) / 0.1**2,
+    color=COLORS["naive"],
+    lw=1,
+    label=f"fit $\\propto e^{{{fitted_rate:.3f}\\,d}}$ (exact rate {rate:.3f})",
+)
 k_at_20 = np.expm1(rate * 20) / 0.1**2
 ax_k.annotate(f"$d = 20$: $K \\approx {k_at_20 / 1e10:.0f} \\times 10^{{10}}$", (20, k_at_20),
               xytext=(-150, 0), textcoords="offset points",
@@ -506,7 +541,9 @@ def kl_prior_to_posterior(model, x):
     """KL(p(z) ‖ p(z|x)) with p(z|x) = N(m, S): (N, D) -> (N,)."""
     m, S = model.posterior_parameters(x)  # (N, d), (d, d)
     S_inv = torch.linalg.inv(S)
-    return 0.5 * (torch.trace(S_inv) + (m * (m @ S_inv)).sum(-1) - model.latent_dim + torch.logdet(S))
+    return 0.5 * (
+        torch.trace(S_inv) + (m * (m @ S_inv)).sum(-1) - model.latent_dim + torch.logdet(S)
+    )
 
 
 z = model.sample_prior(200_000, num_points=3, generator=generator)
@@ -559,16 +596,17 @@ ax_z.scatter(*z_prior.T, s=2000 * shares, color=COLORS["naive"], alpha=0.6,
              label="area $\\propto$ weight $w(z_k)$")
 post_sd = post_cov.diagonal().sqrt()
 for k in (1, 2, 3):
-    ax_z.add_patch(Ellipse(post_mean[0].tolist(), 2 * k * post_sd[0].item(), 2 * k * post_sd[1].item(),
-                           fill=False, color=COLORS["posterior"], lw=1.2,
-                           label="posterior $p(z \\mid x)$: 1, 2, 3 sd" if k == 1 else None))
-ax_z.set(title=f"$d = 2$: {carriers} of 300 codes carry 99 % of $\\hat p_K$", xlabel="$z_1$", ylabel="$z_2$",
-         xlim=(-3.5, 3.5), ylim=(-3.5, 3.5))
+    label = "posterior $p(z \\mid x)$: 1, 2, 3 sd" if k == 1 else None
+    ax_z.add_patch(Ellipse(post_mean[0].tolist(), 2 * k * post_sd[0].item(),
+                           2 * k * post_sd[1].item(), fill=False, color=COLORS["posterior"],
+                           lw=1.2, label=label))
+ax_z.set(title=f"$d = 2$: {carriers} of 300 codes carry 99 % of $\\hat p_K$", xlabel="$z_1$",
+         ylabel="$z_2$", xlim=(-3.5, 3.5), ylim=(-3.5, 3.5))
 ax_z.set_aspect("equal")
 ax_z.legend(fontsize=8, loc="lower left", markerscale=0.5, framealpha=0.8, frameon=True)
 
-ax_w.fill_between(dims_w, log_w_quantiles[:, 0], log_w_quantiles[:, 2], color=COLORS["naive"], alpha=0.2,
-                  label="5 %–95 % of prior samples")
+ax_w.fill_between(dims_w, log_w_quantiles[:, 0], log_w_quantiles[:, 2], color=COLORS["naive"],
+                  alpha=0.2, label="5 %–95 % of prior samples")
 ax_w.plot(dims_w, log_w_quantiles[:, 1], color=COLORS["naive"], label="median")
 ax_w.plot(dims_w, minus_kl, color=COLORS["exact"], ls=":",
           label="exact mean $-\\mathrm{KL}(p(z)\\,\\Vert\\,p(z \\mid x))$")
@@ -578,11 +616,13 @@ ax_w.set(title="log-weights $\\log w(z_k)$ of prior samples", xlabel="latent dim
          ylabel="$\\log p(x \\mid z_k) - \\log p(x)$", xticks=range(2, 17, 2))
 ax_w.legend(fontsize=8, loc="lower left")
 
-ax_top.plot(dims_w, top_shares, "o-", color=COLORS["naive"], ms=4, label=f"naive MC, $K = {K_FIXED}$")
+ax_top.plot(dims_w, top_shares, "o-", color=COLORS["naive"], ms=4,
+            label=f"naive MC, $K = {K_FIXED}$")
 ax_top.axhline(1 / K_FIXED, color=COLORS["exact"], ls="--", label="equal weights, $1/K$")
-ax_top.set(yscale="log", title="share of $\\hat p_K$ in its largest term", xlabel="latent dimension $d$",
-           ylabel="largest $w_k$ / $\\Sigma_k w_k$ (median of 100 runs)", ylim=(5e-4, 1.5),
-           xticks=range(2, 17, 2))
+ax_top.set(yscale="log", title="share of $\\hat p_K$ in its largest term",
+           xlabel="latent dimension $d$",
+           ylabel="largest $w_k$ / $\\Sigma_k w_k$ (median of 100 runs)",
+           ylim=(5e-4, 1.5), xticks=range(2, 17, 2))
 ax_top.legend(fontsize=8, loc="center right")
 plt.show()
 
@@ -614,15 +654,21 @@ def draw_naive(fig, num_samples, latent_dim, num_runs=100):
     rho_d = relative_variance(cube, x_typical).item()
 
     ax_hist, ax_cum = fig.subplots(1, 2)
-    ax_hist.axvspan(math.log(0.9), math.log(1.1), color=COLORS["elbo"], alpha=0.2, label="within 10 %")
-    ax_hist.hist(errors.numpy(), bins=30, color=COLORS["naive"], alpha=0.7, label=f"{num_runs} runs")
+    ax_hist.axvspan(
+        math.log(0.9), math.log(1.1), color=COLORS["elbo"], alpha=0.2, label="within 10 %"
+    )
+    ax_hist.hist(
+        errors.numpy(), bins=30, color=COLORS["naive"], alpha=0.7, label=f"{num_runs} runs"
+    )
     reference_line(ax_hist, 0.0, label="exact", horizontal=False)
     ax_hist.set(title=f"$\\log \\hat p_K - \\log p(x)$, $K = {num_samples}$, $d = {latent_dim}$",
                 xlabel="error in $\\log p(x)$", ylabel="runs")
     ax_hist.legend(fontsize=8, loc="upper left")
     shares = torch.softmax(log_w[:, :5], dim=0).sort(dim=0, descending=True).values.cumsum(dim=0)
     ranks = torch.arange(1, num_samples + 1)
-    ax_cum.plot(ranks, ranks / num_samples, color=COLORS["exact"], ls="--", lw=1, label="equal weights")
+    ax_cum.plot(
+        ranks, ranks / num_samples, color=COLORS["exact"], ls="--", lw=1, label="equal weights"
+    )
     ax_cum.plot(ranks, shares, color=COLORS["naive"], lw=1)
     ax_cum.set(xscale="log", ylim=(0, 1.02), title="share of $\\hat p_K$ in the top samples",
                xlabel="the $r$ largest weights", ylabel="cumulative share")
@@ -630,8 +676,8 @@ def draw_naive(fig, num_samples, latent_dim, num_runs=100):
     within = ((errors.exp() - 1).abs() < 0.1).float().mean().item()
     top = torch.softmax(log_w, dim=0).max(dim=0).values.median().item()
     return (f"exact relative error √(ρ/K) = {math.sqrt(rho_d / num_samples):.3g}; "
-            f"runs within 10 %: {100 * within:.0f} %; median share of the top sample: {100 * top:.1f} %; "
-            f"K for 10 %: {rho_d / 0.01:.3g}")
+            f"runs within 10 %: {100 * within:.0f} %; median share of the top sample: "
+            f"{100 * top:.1f} %; K for 10 %: {rho_d / 0.01:.3g}")
 
 
 static_figure(draw_naive, figsize=(12, 4.2), num_samples=1000, latent_dim=8)
@@ -674,7 +720,9 @@ expected_log_lik = (-0.5 * D * math.log(2 * math.pi * s2)
 via_kl = model.log_marginal(x_obs) - kl_prior_to_posterior(model, x_obs)
 assert torch.allclose(expected_log_lik, via_kl, atol=1e-10)
 
-log_lik = model.log_likelihood(x_obs, model.sample_prior(200_000, num_points=3, generator=generator))
+log_lik = model.log_likelihood(
+    x_obs, model.sample_prior(200_000, num_points=3, generator=generator)
+)
 average_of_logs = log_lik.mean(dim=0)  # the mistake, (3,)
 standard_error = log_lik.std(dim=0) / math.sqrt(200_000)
 assert ((average_of_logs - expected_log_lik).abs() < 5 * standard_error).all()
@@ -735,7 +783,9 @@ check_log_mean_exp(stable_log_mean_exp);
 
 # %% tags=["solution"]
 def my_naive_log_marginal(model, x, num_samples, generator=None):
-    """The naive Monte Carlo estimate of log p(x) from K prior samples, in log space: x (N, D) -> (N,)."""
+    """The naive Monte Carlo estimate of log p(x) from K prior samples, in log space: x (N, D) ->
+    (N,).
+    """
     z = model.sample_prior(num_samples, num_points=x.shape[0], generator=generator)  # (K, N, d)
     return log_mean_exp(model.log_likelihood(x, z), dim=0)
 
@@ -754,7 +804,9 @@ check_naive_log_marginal(my_naive_log_marginal);
 
 # %% tags=["solution"]
 def samples_needed(model, x, rel_error, num_draws=1_000_000):
-    """The number of prior samples K at which p̂_K(x) has relative standard deviation rel_error, for one x (1, D)."""
+    """The number of prior samples K at which p̂_K(x) has relative standard deviation rel_error, for
+    one x (1, D).
+    """
     # K = ρ̂ / ε², with ρ̂ = mean(w²) / mean(w)² - 1 estimated from prior samples.
     log_lik = model.log_likelihood(x, model.sample_prior(num_draws, num_points=1))[:, 0]  # (M,)
     log_w = log_lik - log_mean_exp(log_lik, dim=0)  # w_k / mean(w): the unknown p(x) cancels

@@ -196,7 +196,9 @@ assert (log_w_exact - log_px).abs().max() < 1e-10
 # the library's exact posterior (a full-covariance Gaussian in general) gives the same log-weights
 log_w_full = model.log_joint(x, z_grid) - model.posterior(x).log_prob(z_grid)
 assert (log_w_full - log_w_exact).abs().max() < 1e-10
-print(f"log p(x, z) - log p(z|x) on the grid: {log_w_exact.min():.12f} ... {log_w_exact.max():.12f}")
+print(
+    f"log p(x, z) - log p(z|x) on the grid: {log_w_exact.min():.12f} ... {log_w_exact.max():.12f}"
+)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Four proposals
@@ -225,7 +227,9 @@ PROPOSAL_COLORS = {"prior": COLORS["prior"], "poor q": COLORS["proposal"],
 
 
 def gaussian_proposal(mean, std, num_points=1):
-    """q(z|x) = N(mean, std²) for a 1-D latent, repeated for `num_points` copies of x: (N, 1) params."""
+    """q(z|x) = N(mean, std²) for a 1-D latent, repeated for `num_points` copies of x: (N, 1)
+    params.
+    """
     mean_t = torch.full((num_points, 1), float(mean), dtype=torch.float64)
     logvar_t = torch.full((num_points, 1), 2 * math.log(std), dtype=torch.float64)
     return DiagonalGaussian(mean_t, logvar_t)
@@ -243,7 +247,8 @@ for name, (mean, std) in proposals.items():
     style = ":" if name == "exact posterior" else "-"
     ax.plot(z_plot, normal_pdf(z_plot, mean, std), style, color=PROPOSAL_COLORS[name], lw=2,
             label=fr"{name}: $\mathcal{{N}}({mean:.2f}, {std:.2f}^2)$")
-ax.set(xlabel="latent $z$", ylabel="density", title="The target posterior and four proposals $q(z\\mid x)$")
+ax.set(xlabel="latent $z$", ylabel="density", title="The target posterior and four proposals "
+                                                    "$q(z\\mid x)$")
 ax.legend(loc="upper left")
 plt.show()
 
@@ -268,7 +273,8 @@ for name, (mean, std) in proposals.items():
     ours = my_importance_log_marginal(x, q, num_samples, torch.Generator().manual_seed(1))
     library = importance_log_marginal(model, x, q, num_samples, torch.Generator().manual_seed(1))
     assert torch.allclose(ours, library, rtol=0, atol=1e-12)
-    print(f"{name:>16}: log p̂_K = {library.item():.6f}   (exact {log_px:.6f}, error {library.item() - log_px:+.2e})")
+    print(f"{name:>16}: log p̂_K = {library.item():.6f}   (exact {log_px:.6f}, error "
+          f"{library.item() - log_px:+.2e})")
     # K = 1000: within about 4 standard deviations (section 5)
     assert abs(library.item() - log_px) < 0.3
 
@@ -348,9 +354,13 @@ log_ratio = {name: running_log_ratio(lw)[k_index] for name, lw in log_w_rel.item
 def rho_by_quadrature(mean, std):
     """∫ p(z|x)² / q(z|x) dz by adaptive quadrature, integrand evaluated in log space."""
     def integrand(z):
-        return math.exp(2 * stats.norm.logpdf(z, mu_post, sigma_post) - stats.norm.logpdf(z, mean, std))
+        return math.exp(
+            2 * stats.norm.logpdf(z, mu_post, sigma_post) - stats.norm.logpdf(z, mean, std)
+        )
     lo, hi = mu_post - 20 * sigma_post, mu_post + 20 * sigma_post
-    value, _ = integrate.quad(integrand, lo, hi, points=[mu_post, mean], limit=200, epsabs=0, epsrel=1e-11)
+    value, _ = integrate.quad(
+        integrand, lo, hi, points=[mu_post, mean], limit=200, epsabs=0, epsrel=1e-11
+    )
     return value
 
 
@@ -372,8 +382,9 @@ for name in ["prior", "poor q", "good q"]:
     resolvable = predicted.abs() > 5 * se_log  # where the bias stands out of the Monte Carlo noise
     assert (bias_log[resolvable] < -2 * se_log[resolvable]).all(), name  # biased low (Jensen)
     for i in (sample_counts.index(10), sample_counts.index(100)):
-        print(f"{name:>7}, K = {sample_counts[i]:>3}: mean of p̂_K/p(x) = {mean_ratio[i]:.4f} ± {std_err[i]:.4f};"
-              f"  E[log p̂_K] - log p(x) = {bias_log[i]:+.5f} ± {se_log[i]:.5f} (delta method {predicted[i]:+.5f})"
+        print(f"{name:>7}, K = {sample_counts[i]:>3}: mean of p̂_K/p(x) = {mean_ratio[i]:.4f} ± "
+              f"{std_err[i]:.4f};  E[log p̂_K] - log p(x) = {bias_log[i]:+.5f} ± {se_log[i]:.5f} "
+              f"(delta method {predicted[i]:+.5f})"
               + ("" if resolvable[i] else "  <- bias below the Monte Carlo noise"))
 # the delta method is a large-K approximation: for K >= 100 it is within 25% (plus 4 standard errors
 # of Monte Carlo noise) for the two worse proposals
@@ -383,25 +394,36 @@ for name in ["prior", "poor q"]:
             observed = log_ratio[name][i].mean().item()
             std_err = log_ratio[name][i].std().item() / math.sqrt(R)
             predicted = -(rho_quad[name] - 1) / (2 * K)
-            assert abs(observed - predicted) < 0.25 * abs(predicted) + 4 * std_err, (name, K, observed, predicted)
+            assert abs(observed - predicted) < 0.25 * abs(predicted) + 4 * std_err, (
+                name,
+                K,
+                observed,
+                predicted,
+            )
 
 # %%
 K_show, i_show = 10, sample_counts.index(10)
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
 ax = axes[0]
 values = ratio["prior"][i_show].numpy()
 ax.hist(values, bins=100, color=PROPOSAL_COLORS["prior"], alpha=0.7)  # every run, the full range
 ax.axvline(1.0, color=COLORS["exact"], ls="--", lw=1.5, label="truth: 1")
 ax.axvline(values.mean(), color=COLORS["importance"], lw=2, label=f"mean {values.mean():.3f}")
-ax.axvline(np.median(values), color=COLORS["importance"], lw=1.5, ls=":", label=f"median {np.median(values):.3f}")
-ax.set(xlabel=r"$\hat p_K(x)\,/\,p(x)$", ylabel="runs", title=f"$\\hat p_K$ is unbiased (prior, K = {K_show})")
+ax.axvline(np.median(values), color=COLORS["importance"], lw=1.5, ls=":",
+           label=f"median {np.median(values):.3f}")
+ax.set(xlabel=r"$\hat p_K(x)\,/\,p(x)$", ylabel="runs", title="$\\hat p_K$ is unbiased (prior, K "
+                                                              f"= {K_show})")
 ax.legend()
 ax = axes[1]
 values = log_ratio["prior"][i_show].numpy()
 ax.hist(values, bins=100, color=PROPOSAL_COLORS["prior"], alpha=0.7)
 ax.axvline(0.0, color=COLORS["exact"], ls="--", lw=1.5, label="truth: 0")
 ax.axvline(values.mean(), color=COLORS["importance"], lw=2, label=f"mean {values.mean():+.3f}")
-ax.set(xlabel=r"$\log \hat p_K(x) - \log p(x)$", ylabel="runs", title=f"$\\log \\hat p_K$ is biased low (prior, K = {K_show})")
+ax.set(xlabel=r"$\log \hat p_K(x) - \log p(x)$", ylabel="runs", title="$\\log \\hat p_K$ is "
+                                                                      "biased low (prior, K = "
+                                                                      f"{K_show})")
 ax.legend()
 ax = axes[2]
 Ks = np.array(sample_counts)
@@ -409,10 +431,13 @@ for name in ["prior", "poor q", "good q"]:
     bias = -log_ratio[name].mean(dim=1).numpy()
     err = 2 * log_ratio[name].std(dim=1).numpy() / math.sqrt(R)
     shown = bias - err > 0  # only where the bias is resolved from the noise
-    ax.errorbar(Ks[shown], bias[shown], yerr=err[shown], fmt="o", color=PROPOSAL_COLORS[name], label=name)
+    ax.errorbar(
+        Ks[shown], bias[shown], yerr=err[shown], fmt="o", color=PROPOSAL_COLORS[name], label=name
+    )
     ax.plot(Ks, (rho_quad[name] - 1) / (2 * Ks), "--", color=PROPOSAL_COLORS[name], lw=1)
 ax.plot([], [], "k--", lw=1, label=r"delta method $(\kappa-1)/2K$")
-ax.set(xscale="log", yscale="log", xlabel="number of samples $K$", ylabel=r"$\log p(x) - \mathbb{E}[\log \hat p_K]$",
+ax.set(xscale="log", yscale="log", xlabel="number of samples $K$",
+       ylabel=r"$\log p(x) - \mathbb{E}[\log \hat p_K]$",
        title="The bias of the log shrinks like 1/K")
 ax.legend(fontsize=8)
 fig.tight_layout()
@@ -460,7 +485,8 @@ for name in ["prior", "poor q", "good q"]:
     print(f"{name:>16}: κ - 1 = {rho_quad[name] - 1:.4f}; measured/predicted variance "
           f"{agreement.min():.2f} ... {agreement.max():.2f}; log-log slope {slope:.3f}")
 assert relative_variance["exact posterior"].max() < 1e-24  # zero variance, up to rounding
-print(f" exact posterior: largest variance over K = {relative_variance['exact posterior'].max():.1e} (rounding)")
+print(" exact posterior: largest variance over K = "
+      f"{relative_variance['exact posterior'].max():.1e} (rounding)")
 
 fig, ax = plt.subplots(figsize=(7.5, 4.5))
 for name in ["prior", "poor q", "good q"]:
@@ -513,7 +539,9 @@ plt.show()
 
 # %%
 def relative_second_moment(mean_q, std_q, mean_post=mu_post, std_post=sigma_post):
-    """κ = E_q[w²]/p(x)² for q = N(mean_q, std_q²) and p(z|x) = N(mean_post, std_post²); inf if 2σ_q² ≤ σ⋆²."""
+    """κ = E_q[w²]/p(x)² for q = N(mean_q, std_q²) and p(z|x) = N(mean_post, std_post²); inf if
+    2σ_q² ≤ σ⋆².
+    """
     mean_q = torch.as_tensor(mean_q, dtype=torch.float64)
     std_q = torch.as_tensor(std_q, dtype=torch.float64)
     gap = 2 * std_q**2 - std_post**2  # 2σ_q² - σ⋆², must be > 0
@@ -523,15 +551,21 @@ def relative_second_moment(mean_q, std_q, mean_post=mu_post, std_post=sigma_post
 
 
 for name, (mean, std) in proposals.items():
-    assert math.isclose(relative_second_moment(mean, std).item(), rho_quad[name], rel_tol=1e-8), name
+    assert math.isclose(relative_second_moment(mean, std).item(), rho_quad[name], rel_tol=1e-8), (
+        name
+    )
 assert math.isclose(relative_second_moment(*proposals["poor q"]).item(), math.e, rel_tol=1e-12)
 rng = np.random.default_rng(0)
 for _ in range(20):  # random proposals with finite κ, within 2σ⋆ of the posterior mean
     mean = mu_post + sigma_post * rng.uniform(-2, 2)
     std = sigma_post * rng.uniform(0.8, 3.0)
-    assert math.isclose(relative_second_moment(mean, std).item(), rho_by_quadrature(mean, std), rel_tol=1e-7)
+    assert math.isclose(
+        relative_second_moment(mean, std).item(), rho_by_quadrature(mean, std), rel_tol=1e-7
+    )
 assert relative_second_moment(mu_post, 0.7 * sigma_post).item() == math.inf  # 0.49 σ⋆² ≤ σ⋆²/2
-assert math.isclose(relative_second_moment(mu_post, 2 * sigma_post).item(), 4 / math.sqrt(7), rel_tol=1e-12)
+assert math.isclose(
+    relative_second_moment(mu_post, 2 * sigma_post).item(), 4 / math.sqrt(7), rel_tol=1e-12
+)
 print("closed-form κ agrees with quadrature to 1e-7 (relative) on 24 proposals")
 
 # %% [markdown]
@@ -545,26 +579,49 @@ print("closed-form κ agrees with quadrature to 1e-7 (relative) on 24 proposals"
 # %%
 offsets = np.linspace(-5, 5, 301)  # (μ_q - μ⋆) / σ⋆
 widths = np.geomspace(0.3, 4.0, 301)  # σ_q / σ⋆
-O, S = np.meshgrid(offsets, widths)
-rho_map = relative_second_moment(mu_post + sigma_post * O, sigma_post * S).numpy()
+offset_grid, width_grid = np.meshgrid(offsets, widths)
+rho_map = relative_second_moment(
+    mu_post + sigma_post * offset_grid, sigma_post * width_grid
+).numpy()
 log_excess = np.log10(np.clip(rho_map - 1, 1e-4, None))  # log10(κ - 1), κ - 1 ≥ 1e-4 for display
 log_excess[~np.isfinite(rho_map)] = np.nan  # infinite variance: drawn hatched instead
 
+# %%
 fig, ax = plt.subplots(figsize=(8, 4.8))
-mesh = ax.pcolormesh(O, S, np.clip(log_excess, -3, 6), cmap="viridis", shading="auto")
+mesh = ax.pcolormesh(
+    offset_grid, width_grid, np.clip(log_excess, -3, 6), cmap="viridis", shading="auto"
+)
 fig.colorbar(mesh, ax=ax, label=r"$\log_{10}(\kappa - 1)$  (relative variance of one weight)")
-contours = ax.contour(O, S, log_excess, levels=[-1, 0, 1, 2, 4], colors="white", linewidths=0.8,
-                      linestyles="solid")
+contours = ax.contour(
+    offset_grid,
+    width_grid,
+    log_excess,
+    levels=[-1, 0, 1, 2, 4],
+    colors="white",
+    linewidths=0.8,
+    linestyles="solid",
+)
 ax.clabel(contours, fmt=lambda v: f"$10^{{{v:.0f}}}$", fontsize=8)
 ax.axhspan(0.3, 1 / math.sqrt(2), facecolor="lightgrey", edgecolor="dimgrey", hatch="//", alpha=0.9)
 ax.axhline(1 / math.sqrt(2), color="black", lw=1.2)
 ax.text(0, 0.5, r"$\sigma_q^2 \leq \sigma_\star^2/2$: infinite variance", ha="center", va="center",
         fontsize=10, bbox=dict(facecolor="white", edgecolor="none", alpha=0.85))
 for name, (mean, std) in proposals.items():
-    ax.plot((mean - mu_post) / sigma_post, std / sigma_post, "*" if name == "exact posterior" else "o",
-            ms=15 if name == "exact posterior" else 10, color=PROPOSAL_COLORS[name], mec="white", label=name)
-ax.set(yscale="log", xlabel=r"offset $(\mu_q - \mu_\star)/\sigma_\star$", ylabel=r"width $\sigma_q/\sigma_\star$",
-       title="How good is a Gaussian proposal? (darker is better)")
+    ax.plot(
+        (mean - mu_post) / sigma_post,
+        std / sigma_post,
+        "*" if name == "exact posterior" else "o",
+        ms=15 if name == "exact posterior" else 10,
+        color=PROPOSAL_COLORS[name],
+        mec="white",
+        label=name,
+    )
+ax.set(
+    yscale="log",
+    xlabel=r"offset $(\mu_q - \mu_\star)/\sigma_\star$",
+    ylabel=r"width $\sigma_q/\sigma_\star$",
+    title="How good is a Gaussian proposal? (darker is better)",
+)
 ax.set_yticks([0.3, 0.5, 1 / math.sqrt(2), 1, 2, 4], ["0.3", "0.5", r"$1/\sqrt{2}$", "1", "2", "4"])
 ax.yaxis.set_minor_formatter(plt.NullFormatter())  # no "6×10⁻¹" minor labels
 ax.grid(False)
@@ -617,13 +674,15 @@ for name in proposals:
     # scale-free
     assert torch.allclose(effective_sample_size(log_w_rel[name] + 1234.5), ess[name], rtol=1e-10)
 assert ((ess["prior"] >= 1) & (ess["prior"] <= max_samples)).all()
-assert torch.allclose(ess["exact posterior"], torch.tensor(float(max_samples), dtype=torch.float64), rtol=1e-9)
+assert torch.allclose(
+    ess["exact posterior"], torch.tensor(float(max_samples), dtype=torch.float64), rtol=1e-9
+)
 print(f"{'proposal':>16}  median ESS/K over {R} runs   1/κ (large-K limit)")
 for name in proposals:
     fraction = ess[name] / max_samples
     limit = 1 / rho_quad[name]
-    print(f"{name:>16}  {fraction.median():.4f} (5-95%: {fraction.quantile(0.05):.3f}-{fraction.quantile(0.95):.3f})"
-          f"          {limit:.4f}")
+    print(f"{name:>16}  {fraction.median():.4f} (5-95%: "
+          f"{fraction.quantile(0.05):.3f}-{fraction.quantile(0.95):.3f})          {limit:.4f}")
     # ESS/K → 1/κ: within 10% at K = 1000 (skewed weights approach the limit from above, slowly)
     assert abs(fraction.median().item() - limit) < 0.1 * limit, name
 
@@ -638,7 +697,8 @@ for i, name in enumerate(names):
     ax.hlines(1 / rho_quad[name], i - 0.38, i + 0.38, color=COLORS["exact"], ls="--", lw=1.5,
               label=r"large-$K$ limit $1/\kappa$" if i == 0 else None)
 ax.set_xticks(range(len(names)), names)
-ax.set(ylabel="ESS / K", ylim=(0, 1.08), title=f"Effective sample size per proposal (K = {max_samples}; bars: median, 5-95% of runs)")
+ax.set(ylabel="ESS / K", ylim=(0, 1.08), title="Effective sample size per proposal (K = "
+                                               f"{max_samples}; bars: median, 5-95% of runs)")
 ax.legend(loc="upper left")
 plt.show()
 
@@ -674,14 +734,23 @@ plt.show()
 
 # %%
 widths_demo = {"wide (1.2σ⋆)": 1.2, "narrow (0.75σ⋆)": 0.75, "too narrow (0.5σ⋆)": 0.5}  # σ_q/σ⋆
-WIDTH_COLORS = {"wide (1.2σ⋆)": "#56B4E9", "narrow (0.75σ⋆)": COLORS["proposal"], "too narrow (0.5σ⋆)": "#8c1c13"}
+WIDTH_COLORS = {
+    "wide (1.2σ⋆)": "#56B4E9",
+    "narrow (0.75σ⋆)": COLORS["proposal"],
+    "too narrow (0.5σ⋆)": "#8c1c13",
+}
 
 
 def truncated_rho(std_q, half_width):
     """∫_{|z-μ⋆| ≤ T} p(z|x)² / q(z|x) dz for a centred q, by quadrature."""
     def integrand(z):
-        return math.exp(2 * stats.norm.logpdf(z, mu_post, sigma_post) - stats.norm.logpdf(z, mu_post, std_q))
-    return integrate.quad(integrand, mu_post - half_width, mu_post + half_width, limit=200, epsrel=1e-10)[0]
+        return math.exp(
+            2 * stats.norm.logpdf(z, mu_post, sigma_post) - stats.norm.logpdf(z, mu_post, std_q)
+        )
+
+    return integrate.quad(
+        integrand, mu_post - half_width, mu_post + half_width, limit=200, epsrel=1e-10
+    )[0]
 
 
 half_widths = np.linspace(0.25, 12, 48) * sigma_post  # T, from 0.25 to 12 posterior stds
@@ -693,7 +762,8 @@ for label, t in widths_demo.items():
         assert math.isclose(truncated[label][-1], closed, rel_tol=1e-5), label
     else:  # ... or keeps growing: by e^{(T/σ⋆)²}-fold at σ_q = σ⋆/2
         assert truncated[label][-1] > 1e50 and (np.diff(truncated[label]) > 0).all()
-    print(f"{label:>20}: κ - 1 = {closed - 1:.4f}; truncated integral at T = 12σ⋆: {truncated[label][-1]:.4g}")
+    print(f"{label:>20}: κ - 1 = {closed - 1:.4f}; truncated integral at T = 12σ⋆: "
+          f"{truncated[label][-1]:.4g}")
 
 # %% [markdown]
 # Now the estimator itself, for $K$ up to a million samples: the running estimate
@@ -706,8 +776,13 @@ runs = {}  # label -> list of log(w/p(x)), (K,) per seed
 for label, t in widths_demo.items():
     q = gaussian_proposal(mu_post, t * sigma_post)
     seeds = [0, 1, 2] if label.startswith("too") else [0]
-    runs[label] = [log_importance_weights(model, x, q, long_samples, torch.Generator().manual_seed(100 + s))[:, 0] - log_px
-                   for s in seeds]
+    runs[label] = [
+        log_importance_weights(model, x, q, long_samples, torch.Generator().manual_seed(100 + s))[
+            :, 0
+        ]
+        - log_px
+        for s in seeds
+    ]
 
 k_long = torch.arange(1, long_samples + 1, dtype=torch.float64)
 
@@ -729,7 +804,9 @@ moments = {label: [running_moments(lw) for lw in lws] for label, lws in runs.ite
 for label, t in widths_demo.items():
     q = gaussian_proposal(mu_post, t * sigma_post)
     log_w_model = model.log_joint(x, z_grid) - q.log_prob(z_grid) - log_px  # (G, 1)
-    log_w_formula = math.log(t) + 0.5 * (z_grid[..., 0] - mu_post) ** 2 * (1 / (t * sigma_post) ** 2 - 1 / sigma2_post)
+    log_w_formula = math.log(t) + 0.5 * (z_grid[..., 0] - mu_post) ** 2 * (
+        1 / (t * sigma_post) ** 2 - 1 / sigma2_post
+    )
     assert torch.allclose(log_w_model, log_w_formula, rtol=0, atol=1e-9), label
 
 # wide: weights bounded by σ_q/σ⋆, the sample variance settles on κ - 1, ESS/K on 1/κ
@@ -741,7 +818,10 @@ assert abs(var[-1] / (rho_wide - 1) - 1) < 0.02 and abs(ess_fraction[-1] * rho_w
 # (typically by a factor of tens; the median over the runs is asserted, since a single run can be
 # caught just after a jump at K = 1e3)
 growth = [var[-1] / var[10**3 - 1] for mean, var, ess_fraction in moments["too narrow (0.5σ⋆)"]]
-ess_drop = [ess_fraction[10**3 - 1] / ess_fraction[-1] for mean, var, ess_fraction in moments["too narrow (0.5σ⋆)"]]
+ess_drop = [
+    ess_fraction[10**3 - 1] / ess_fraction[-1]
+    for mean, var, ess_fraction in moments["too narrow (0.5σ⋆)"]
+]
 assert np.median(growth) > 3 and np.median(ess_drop) > 3
 for mean, var, ess_fraction in moments["too narrow (0.5σ⋆)"]:
     assert var[-1] > 10  # vs 0.05 for the wide proposal
@@ -760,7 +840,9 @@ def draw_weight_function(ax):
     z_tail = np.linspace(mu_post - 5 * sigma_post, mu_post + 5 * sigma_post, 400)
     for label, t in widths_demo.items():
         weight = t * np.exp(0.5 * ((z_tail - mu_post) / sigma_post) ** 2 * (1 / t**2 - 1))  # w/p(x)
-        ax.plot((z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label)
+        ax.plot(
+            (z_tail - mu_post) / sigma_post, weight, color=WIDTH_COLORS[label], lw=2, label=label
+        )
     ax.axhline(1.0, color=COLORS["exact"], ls="--", lw=1.2, label="$w = p(x)$ (exact posterior)")
     ax.set(yscale="log", xlabel=r"$(z - \mu_\star)/\sigma_\star$", ylabel=r"$w(z)\,/\,p(x)$",
            title="The weight function: bounded only if $q$ is wider")
@@ -770,13 +852,20 @@ def draw_weight_function(ax):
 def draw_truncated_moment(ax):
     """κ integrated out to ±T: it converges to the closed form, or grows without bound."""
     for label in widths_demo:
-        ax.plot(half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label)
+        ax.plot(
+            half_widths / sigma_post, truncated[label], color=WIDTH_COLORS[label], lw=2, label=label
+        )
         closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
         if math.isfinite(closed):
             ax.axhline(closed, color=WIDTH_COLORS[label], ls="--", lw=1)
     ax.plot([], [], "k--", lw=1, label=r"closed-form $\kappa$")
-    ax.set(yscale="log", ylim=(0.5, 1e12), xlabel=r"truncation $T/\sigma_\star$", ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
-           title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not")
+    ax.set(
+        yscale="log",
+        ylim=(0.5, 1e12),
+        xlabel=r"truncation $T/\sigma_\star$",
+        ylabel=r"$\int_{|z-\mu_\star|\leq T} p(z\mid x)^2/q\,dz$",
+        title=r"$\kappa = \mathbb{E}_q[w^2]/p(x)^2$: converges, or not",
+    )
     ax.legend(fontsize=8)
 
 
@@ -786,26 +875,45 @@ def draw_running_means(ax, steps):
     """The running p̂_k/p(x) of each run, at the sample counts `steps` + 1."""
     for label in widths_demo:
         for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-            ax.plot(steps + 1, mean[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                    label=label if i == 0 else None)
+            ax.plot(
+                steps + 1,
+                mean[steps].numpy(),
+                color=WIDTH_COLORS[label],
+                lw=1.3,
+                alpha=1 - 0.25 * i,
+                label=label if i == 0 else None,
+            )
     reference_line(ax, 1.0, label="exact: 1")
-    ax.set(xscale="log", ylim=(0.5, 1.5), xlabel="number of samples $k$", ylabel=r"running $\hat p_k(x)\,/\,p(x)$",
-           title="The running estimate: jumps when a rare huge weight arrives")
+    ax.set(
+        xscale="log",
+        ylim=(0.5, 1.5),
+        xlabel="number of samples $k$",
+        ylabel=r"running $\hat "
+        r"p_k(x)\,/\,p(x)$",
+        title="The running estimate: jumps when a rare huge weight arrives",
+    )
     ax.legend(fontsize=8)
 
-
+# %%
 def draw_running_variances(ax, steps):
     """The running sample variance of w/p(x) of each run, and the exact κ - 1 where finite."""
     for label in widths_demo:
         for i, (mean, var, ess_fraction) in enumerate(moments[label]):
-            ax.plot(steps + 1, var[steps].numpy(), color=WIDTH_COLORS[label], lw=1.3, alpha=1 - 0.25 * i,
-                    label=label if i == 0 else None)
+            ax.plot(
+                steps + 1,
+                var[steps].numpy(),
+                color=WIDTH_COLORS[label],
+                lw=1.3,
+                alpha=1 - 0.25 * i,
+                label=label if i == 0 else None,
+            )
         closed = relative_second_moment(mu_post, widths_demo[label] * sigma_post).item()
         if math.isfinite(closed):
             ax.axhline(closed - 1, color=WIDTH_COLORS[label], ls="--", lw=1)
     ax.plot([], [], "k--", lw=1, label=r"exact $\kappa - 1$ (where finite)")
     ax.set(xscale="log", yscale="log", ylim=(1e-3, None), xlabel="number of samples $k$",
-           ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it exists")
+           ylabel=r"sample variance of $w/p(x)$", title="The sample variance settles only if it "
+                                                        "exists")
     ax.legend(fontsize=8)
 
 
@@ -886,7 +994,8 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 dims_fine = np.arange(1, 51)
 ax.plot(dims_fine, rho_1 ** (-dims_fine.astype(float)), "--", color=COLORS["exact"], lw=1.2,
         label=r"$1/\kappa_d = (\sqrt{2c-1}/c)^d$")
-ax.plot(latent_dims, ess_by_dim, "o", color=COLORS["importance"], ms=8, label=f"measured, K = {dim_samples}")
+ax.plot(latent_dims, ess_by_dim, "o", color=COLORS["importance"], ms=8, label="measured, K = "
+                                                                              f"{dim_samples}")
 ax.set(yscale="log", xlabel="latent dimension $d$", ylabel="ESS / K",
        title=r"Proposal $\mathcal{N}(\mu_\star, 2\Sigma_\star)$: ESS decays exponentially with $d$")
 ax.legend()
@@ -919,10 +1028,28 @@ plt.show()
 def draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples):
     """Left panel: the target, q and the prior, each draw's normalized weight on a right axis."""
     grid = np.linspace(-2.5, 4.0, 500)
-    ax_z.fill_between(grid, normal_pdf(grid, mu_post, sigma_post), color=COLORS["posterior"], alpha=0.25,
-                      label=r"target $p(z\mid x)$")
-    ax_z.plot(grid, normal_pdf(grid, mean, scale), color=COLORS["proposal"], lw=2, label=r"proposal $q(z\mid x)$")
-    ax_z.plot(grid, normal_pdf(grid, 0.0, 1.0), color=COLORS["prior"], ls=":", lw=1.5, label="prior $p(z)$")
+    ax_z.fill_between(
+        grid,
+        normal_pdf(grid, mu_post, sigma_post),
+        color=COLORS["posterior"],
+        alpha=0.25,
+        label=r"target $p(z\mid x)$",
+    )
+    ax_z.plot(
+        grid,
+        normal_pdf(grid, mean, scale),
+        color=COLORS["proposal"],
+        lw=2,
+        label=r"proposal $q(z\mid x)$",
+    )
+    ax_z.plot(
+        grid,
+        normal_pdf(grid, 0.0, 1.0),
+        color=COLORS["prior"],
+        ls=":",
+        lw=1.5,
+        label="prior $p(z)$",
+    )
     ax_z.set(xlabel="latent $z$", ylabel="density", xlim=(grid[0], grid[-1]), ylim=(0, None),
              title=r"$q$, the target, and the weights")
     ax_w = ax_z.twinx()
@@ -972,9 +1099,14 @@ def draw_importance_sampling(fig, mean, scale, num_samples):
     draw_proposal_and_weights(ax_z, z, log_w, mean, scale, num_samples)
     draw_running_estimate(ax_k, log_w, rho, ess_value, num_samples)
     fig.tight_layout()
-    limit_text = f"large-K limit 1/κ = {1 / rho:.3g}" if math.isfinite(rho) else "κ = ∞, so ESS/K → 0 as K grows"
-    return (f"<b>log p̂_K = {estimate:.4f}</b>, exact log p(x) = {log_px:.4f} (error {estimate - log_px:+.4f}); "
-            f"ESS = {ess_value:.1f} of K = {num_samples} (ESS/K = {ess_value / num_samples:.3f}; {limit_text})")
+    limit_text = (
+        f"large-K limit 1/κ = {1 / rho:.3g}"
+        if math.isfinite(rho)
+        else "κ = ∞, so ESS/K → 0 as K grows"
+    )
+    return (f"<b>log p̂_K = {estimate:.4f}</b>, exact log p(x) = {log_px:.4f} (error "
+            f"{estimate - log_px:+.4f}); ESS = {ess_value:.1f} of K = {num_samples} (ESS/K = "
+            f"{ess_value / num_samples:.3f}; {limit_text})")
 
 
 # %% [markdown]
@@ -987,12 +1119,28 @@ static_figure(draw_importance_sampling, figsize=(13, 4.3),
 
 # %%
 explorer = FigureExplorer(
-    draw_importance_sampling, figsize=(13, 4.3),
-    mean=widgets.FloatSlider(value=round(mu_post + 0.3 * sigma_post, 2), min=-1.0, max=3.5, step=0.05,
-                             description="mean μ_q", continuous_update=True),
-    scale=widgets.FloatLogSlider(value=round(0.55 * sigma_post, 3), base=10, min=-1.3, max=0.4, step=0.02,
-                                 description="std σ_q", readout_format=".3f"),
-    num_samples=widgets.SelectionSlider(options=[10, 100, 1000, 10000], value=1000, description="K"),
+    draw_importance_sampling,
+    figsize=(13, 4.3),
+    mean=widgets.FloatSlider(
+        value=round(mu_post + 0.3 * sigma_post, 2),
+        min=-1.0,
+        max=3.5,
+        step=0.05,
+        description="mean μ_q",
+        continuous_update=True,
+    ),
+    scale=widgets.FloatLogSlider(
+        value=round(0.55 * sigma_post, 3),
+        base=10,
+        min=-1.3,
+        max=0.4,
+        step=0.02,
+        description="std σ_q",
+        readout_format=".3f",
+    ),
+    num_samples=widgets.SelectionSlider(
+        options=[10, 100, 1000, 10000], value=1000, description="K"
+    ),
 )
 explorer
 
@@ -1114,7 +1262,8 @@ check_best_proposal_variance(best_proposal_variance);
 
 # %% tags=["solution"]
 def smallest_proposal_std(posterior_std, k):
-    """The proposal std above which the k-th moment of the weights is finite (q centred on p(z|x))."""
+    """The proposal std above which the k-th moment of the weights is finite (q centred on p(z|x)).
+    """
     # p^k / q^(k-1) ∝ exp(-(z-μ⋆)²/2 · [k/σ⋆² - (k-1)/σ_q²]) decays iff σ_q² > σ⋆² (k-1)/k
     return posterior_std * math.sqrt((k - 1) / k)
 

@@ -244,7 +244,9 @@ model = LinearGaussian.random(data_dim=5, latent_dim=2, noise_std=0.7,
 x, _ = model.sample(1, generator=torch.Generator().manual_seed(1))  # (N, D) = (1, 5)
 log_px = model.log_marginal(x)  # exact log p(x), (N,)
 
-post_mean, post_cov = model.posterior_parameters(x)  # exact p(z|x) = N(post_mean, post_cov): (1, d), (d, d)
+post_mean, post_cov = model.posterior_parameters(
+    x
+)  # exact p(z|x) = N(post_mean, post_cov): (1, d), (d, d)
 post_std = post_cov.diagonal().sqrt()  # (d,)
 mu = post_mean + 1.0 * post_std  # off by one posterior standard deviation, (1, d)
 logvar = torch.log(1.5**2 * post_cov.diagonal()).expand_as(mu)  # 1.5 times too wide, (1, d)
@@ -486,7 +488,9 @@ assert elbo_form1 + 4 * se_form1 < log_px  # ... while their average is clearly 
 # %%
 # The subset identity behind the monotonicity proof, on K + 1 = 6 numbers:
 w_six = torch.rand(6, generator=generator, dtype=torch.float64) * 3
-subset_means = torch.stack([w_six[list(I)].mean() for I in itertools.combinations(range(6), 5)])
+subset_means = torch.stack(
+    [w_six[list(subset)].mean() for subset in itertools.combinations(range(6), 5)]
+)
 assert torch.allclose(subset_means.mean(), w_six.mean(), rtol=0, atol=1e-14)
 assert torch.log(subset_means).mean() <= torch.log(w_six.mean())  # Jensen over the subsets
 
@@ -583,7 +587,9 @@ resolved = np.array(K_values) <= 128  # beyond, the gap is below the Monte Carlo
 K_res = np.array(K_values)[resolved]
 ax_gap.errorbar(K_res, gap[resolved], yerr=2 * iwae_se[resolved], fmt="o",
                 color=COLORS["importance"], capsize=3, label="log p(x) − IWAE_K  (± 2 se)")
-ax_gap.plot(K_res, rho / (2 * K_res), ":", color=COLORS["exact"], label="ρ / (2K)  (large-K theory)")
+ax_gap.plot(
+    K_res, rho / (2 * K_res), ":", color=COLORS["exact"], label="ρ / (2K)  (large-K theory)"
+)
 ax_gap.axhline(log_px.item() - elbo_exact.item(), color=COLORS["elbo"], lw=1, alpha=0.6,
                label="ELBO's gap")
 ax_gap.set(xscale="log", yscale="log", xlabel="number of samples K", ylabel="gap (nats)",

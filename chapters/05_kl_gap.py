@@ -154,10 +154,13 @@ from scipy import integrate, stats  # quadrature and non-Gaussian densities, for
 
 
 def kl_by_quadrature(q, p, pieces):
-    """KL(q ‖ p) = ∫ q log(q/p) dz and ∫ q h(p/q) dz with h(t) = t - 1 - log t, on the given pieces."""
+    """KL(q ‖ p) = ∫ q log(q/p) dz and ∫ q h(p/q) dz with h(t) = t - 1 - log t, on the given pieces.
+    """
     h_of_log = lambda r: np.exp(r) - 1 - r  # noqa: E731  h(t) at t = e^r: >= 0, = 0 only at r = 0
-    direct = sum(integrate.quad(lambda z: q.pdf(z) * (q.logpdf(z) - p.logpdf(z)), a, b, limit=200)[0]
-                 for a, b in pieces)
+    direct = sum(
+        integrate.quad(lambda z: q.pdf(z) * (q.logpdf(z) - p.logpdf(z)), a, b, limit=200)[0]
+        for a, b in pieces
+    )
     via_h = sum(integrate.quad(lambda z: q.pdf(z) * h_of_log(p.logpdf(z) - q.logpdf(z)), a, b,
                                limit=200)[0] for a, b in pieces)
     return direct, via_h
@@ -177,7 +180,8 @@ laplace, student = stats.laplace(loc=0.5, scale=0.7), stats.t(df=4)
 pieces = [(-400, -20), (-20, 0.5), (0.5, 20), (20, 400)]
 kl_lt, kl_lt_h = kl_by_quadrature(laplace, student, pieces)
 kl_tl, kl_tl_h = kl_by_quadrature(student, laplace, pieces)
-print(f"KL(Gamma(2, 1) ‖ Gamma(3.5, 2)) = {kl_gamma:.6f} (quadrature), {kl_gamma_closed:.6f} (closed form)")
+print(f"KL(Gamma(2, 1) ‖ Gamma(3.5, 2)) = {kl_gamma:.6f} (quadrature), {kl_gamma_closed:.6f} "
+      "(closed form)")
 print(f"KL(Laplace ‖ Student-t₄) = {kl_lt:.6f},  KL(Student-t₄ ‖ Laplace) = {kl_tl:.6f}")
 assert abs(kl_gamma - kl_gamma_closed) < 1e-8
 for direct, via_h in [(kl_gamma, kl_gamma_h), (kl_lt, kl_lt_h), (kl_tl, kl_tl_h)]:
@@ -336,7 +340,9 @@ fig, ax = plt.subplots(figsize=(6.5, 4))
 kl_axis = np.linspace(0, cloud_kl.max().item() * 1.05, 2)
 ax.plot(kl_axis, log_px_one - kl_axis, color=COLORS["elbo"], lw=6, alpha=0.25,
         label="the line ELBO = log p(x) − KL")
-ax.scatter(cloud_kl, cloud_elbo, s=12, color=COLORS["proposal"], alpha=0.7, label="400 random diagonal q")
+ax.scatter(
+    cloud_kl, cloud_elbo, s=12, color=COLORS["proposal"], alpha=0.7, label="400 random diagonal q"
+)
 ax.plot(0, log_px_one, marker="*", ms=16, color=COLORS["posterior"], ls="none",
         label="q = p(z|x) (not diagonal)")
 reference_line(ax, log_px_one, label=f"log p(x) = {log_px_one:.2f}")
@@ -459,7 +465,9 @@ def draw_gap_map(fig, ax_map, mean, scale):
 # Plotting: the three panels for one q.
 def draw_gap(fig, mean, scale):
     """The identity for q = N(mean, scale²): densities, the ELBO + KL budget, the gap landscape."""
-    ax_density, ax_budget, ax_map = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.5, 0.7, 1.3]})
+    ax_density, ax_budget, ax_map = fig.subplots(
+        1, 3, gridspec_kw={"width_ratios": [1.5, 0.7, 1.3]}
+    )
     elbo_t, kl_t = gap_1d(torch.tensor([mean], dtype=F64), torch.tensor([scale], dtype=F64))
     elbo_value, kl_value = elbo_t.item(), kl_t.item()
     draw_densities(ax_density, mean, scale)
@@ -554,14 +562,17 @@ per_sample_grads = {}
 for name in ["reparameterized", "sticking the landing"]:
     m = post_mean_1d.expand(2000, 1).clone().requires_grad_(True)  # (2000, 1)
     z = m + post_std_1d * eps  # (2000, 1)
-    q = DiagonalGaussian(m if name == "reparameterized" else m.detach(), post_logvar_1d.expand(2000, 1))
+    q = DiagonalGaussian(
+        m if name == "reparameterized" else m.detach(), post_logvar_1d.expand(2000, 1)
+    )
     (model_1d.log_joint(x_1d, z) - q.log_prob(z)).sum().backward()
     per_sample_grads[name] = m.grad
 assert torch.allclose(per_sample_grads["reparameterized"], -eps / post_std_1d, atol=1e-10)
 assert per_sample_grads["sticking the landing"].abs().max() < 1e-10
 print(f"at the posterior: reparameterized gradient variance "
       f"{per_sample_grads['reparameterized'].var():.3f} (1/σ² = {1 / post_cov_1d.item():.3f}); "
-      f"sticking the landing: max |gradient| {per_sample_grads['sticking the landing'].abs().max():.1e}")
+      "sticking the landing: max |gradient| "
+      f"{per_sample_grads['sticking the landing'].abs().max():.1e}")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -670,10 +681,17 @@ for ax, center, cov, q_var, title in cases:
         q_curve = ellipse(center[0], torch.diag(q_var), radius)
         ax.plot(q_curve[:, 0], q_curve[:, 1], color=COLORS["proposal"], lw=2, ls="--", alpha=alpha,
                 label="best diagonal q, 1σ (faded: 2σ)" if radius == 1 else None)
-    ax.set(xlabel="z₁", ylabel="z₂", title=title, aspect="equal",
-           xlim=(center[0, 0] - 1.9, center[0, 0] + 1.9), ylim=(center[0, 1] - 1.9, center[0, 1] + 1.9))
+    ax.set(
+        xlabel="z₁",
+        ylabel="z₂",
+        title=title,
+        aspect="equal",
+        xlim=(center[0, 0] - 1.9, center[0, 0] + 1.9),
+        ylim=(center[0, 1] - 1.9, center[0, 1] + 1.9),
+    )
     ax.legend(loc="upper right", fontsize=8)
-fig.suptitle("Mean field fits the conditional widths; it is exact only for an uncorrelated posterior")
+fig.suptitle("Mean field fits the conditional widths; it is exact only for an uncorrelated "
+             "posterior")
 fig.tight_layout()
 plt.show()
 
@@ -701,7 +719,8 @@ hermite_weights = torch.from_numpy(hermite_weights) / math.sqrt(2 * math.pi)  # 
 
 
 def gaussian_q_elbo(model, x, mean, logvar):
-    """ELBO of q = N(mean, e^logvar), 1-D latent: E_q[log p(x, z)] + H[q]; (N, 1), (N, 1) -> (N,)."""
+    """ELBO of q = N(mean, e^logvar), 1-D latent: E_q[log p(x, z)] + H[q]; (N, 1), (N, 1) -> (N,).
+    """
     z = mean + (0.5 * logvar).exp() * hermite_nodes[:, None, None]  # z_g = m + σ t_g, (G, N, 1)
     expected_log_joint = (hermite_weights[:, None] * model.log_joint(x, z)).sum(0)  # (N,)
     return expected_log_joint + 0.5 * (1 + math.log(2 * math.pi) + logvar).sum(-1)
@@ -792,14 +811,16 @@ for i, ax in enumerate(axes):
     ax.plot(z_plot, posterior_plot[:, i], color=COLORS["posterior"], lw=2.5,
             label="exact posterior (quadrature)")
     gaussians = [(best_mean[i], best_logvar[i], "-", f"best Gaussian q, gap {best_gap[i]:.3f}"),
-                 (moment_mean[i], moment_var[i].log(), ":", f"moment-matched, gap {moment_gap[i]:.3f}")]
+                 (moment_mean[i], moment_var[i].log(), ":", "moment-matched, gap "
+                                                            f"{moment_gap[i]:.3f}")]
     for m, lv, style, label in gaussians:
         q_density = DiagonalGaussian(m[None], lv[None]).log_prob(z_plot[:, None, None]).exp()[:, 0]
         ax.plot(z_plot, q_density, color=COLORS["proposal"], lw=2, ls=style, label=label)
     ax.set(xlabel="z", ylabel="density",
            title=f"x = ({x_examples[i, 0]:.1f}, {x_examples[i, 1]:.1f})")
     ax.legend(fontsize=8, loc="upper left")
-fig.suptitle("The best Gaussian q: on the main mode, straddling two close modes, on one of two far modes")
+fig.suptitle("The best Gaussian q: on the main mode, straddling two close modes, on one of two far "
+             "modes")
 fig.tight_layout()
 plt.show()
 
@@ -936,7 +957,9 @@ assert abs(em_trace[-1] - loglik_ml) < 1e-8  # EM reaches the maximum likelihood
 
 # %%
 def ppca_elbo(W, log_s2, mean, logvar):
-    """Section 2's closed-form ELBO, with θ = (W, log s²) as tensors to differentiate (b = x̄): (N,)."""
+    """Section 2's closed-form ELBO, with θ = (W, log s²) as tensors to differentiate (b = x̄):
+    (N,).
+    """
     residual = centered - mean @ W.T  # x̃ - W m, (N, D)
     spread = logvar.exp() @ W.square().sum(dim=0)  # Σ_j v_j ‖w_j‖², (N,)
     constant = -0.5 * D * (math.log(2 * math.pi) + log_s2)  # -D/2 log(2π s²)
@@ -1037,11 +1060,15 @@ for _ in range(500):
     optimizer.step()
 with torch.no_grad():
     mean, logvar = affine_encoder(data_1d).split(1, dim=-1)
-    encoder_gap_1d = model_1d.log_marginal(data_1d) - closed_form_elbo(model_1d, data_1d, mean, logvar)
+    encoder_gap_1d = model_1d.log_marginal(data_1d) - closed_form_elbo(
+        model_1d, data_1d, mean, logvar
+    )
 exact_weight = post_cov_1d[0, 0] * model_1d.W[:, 0] / model_1d.noise_std**2  # Σ⋆ wᵀ / s²
 learned_weight = affine_encoder.weight[0].detach()
-print(f"affine encoder: mean amortization gap {encoder_gap_1d.mean():.1e} nats; learned mean weights "
-      f"{learned_weight.numpy().round(4)}, exact Σ⋆ wᵀ/s² = {exact_weight.numpy().round(4)}")
+print(
+    f"affine encoder: mean amortization gap {encoder_gap_1d.mean():.1e} nats; learned mean "
+    f"weights {learned_weight.numpy().round(4)}, exact Σ⋆ wᵀ/s² = {exact_weight.numpy().round(4)}"
+)
 assert encoder_gap_1d.max() < 1e-4
 assert torch.allclose(learned_weight, exact_weight, atol=1e-3)
 
@@ -1059,7 +1086,8 @@ log_px_toy = toy.log_marginal(data_toy)
 
 
 def train_encoder(hidden, steps, lr=0.01):
-    """A Gaussian encoder x -> (m, log σ²), one tanh hidden layer, trained on the mean exact ELBO."""
+    """A Gaussian encoder x -> (m, log σ²), one tanh hidden layer, trained on the mean exact ELBO.
+    """
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2)).double()
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
@@ -1099,7 +1127,8 @@ for name, encoder_elbo in encoder_elbos.items():
           f"{amortization_gaps[name].mean():10.4f}")
 assert approximation_gap.min() > -1e-9 and approximation_gap.mean() > 1e-3
 median_approximation = approximation_gap.median().item()
-print(f"approximation gap: median {median_approximation:.3f} nats, mean {approximation_gap.mean():.3f}")
+print(f"approximation gap: median {median_approximation:.3f} nats, mean "
+      f"{approximation_gap.mean():.3f}")
 assert 0.003 < median_approximation < 0.03  # "about 0.01 nats" in the text below
 # q* is at least as good as every encoder, point by point (up to the optimizer's accuracy):
 assert min(gap.min() for gap in amortization_gaps.values()) > -1e-6
@@ -1227,7 +1256,9 @@ check_kl_normal_1d(kl_normal_1d);
 
 # %% tags=["solution"]
 def optimal_q_variance(w, noise_std):
-    """The ELBO-maximizing variance v of a Gaussian q(z|x), for weights w (D,) and noise std s -> float."""
+    """The ELBO-maximizing variance v of a Gaussian q(z|x), for weights w (D,) and noise std s ->
+    float.
+    """
     # ELBO(v) = -v ‖w‖² / (2 s²) - ½ (v - log v) + const  =>  -‖w‖²/(2s²) - ½ + 1/(2v) = 0
     return 1.0 / (1.0 + (w**2).sum() / noise_std**2)
 
@@ -1244,7 +1275,8 @@ check_optimal_q_variance(optimal_q_variance);
 
 # %% tags=["solution"]
 def mean_field_gap(rho):
-    """The smallest KL from a diagonal Gaussian q to a 2-D Gaussian posterior with correlation rho."""
+    """The smallest KL from a diagonal Gaussian q to a 2-D Gaussian posterior with correlation rho.
+    """
     # Λ = Σ⁻¹ = [[1, -ρ], [-ρ, 1]] / (1 - ρ²): Λ_jj = 1/(1 - ρ²), det Λ = 1/(1 - ρ²)
     return -0.5 * math.log(1 - rho**2)
 

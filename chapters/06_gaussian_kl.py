@@ -264,7 +264,8 @@ assert abs(quadrature_kl - gaussian_kl(mu, logvar).item()) < 1e-9
 # Each coordinate contributes two separate costs:
 #
 # $$\mathrm{KL}_j = \underbrace{\tfrac12 \mu_j^2}_{\text{moving the mean}}
-#  + \underbrace{\tfrac12\big(\sigma_j^2 - 1 - \log \sigma_j^2\big)}_{\text{changing the spread}} .$$
+#  + \underbrace{\tfrac12\big(\sigma_j^2 - 1 - \log \sigma_j^2\big)}_{\text{changing the spread}}
+#  .$$
 #
 # - **It is never negative.** $\log x \le x - 1$ for every $x > 0$ (the log is concave and $x - 1$
 #   is its tangent at $x = 1$), so $\sigma^2 - 1 - \log\sigma^2 \ge 0$, with equality only at
@@ -660,8 +661,8 @@ assert v_param.grad[sigma_axis <= 1].abs().max() <= 0.5
 
 # %%
 step_size = 0.1
-sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad                # σ − η ∂KL/∂σ
-v_after_step = v_param.detach() - step_size * v_param.grad                        # v − η ∂KL/∂v
+sigma_after_sigma_step = sigma_axis - step_size * sigma_param.grad  # σ − η ∂KL/∂σ
+v_after_step = v_param.detach() - step_size * v_param.grad  # v − η ∂KL/∂v
 sigma_after_v_step = torch.exp(0.5 * v_after_step)
 fig, (ax_grad, ax_step) = plt.subplots(1, 2, figsize=(12, 4.2))
 ax_grad.plot(sigma_axis, sigma_param.grad.abs(), color=COLORS["naive"], lw=2, ls="--",
@@ -685,8 +686,10 @@ plt.show()
 
 sigma_small = 1e-3
 overshoot = sigma_small - step_size * (sigma_small - 1 / sigma_small)
-print(f"from σ = {sigma_small:g}: a step in σ lands at σ = {overshoot:.1f}; a step in log σ² at "
-      f"σ = {sigma_small * math.exp(step_size / 4 * (1 - sigma_small**2)):.6f}")
+print(
+    f"from σ = {sigma_small:g}: a step in σ lands at σ = {overshoot:.1f}; a step in log σ² at "
+    f"σ = {sigma_small * math.exp(step_size / 4 * (1 - sigma_small**2)):.6f}"
+)
 assert overshoot > 99
 assert (sigma_after_v_step / sigma_axis).max() <= math.exp(step_size / 4) + 1e-12
 
@@ -726,10 +729,10 @@ for sigma_value in [1e-3, 1e-20, 1e-23, 1e-30]:
     print(f"σ = {sigma_value:7.0e}:  from σ²: KL = {kl_std.item():9.4g}, "
           f"grad {std32.grad.item():9.3g}   |   from log σ² = {logvar32.item():7.2f}: "
           f"KL = {kl_logvar.item():8.4f}, grad {logvar32.grad.item():.3f}")
-assert math.isfinite(rows[1][0]) and math.isinf(rows[1][1])       # σ = 1e-20: KL finite, grad −inf
+assert math.isfinite(rows[1][0]) and math.isinf(rows[1][1])  # σ = 1e-20: KL finite, grad −inf
 assert math.isinf(rows[2][0]) and not math.isfinite(rows[2][1])   # σ = 1e-23: KL = inf
 assert all(math.isfinite(r[2]) and math.isfinite(r[3]) for r in rows)   # log σ²: always finite
-assert abs(rows[2][2] - 0.5 * (-1 - 2 * math.log(1e-23))) < 1e-4       # and right: ½(e^v − 1 − v)
+assert abs(rows[2][2] - 0.5 * (-1 - 2 * math.log(1e-23))) < 1e-4  # and right: ½(e^v − 1 − v)
 
 log_float32_max = math.log(torch.finfo(torch.float32).max)
 on_the_edge = torch.tensor([[88.0], [89.0]], dtype=torch.float32)   # (2, 1): v = 88 and v = 89
@@ -831,8 +834,10 @@ def draw_kl(fig, mu, logvar):
     margin = 0.15 * (high - low + 1)
     ax_terms.set(ylim=(low - margin, high + margin), ylabel="nats", title=f"KL = {kl:.3f} nats")
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.9, wspace=0.32)  # fast layout
-    return (f"KL = {kl:.4f} nats = ½μ² ({0.5 * mu**2:.4f}, the mean) + ½(σ² − 1 − log σ²) "
-            f"({0.5 * (math.exp(logvar) - 1 - logvar):.4f}, the spread)")
+    return (
+        f"KL = {kl:.4f} nats = ½μ² ({0.5 * mu**2:.4f}, the mean) + ½(σ² − 1 − log σ²) "
+        f"({0.5 * (math.exp(logvar) - 1 - logvar):.4f}, the spread)"
+    )
 
 
 # %%
@@ -945,7 +950,9 @@ assert mistakes["the −KL of the appendix"] < 0
 
 # %% tags=["solution"]
 def my_gaussian_kl(mu, logvar):
-    """KL(q ‖ N(0, I)) for a diagonal q with means mu and log-variances logvar: (N, d), (N, d) -> (N,)."""
+    """KL(q ‖ N(0, I)) for a diagonal q with means mu and log-variances logvar: (N, d), (N, d) ->
+    (N,).
+    """
     return 0.5 * (logvar.exp() + mu.square() - 1 - logvar).sum(dim=-1)
 
 
@@ -990,7 +997,9 @@ check_kl_full_covariance(my_kl_full_covariance);
 
 # %% tags=["solution"]
 def my_kl_mean_only(mu, logvar):
-    """KL(q ‖ p) for diagonal q and p sharing the log-variances logvar, means mu and 0: (N, d) -> (N,)."""
+    """KL(q ‖ p) for diagonal q and p sharing the log-variances logvar, means mu and 0: (N, d) ->
+    (N,).
+    """
     # the spread terms σ²/σ² − 1 − log(σ²/σ²) vanish; only the mean term (μ − 0)²/σ² is left
     return 0.5 * (mu.square() / logvar.exp()).sum(dim=-1)
 
@@ -1008,7 +1017,9 @@ check_kl_mean_only(my_kl_mean_only);
 
 # %% tags=["solution"]
 def my_kl_from_std(mu, std):
-    """KL(q ‖ N(0, I)) for a diagonal q with means mu and standard deviations std > 0: (N, d) -> (N,)."""
+    """KL(q ‖ N(0, I)) for a diagonal q with means mu and standard deviations std > 0: (N, d) ->
+    (N,).
+    """
     return 0.5 * (std.square() + mu.square() - 1 - 2 * std.log()).sum(dim=-1)
 
 

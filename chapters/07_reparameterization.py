@@ -96,7 +96,11 @@ torch.set_default_dtype(torch.float64)  # exact math: float64 throughout this ch
 LOG_2PI = math.log(2 * math.pi)
 
 # One colour per estimator in every figure of this chapter (the exact value stays black).
-EST_COLORS = {"score": COLORS["naive"], "score + baseline": COLORS["proposal"], "pathwise": COLORS["importance"]}
+EST_COLORS = {
+    "score": COLORS["naive"],
+    "score + baseline": COLORS["proposal"],
+    "pathwise": COLORS["importance"],
+}
 # a second cue beside the colour
 EST_MARKERS = {"score": "s", "score + baseline": "^", "pathwise": "o"}
 EST_LINES = {"score": "--", "score + baseline": ":", "pathwise": "-"}
@@ -502,11 +506,20 @@ def draw_spread(fig, num_samples, latent_dim, baseline):
     bins = np.linspace(2.0 - half_width, 2.0 + half_width, 61)
     ax = fig.subplots()
     for name, values in estimates.items():
-        ax.hist(values.clip(bins[0], bins[-1]), bins=bins, color=EST_COLORS[name], alpha=0.6,
-                hatch=None if name == "pathwise" else "//", label=f"{name}: sd = {values.std():.3g}")
+        ax.hist(
+            values.clip(bins[0], bins[-1]),
+            bins=bins,
+            color=EST_COLORS[name],
+            alpha=0.6,
+            hatch=None if name == "pathwise" else "//",
+            label=f"{name}: sd = {values.std():.3g}",
+        )
     reference_line(ax, 2.0, label=r"exact $2\mu_1 = 2$", horizontal=False)
-    ax.set(xlabel=r"K-sample estimate of $\partial/\partial\mu_1$ E[Σ z²]", ylabel="runs (of 400)",
-           title=f"Spread of the two estimators: K = {num_samples}, d = {latent_dim}")
+    ax.set(
+        xlabel=r"K-sample estimate of $\partial/\partial\mu_1$ E[Σ z²]",
+        ylabel="runs (of 400)",
+        title=f"Spread of the two estimators: K = {num_samples}, d = {latent_dim}",
+    )
     ax.legend()
     ratio = estimates["pathwise"].std() / list(estimates.values())[0].std()
     return (f"pathwise sd / score sd = {ratio:.3g}: "
@@ -675,7 +688,9 @@ q_change_of_variables = stats.norm.pdf(g_inverse(z_grid_ln)) * np.abs(g_inverse_
 # an independent reference
 q_scipy = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).pdf(z_grid_ln)
 assert np.allclose(q_change_of_variables, q_scipy, rtol=1e-12, atol=0)
-z_ln = np.exp(mu_ln + sigma_ln * torch.randn(n_draws, generator=generator(22), dtype=torch.float64).numpy())
+z_ln = np.exp(
+    mu_ln + sigma_ln * torch.randn(n_draws, generator=generator(22), dtype=torch.float64).numpy()
+)
 ks_ln = stats.kstest(z_ln, stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).cdf)
 assert ks_ln.pvalue > 1e-3  # the samples g(ε) follow that density
 # and the entropy term the ELBO needs, -E_q[log q(z)], from the samples' log q = log p_ε(ε) -
@@ -684,8 +699,9 @@ log_q_at_samples = stats.norm.logpdf(g_inverse(z_ln)) + np.log(g_inverse_slope(z
 entropy_mc, entropy_se = -log_q_at_samples.mean(), log_q_at_samples.std() / math.sqrt(n_draws)
 entropy_exact = stats.lognorm(s=sigma_ln, scale=math.exp(mu_ln)).entropy()
 assert abs(entropy_mc - entropy_exact) < 4 * entropy_se
-print(f"change of variables = SciPy's log-normal density to {np.abs(q_change_of_variables - q_scipy).max():.1e}; "
-      f"KS p = {ks_ln.pvalue:.2f}; entropy {entropy_mc:.4f} ± {entropy_se:.4f} (exact {entropy_exact:.4f})")
+print("change of variables = SciPy's log-normal density to "
+      f"{np.abs(q_change_of_variables - q_scipy).max():.1e}; KS p = {ks_ln.pvalue:.2f}; entropy "
+      f"{entropy_mc:.4f} ± {entropy_se:.4f} (exact {entropy_exact:.4f})")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The doubly stochastic estimator of the ELBO gradient
@@ -936,7 +952,9 @@ gram = vae.W.detach().T @ vae.W.detach()  # WᵀW: nearly diagonal (orthogonal c
 cosine = (gram[0, 1] / gram.diagonal().prod().sqrt()).item()
 print(f"cosine between the two columns of W: {cosine:.1e}")
 assert abs(cosine) < 0.05
-_, post_cov = vae.decoder().posterior_parameters(x)  # exact posterior covariance (I + WᵀW/s²)⁻¹, (d, d)
+_, post_cov = vae.decoder().posterior_parameters(
+    x
+)  # exact posterior covariance (I + WᵀW/s²)⁻¹, (d, d)
 print("exact posterior covariance:\n", post_cov.numpy().round(4))
 print("q's variances:", vae.logvar.exp().detach().numpy().round(4))
 assert torch.allclose(post_cov, torch.diag(vae.logvar.exp().detach()), rtol=0.02, atol=2e-3)
@@ -1054,7 +1072,8 @@ check_score_mu(score_mu);
 
 # %% tags=["solution"]
 def minibatch_elbo_estimate(log_w, num_data):
-    """The unbiased estimate of the full-data ELBO from log_w (V, m) and num_data n -> one number."""
+    """The unbiased estimate of the full-data ELBO from log_w (V, m) and num_data n -> one number.
+    """
     num_samples, batch_size = log_w.shape
     return num_data / batch_size * log_w.mean(dim=0).sum()
 

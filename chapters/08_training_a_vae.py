@@ -135,7 +135,9 @@ val_x = images[-num_val:].to(DEVICE)  # train() binarizes it once, with a fixed 
 test_x = to_unit_interval(mnist.test_images)  # (N_test, 784) grey levels
 test_bin = fixed_binarization(test_x, seed=0)  # the binary test set every number below is about
 test_labels = mnist.test_labels
-print(f"train {tuple(train_x.shape)}, validation {tuple(val_x.shape)}, test {tuple(test_bin.shape)}")
+print(
+    f"train {tuple(train_x.shape)}, validation {tuple(val_x.shape)}, test {tuple(test_bin.shape)}"
+)
 assert set(test_bin.unique().tolist()) == {0.0, 1.0}
 assert abs(test_bin.mean().item() - test_x.mean().item()) < 0.005  # E[Bernoulli(p)] = p
 
@@ -153,11 +155,18 @@ digit = test_x[0].reshape(28, 28)
 axes[0].imshow(digit, cmap="gray_r", vmin=0, vmax=1)
 axes[0].set_title("grey levels")
 for k, ax in enumerate(axes[1:]):
-    ax.imshow(torch.bernoulli(digit, generator=torch.Generator().manual_seed(k)), cmap="gray_r", vmin=0, vmax=1)
+    ax.imshow(
+        torch.bernoulli(digit, generator=torch.Generator().manual_seed(k)),
+        cmap="gray_r",
+        vmin=0,
+        vmax=1,
+    )
     ax.set_title(f"binarization {k + 1}")
 for ax in axes:
     image_axes(ax)
-fig.suptitle("Dynamic binarization: each epoch sees a different binary draw of the same digit", y=1.04)
+fig.suptitle(
+    "Dynamic binarization: each epoch sees a different binary draw of the same digit", y=1.04
+)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -224,10 +233,20 @@ class VAEFromScratch(nn.Module):
 
     def __init__(self, data_dim=784, hidden=200, latent_dim=50):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(data_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                     nn.Linear(hidden, 2 * latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                     nn.Linear(hidden, data_dim))
+        self.encoder = nn.Sequential(
+            nn.Linear(data_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, 2 * latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, data_dim),
+        )
 
     def encode(self, x):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (N, 2d) -> 2 × (N, d)
@@ -236,9 +255,11 @@ class VAEFromScratch(nn.Module):
     def decode(self, z):
         return self.decoder(z)  # the logits ℓ = f(z), one per pixel
 
-
+# %%
 def elbo_estimate(model, x, generator=None):
-    """One-sample ELBO of every image: log p(x|z) - KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε. (N, D) -> (N,)."""
+    """One-sample ELBO of every image: log p(x|z) - KL(q(z|x) ‖ p(z)), z = μ + σ ⊙ ε. (N, D) ->
+    (N,).
+    """
     mu, logvar = model.encode(x)  # (N, d)
     eps = torch.randn(mu.shape, generator=generator)  # ε ~ N(0, I)
     z = mu + torch.exp(0.5 * logvar) * eps  # reparameterized (ch. 7)
@@ -249,7 +270,9 @@ def elbo_estimate(model, x, generator=None):
 
 
 def negative_elbo_loss(model, x, generator=None):
-    """The training loss: minus the ELBO, averaged over the m images of the minibatch (nats per image)."""
+    """The training loss: minus the ELBO, averaged over the m images of the minibatch (nats per
+    image).
+    """
     return -elbo_estimate(model, x, generator).mean()
 
 
@@ -263,29 +286,46 @@ def negative_elbo_loss(model, x, generator=None):
 # %%
 vae_check = VAE(VAEConfig.preset("burda"))  # randomly initialized; on the CPU, like ours
 ours = VAEFromScratch()
-ours.load_state_dict(vae_check.state_dict())  # copy the weights over (raises if any name or shape differs)
+ours.load_state_dict(
+    vae_check.state_dict()
+)  # copy the weights over (raises if any name or shape differs)
 x_batch = fixed_binarization(images[:256].cpu(), seed=1)  # (256, 784) binary
 
 elbo_ours = elbo_estimate(ours, x_batch, torch.Generator().manual_seed(7))
-elbo_vaelib = vae_check.elbo_analytic_kl(x_batch, generator=torch.Generator().manual_seed(7))  # (256,)
+elbo_vaelib = vae_check.elbo_analytic_kl(
+    x_batch, generator=torch.Generator().manual_seed(7)
+)  # (256,)
 print(f"ELBO of a random network: {elbo_vaelib.mean():.2f} nats per image; "
       f"largest difference {(elbo_ours - elbo_vaelib).abs().max():.1e} nats")
 assert torch.allclose(elbo_ours, elbo_vaelib, rtol=1e-5, atol=1e-3)  # float32, sums of 784 terms
 
-grads_ours = torch.autograd.grad(negative_elbo_loss(ours, x_batch, torch.Generator().manual_seed(8)),
-                                 list(ours.parameters()))
-grads_vaelib = torch.autograd.grad(-vae_check.elbo_analytic_kl(x_batch, generator=torch.Generator().manual_seed(8)).mean(),
-                                   list(vae_check.parameters()))
+grads_ours = torch.autograd.grad(
+    negative_elbo_loss(ours, x_batch, torch.Generator().manual_seed(8)), list(ours.parameters())
+)
+grads_vaelib = torch.autograd.grad(
+    -vae_check.elbo_analytic_kl(x_batch, generator=torch.Generator().manual_seed(8)).mean(),
+    list(vae_check.parameters()),
+)
+
+# %%
 assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(grads_ours, grads_vaelib))
 
 with torch.no_grad():  # the two halves, each against an independent reference
     mu, logvar = ours.encode(x_batch)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=torch.Generator().manual_seed(9))
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(
+        mu.shape, generator=torch.Generator().manual_seed(9)
+    )
     logits = ours.decode(z)
     reference = torch.distributions.Bernoulli(logits=logits).log_prob(x_batch).sum(-1)
-    assert torch.allclose((x_batch * logits - F.softplus(logits)).sum(-1), reference, rtol=1e-5, atol=1e-3)
-    assert torch.allclose(0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1), gaussian_kl(mu, logvar),
-                          rtol=1e-5, atol=1e-5)
+    assert torch.allclose(
+        (x_batch * logits - F.softplus(logits)).sum(-1), reference, rtol=1e-5, atol=1e-3
+    )
+    assert torch.allclose(
+        0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1),
+        gaussian_kl(mu, logvar),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 print("from scratch = vaelib: ELBO per image, every gradient, log p(x|z), KL")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -328,7 +368,8 @@ def record_units_in_use(history, vae):
 history = train(model, train_x, train_config, val_x=val_x, checkpoint_dir=RUN_DIR,
                 callback=record_units_in_use)
 print(f"{len(history)} epochs in {history.seconds[-1]:.1f} s; final ELBO per image: train "
-      f"{history.train_elbo[-1]:.2f}, validation {history.val_elbo[-1]:.2f} nats (KL {history.val_kl[-1]:.2f})")
+      f"{history.train_elbo[-1]:.2f}, validation {history.val_elbo[-1]:.2f} nats (KL "
+      f"{history.val_kl[-1]:.2f})")
 assert len(history) == SETTINGS["epochs"] and not history.interrupted
 assert history.val_elbo[-1] > -116  # measured ≈ -109.5 on the subset
 # it kept learning after the first epoch (≈ -174 then)
@@ -345,12 +386,31 @@ panels = [("ELBO", history.train_elbo, history.val_elbo, COLORS["elbo"]),
           (r"KL$(q(z\mid x)\,\Vert\,p(z))$", history.train_kl, history.val_kl, COLORS["proposal"])]
 for ax, (name, train_curve, val_curve, color) in zip(axes, panels):
     ax.plot(history.epoch, train_curve, color=color, label="training batches")
-    ax.plot(history.val_epoch, val_curve, "o--", color=color, markersize=3, alpha=0.7, label="validation")
+    ax.plot(
+        history.val_epoch,
+        val_curve,
+        "o--",
+        color=color,
+        markersize=3,
+        alpha=0.7,
+        label="validation",
+    )
     ax.set(xlabel="epoch", ylabel="nats per image", title=name)
     ax.legend()
 units_in_use_arr = np.array(units_in_use)  # (epochs, 2)
-axes[3].plot(history.epoch, units_in_use_arr[:, 0], color=COLORS["posterior"], label=r"Var$_x[\mu_j(x)] > 0.01$")
-axes[3].plot(history.epoch, units_in_use_arr[:, 1], ":", color=COLORS["posterior"], label=r"Var$_x[\mu_j(x)] > 0.1$")
+axes[3].plot(
+    history.epoch,
+    units_in_use_arr[:, 0],
+    color=COLORS["posterior"],
+    label=r"Var$_x[\mu_j(x)] > 0.01$",
+)
+axes[3].plot(
+    history.epoch,
+    units_in_use_arr[:, 1],
+    ":",
+    color=COLORS["posterior"],
+    label=r"Var$_x[\mu_j(x)] > 0.1$",
+)
 axes[3].set(xlabel="epoch", ylabel=f"units (of {model.latent_dim})", ylim=(0, model.latent_dim + 2),
             title="latent units in use (validation)")
 axes[3].legend()
@@ -381,9 +441,12 @@ plt.show()
 checkpoint = load_checkpoint(RUN_DIR)
 assert checkpoint.epoch == SETTINGS["epochs"] and checkpoint.config == model.config
 with torch.no_grad():
-    assert torch.equal(checkpoint.model.encode(test_bin[:5])[0], model.cpu().encode(test_bin[:5])[0])
+    assert torch.equal(
+        checkpoint.model.encode(test_bin[:5])[0], model.cpu().encode(test_bin[:5])[0]
+    )
 model.to(DEVICE)
-print(f"saved in {RUN_DIR.resolve()} — chapter 9 loads it with vaelib.checkpoint.load_model({str(RUN_DIR)!r})")
+print(f"saved in {RUN_DIR.resolve()} — chapter 9 loads it with "
+      f"vaelib.checkpoint.load_model({str(RUN_DIR)!r})")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Reconstructions and samples
@@ -440,7 +503,8 @@ plt.show()
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
 for ax, grid, title in zip(axes, [prior_means, prior_draws],
-                           ["means of p(x | z): pixel probabilities", "one draw x ~ p(x | z) each: binary images"]):
+                           ["means of p(x | z): pixel probabilities", "one draw x ~ p(x | z) each: "
+                                                                      "binary images"]):
     ax.imshow(mosaic(grid), cmap="gray_r", vmin=0, vmax=1)
     ax.set_title(title)
     image_axes(ax)
@@ -513,8 +577,12 @@ ax.plot(lams, integrals, color=COLORS["naive"],
 ax.plot([lam], [integrate.quad(bce_weight, 0, 1, args=(lam,))[0]], "o", color=COLORS["naive"])
 ax.annotate(f"λ = {lam}: {integrate.quad(bce_weight, 0, 1, args=(lam,))[0]:.3f}", (lam, 0.433),
             xytext=(0.8, 0.68), arrowprops=dict(arrowstyle="->"), fontsize=9, ha="center")
-ax.set(xlabel=r"decoder output $\lambda$ = sigmoid(logit)", ylabel="total mass of exp(-BCE)", ylim=(0, 1.1),
-       title="exp(-BCE) is normalized on {0, 1}, not on [0, 1]")
+ax.set(
+    xlabel=r"decoder output $\lambda$ = sigmoid(logit)",
+    ylabel="total mass of exp(-BCE)",
+    ylim=(0, 1.1),
+    title="exp(-BCE) is normalized on {0, 1}, not on [0, 1]",
+)
 ax.legend(loc="lower center", fontsize=9)
 plt.show()
 
@@ -535,15 +603,19 @@ plt.show()
 
 # %%
 gaussian_model = VAE(VAEConfig.preset("burda", likelihood="gaussian", gaussian_std=0.1)).to(DEVICE)
-gaussian_history = train(gaussian_model, train_x, epochs=SETTINGS["gaussian_epochs"], val_x=val_x, seed=0,
-                         progress=False)  # binarize=None: only for a Bernoulli likelihood
+gaussian_history = train(
+    gaussian_model, train_x, epochs=SETTINGS["gaussian_epochs"], val_x=val_x, seed=0, progress=False
+)  # binarize=None: only for a Bernoulli likelihood
 gaussian_model.eval()
 with torch.no_grad():
-    gaussian_elbo = gaussian_model.elbo_analytic_kl(test_x[:500].to(DEVICE), generator=None).mean().item()
+    gaussian_elbo = (
+        gaussian_model.elbo_analytic_kl(test_x[:500].to(DEVICE), generator=None).mean().item()
+    )
     bernoulli_elbo = model.elbo_analytic_kl(test_bin[:500].to(DEVICE)).mean().item()
 print(f"test ELBO: Bernoulli on binarized digits {bernoulli_elbo:.1f} nats, "
       f"Gaussian (σ = 0.1) on grey levels {gaussian_elbo:+.1f} nats")
-print(f"the same Gaussian model on pixels in [0, 255]: {gaussian_elbo - 784 * math.log(255):+.1f} nats")
+print(f"the same Gaussian model on pixels in [0, 255]: {gaussian_elbo - 784 * math.log(255):+.1f} "
+      "nats")
 assert bernoulli_elbo < 0 < gaussian_elbo  # a log-probability vs a log-density: not comparable
 
 # %%
@@ -552,16 +624,22 @@ with torch.no_grad():
     bern_mean = cpu_model.reconstruct(fixed_binarization(x_pair, seed=0))  # probabilities, (2, 784)
     bern_draw = torch.bernoulli(bern_mean, generator=torch.Generator().manual_seed(3))
     gauss_mean = gaussian_model.reconstruct(x_pair.to(DEVICE)).cpu()  # f(μ(x)), (2, 784)
-    gauss_draw = gauss_mean + 0.1 * torch.randn(gauss_mean.shape, generator=torch.Generator().manual_seed(4))
+    gauss_draw = gauss_mean + 0.1 * torch.randn(
+        gauss_mean.shape, generator=torch.Generator().manual_seed(4)
+    )
 pixel_cmap = plt.get_cmap("gray_r").copy()
 pixel_cmap.set_under("#9ecae1")  # values below 0: light blue
 pixel_cmap.set_over("#fc9272")  # values above 1: light red
 fig, axes = plt.subplots(2, 5, figsize=(12, 4.8))
-titles = ["grey-level input", "Bernoulli: mean\n(pixel probabilities)", "Bernoulli: a draw\n(a binary image)",
+titles = ["grey-level input", "Bernoulli: mean\n(pixel probabilities)", "Bernoulli: a draw\n(a "
+                                                                        "binary image)",
           "Gaussian: mean f(z)\n(grey levels)", "Gaussian: a draw\nf(z) + 0.1 ε"]
 for row in range(2):
-    for ax, image, title in zip(axes[row], [x_pair[row], bern_mean[row], bern_draw[row], gauss_mean[row],
-                                            gauss_draw[row]], titles):
+    for ax, image, title in zip(
+        axes[row],
+        [x_pair[row], bern_mean[row], bern_draw[row], gauss_mean[row], gauss_draw[row]],
+        titles,
+    ):
         shown = ax.imshow(image.reshape(28, 28), cmap=pixel_cmap, vmin=0, vmax=1)
         ax.set_title(title if row == 0 else "", fontsize=10)
         image_axes(ax)
@@ -569,7 +647,8 @@ fig.colorbar(shown, ax=axes, shrink=0.7, extend="both", label="pixel value (blue
 fig.suptitle("What each decoder models, at the posterior mean code z = μ(x)", x=0.45)
 plt.show()
 below_zero = (gauss_draw < 0).float().mean().item()
-print(f"Gaussian draws: {below_zero:.0%} of pixels below 0, {(gauss_draw > 1).float().mean():.0%} above 1")
+print(f"Gaussian draws: {below_zero:.0%} of pixels below 0, {(gauss_draw > 1).float().mean():.0%} "
+      "above 1")
 assert 0.2 < below_zero < 0.5  # about a third: the background is 0 plus noise of σ = 0.1
 
 # %% [markdown]
@@ -620,14 +699,16 @@ assert 0.2 < below_zero < 0.5  # about a third: the background is 0 plus noise o
 # %%
 num_points, num_samples = SETTINGS["eval_points"], SETTINGS["eval_samples"]
 start = time.perf_counter()
-evaluation = evaluate(model, test_bin[:num_points], num_samples=num_samples, iwae_samples=50, seed=0)
+evaluation = evaluate(
+    model, test_bin[:num_points], num_samples=num_samples, iwae_samples=50, seed=0
+)
 seconds = time.perf_counter() - start
 summary = evaluation.summary()
 print(f"{num_points} test images, K = {num_samples}, {seconds:.1f} s on {DEVICE}:")
 print(f"  ELBO            {summary['elbo']:8.2f} nats per image")
 print(f"  IWAE_50         {summary['iwae_50']:8.2f}")
-print(f"  log p(x), K={num_samples:<4d} {summary['log_likelihood']:8.2f}  ± {summary['log_likelihood_sem']:.2f} "
-      f"(s.e. over the images); NLL = {summary['nll']:.2f}")
+print(f"  log p(x), K={num_samples:<4d} {summary['log_likelihood']:8.2f}  ± "
+      f"{summary['log_likelihood_sem']:.2f} (s.e. over the images); NLL = {summary['nll']:.2f}")
 print(f"  gap log p - ELBO ≈ {summary['log_likelihood'] - summary['elbo']:.2f} nats "
       "= KL(q(z|x) ‖ p(z|x)), averaged over the images")
 print(f"  effective sample size: {summary['ess_mean']:.1f} of {num_samples} (mean over images)")
@@ -662,8 +743,14 @@ assert abs(difference.mean().item()) < 4 * standard_error + 0.05
 num_curve = SETTINGS["curve_points"]
 x_curve = test_bin[:num_curve].to(DEVICE)
 with torch.no_grad():
-    log_w = log_importance_weights(model, x_curve, model.posterior(x_curve), SETTINGS["curve_samples"],
-                                   generator=torch.Generator(device=DEVICE).manual_seed(6), chunk_size=64).cpu()
+    log_w = log_importance_weights(
+        model,
+        x_curve,
+        model.posterior(x_curve),
+        SETTINGS["curve_samples"],
+        generator=torch.Generator(device=DEVICE).manual_seed(6),
+        chunk_size=64,
+    ).cpu()
 ks = [2**p for p in range(int(math.log2(SETTINGS["curve_samples"])) + 1)]  # 1, 2, 4, ..., K
 # IWAE_k: split the K weights into K/k groups of k, log-mean-exp within each group, average the rest
 iwae_k = np.array([log_mean_exp(log_w.reshape(-1, k, num_curve), dim=1).mean().item() for k in ks])
@@ -674,16 +761,25 @@ print("IWAE_k:", ", ".join(f"k={k}: {v:.2f}" for k, v in zip(ks, iwae_k)))
 assert math.isclose(iwae_k[0], elbo_curve, rel_tol=1e-6)  # IWAE_1 = ELBO
 assert (np.diff(iwae_k) >= -1e-4).all()  # nested groups: each doubling can only raise it (Jensen)
 assert iwae_k[-1] - iwae_k[-2] < 0.5  # the last doubling adds only a few tenths of a nat
+
+# %%
 assert abs(iwae_k[-1] - log_p_eval) < 0.5  # two independent estimates of log p(x) agree
 
 fig, ax = plt.subplots(figsize=(7.5, 4))
 ax.plot(ks, iwae_k, "o-", color=COLORS["importance"], label=r"IWAE$_k$ (mean over 100 test images)")
 ax.axhline(elbo_curve, color=COLORS["elbo"], label=f"ELBO = IWAE$_1$ = {elbo_curve:.1f}")
-reference_line(ax, log_p_eval, label=fr"$\log \hat p(x)$, K = {num_samples} (vaelib.evaluate) = {log_p_eval:.1f}")
+reference_line(ax, log_p_eval, label=fr"$\log \hat p(x)$, K = {num_samples} (vaelib.evaluate) = "
+                                     fr"{log_p_eval:.1f}")
 ax.annotate("", xy=(1.5, log_p_eval), xytext=(1.5, elbo_curve),
             arrowprops=dict(arrowstyle="<->", color=COLORS["proposal"]))
-ax.text(1.65, (log_p_eval + elbo_curve) / 2, f"gap ≈ {log_p_eval - elbo_curve:.1f} nats\n= KL(q ‖ posterior)",
-        color=COLORS["proposal"], va="center", fontsize=9)
+ax.text(
+    1.65,
+    (log_p_eval + elbo_curve) / 2,
+    f"gap ≈ {log_p_eval - elbo_curve:.1f} nats\n= KL(q ‖ posterior)",
+    color=COLORS["proposal"],
+    va="center",
+    fontsize=9,
+)
 ax.set(xscale="log", xlabel="k (importance samples inside the log)", ylabel="nats per image",
        title="ELBO ≤ IWAE$_k$ ≤ log p(x) on the trained VAE")
 ax.legend(loc="lower right", fontsize=9)
@@ -756,7 +852,8 @@ axes[0].set(yscale="log", ylabel=r"$\mathrm{Var}_x[\mu_j(x)]$",
 axes[0].legend()
 axes[1].bar(positions, kl_per_unit[order], color=colors)
 axes[1].set(yscale="log", ylabel=r"$\mathbb{E}_x[\mathrm{KL}_j]$ (nats)",
-            title="Each unit's share of the KL term: the inactive ones cost (and carry) almost nothing")
+            title="Each unit's share of the KL term: the inactive ones cost (and carry) almost "
+                  "nothing")
 axes[1].set_xticks(positions, [str(int(j)) for j in order], fontsize=7)
 axes[1].set_xlabel("latent unit j (its index in z), sorted by activity")
 plt.tight_layout()
@@ -807,13 +904,17 @@ def draw_digit(fig, index):
     ax.errorbar(positions, mu[0, order], yerr=2 * std[order], fmt="o", markersize=3,
                 color=COLORS["proposal"], label="q(z_j | x): μ ± 2σ")
     ax.axvline(num_active - 0.5, color=COLORS["prior"], linewidth=1)
-    ax.set(xlabel="latent unit (sorted by activity; active ones left of the grey line)", ylabel="z_j",
-           ylim=(-4, 4))
+    ax.set(
+        xlabel="latent unit (sorted by activity; active ones left of the grey line)",
+        ylabel="z_j",
+        ylim=(-4, 4),
+    )
     ax.legend(loc="upper right", fontsize=8, ncol=2)
     kl = gaussian_kl(mu, logvar).item()
     return (f"test image {index} (digit {int(test_labels[index])}): KL = {kl:.1f} nats, "
-            + (f"ELBO ≈ {evaluation.elbo[index]:.1f}, log p(x) ≈ {evaluation.log_likelihood[index]:.1f} nats, "
-               f"ESS {evaluation.ess[index]:.0f} of {num_samples}" if index < num_points else ""))
+            + (f"ELBO ≈ {evaluation.elbo[index]:.1f}, log p(x) ≈ "
+               f"{evaluation.log_likelihood[index]:.1f} nats, ESS {evaluation.ess[index]:.0f} of "
+               f"{num_samples}" if index < num_points else ""))
 
 
 static_figure(draw_digit, figsize=(10, 4.4), index=first_of_each_class[2])
@@ -889,7 +990,9 @@ FigureExplorer(draw_digit, figsize=(10, 4.4),
 
 # %% tags=["solution"]
 def negative_elbo(logits, x, mu, logvar):
-    """Minus the ELBO estimate, averaged over the N images: logits, x (N, D), mu, logvar (N, d) -> scalar."""
+    """Minus the ELBO estimate, averaged over the N images: logits, x (N, D), mu, logvar (N, d) ->
+    scalar.
+    """
     reconstruction = (x * logits - F.softplus(logits)).sum(dim=-1)  # log p(x|z), (N,)
     kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(dim=-1)  # (N,)
     return -(reconstruction - kl).mean()
@@ -925,7 +1028,9 @@ check_count_active_units(count_active_units);
 
 # %% tags=["solution"]
 def bce_integral(lam):
-    """The integral over x in [0, 1] of the Bernoulli density with mean lam, for a float lam in (0, 1)."""
+    """The integral over x in [0, 1] of the Bernoulli density with mean lam, for a float lam in (0,
+    1).
+    """
     if abs(lam - 0.5) < 1e-9:
         return 0.5
     return (2 * lam - 1) / math.log(lam / (1 - lam))

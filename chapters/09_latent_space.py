@@ -319,8 +319,13 @@ ax_points.plot(even, np.full(n, -0.03), "|", markersize=16, color=COLORS["naive"
                label="evenly spaced on [-3, 3]")
 ax_points.set(xlabel="z", ylabel="density", title=f"Where the n = {n} points of each axis go")
 ax_points.legend(loc="upper right", fontsize=8)
-ax_mass.bar(np.arange(n) - 0.2, np.diff(stats.norm.cdf(edges)), width=0.4, color=COLORS["importance"],
-            label="inverse-CDF grid")
+ax_mass.bar(
+    np.arange(n) - 0.2,
+    np.diff(stats.norm.cdf(edges)),
+    width=0.4,
+    color=COLORS["importance"],
+    label="inverse-CDF grid",
+)
 ax_mass.bar(np.arange(n) + 0.2, even_mass, width=0.4, color=COLORS["naive"], label="even grid")
 ax_mass.axhline(1 / n, color=COLORS["exact"], linestyle="--", linewidth=1.2, label="1/n")
 ax_mass.set(xlabel="point i", ylabel="prior mass it stands for", yscale="log",
@@ -439,9 +444,11 @@ torch.testing.assert_close(path, turned, rtol=1e-12, atol=1e-12)
 torch.testing.assert_close(path.norm(dim=1), z0.norm().expand(11))  # the norm is kept
 half_angle = torch.arccos(z0 @ z1 / z0.norm() ** 2) / 2
 torch.testing.assert_close(path[5], lerp(z0, z1, 0.5)[0] / torch.cos(half_angle))  # t = ½
-print(f"angle between z0 and z1: {2 * half_angle.rad2deg():.1f}°; ‖z‖ at t = ½: straight line "
-      f"{lerp(z0, z1, 0.5)[0].norm():.2f}, great circle {path[5].norm():.2f}, endpoints "
-      f"{z0.norm():.2f}")
+print(
+    f"angle between z0 and z1: {2 * half_angle.rad2deg():.1f}°; ‖z‖ at t = ½: straight line "
+    f"{lerp(z0, z1, 0.5)[0].norm():.2f}, great circle {path[5].norm():.2f}, endpoints "
+    f"{z0.norm():.2f}"
+)
 
 # %% [markdown]
 # The norms of prior draws, of straight-line midpoints and of slerp midpoints between two
@@ -590,7 +597,8 @@ check_inverse_cdf_grid(my_inverse_cdf_grid);
 
 # %% tags=["solution"]
 def prior_mass_within(radius, d):
-    """The prior probability that ‖z‖ is at most radius, for z ~ N(0, I_d) in d dimensions -> float."""
+    """The prior probability that ‖z‖ is at most radius, for z ~ N(0, I_d) in d dimensions -> float.
+    """
     return stats.chi2.cdf(radius**2, d)
 
 

@@ -145,7 +145,9 @@ class Toy:
         """log p(z) + log p(x|z): x (N, D), z (K, N, 1) -> (K, N)."""
         sq = (x - z * self.W - self.b).square().sum(-1)  # |x - Wz - b|², (K, N)
         D, s = x.shape[-1], self.noise_std
-        return -0.5 * (z.square() + LOG_2PI).sum(-1) - 0.5 * (sq / s**2 + D * math.log(2 * math.pi * s**2))
+        return -0.5 * (z.square() + LOG_2PI).sum(-1) - 0.5 * (
+            sq / s**2 + D * math.log(2 * math.pi * s**2)
+        )
 
 
 W_TOY, B_TOY = torch.tensor([1.5, -0.7]), torch.tensor([0.3, -0.2])
@@ -153,14 +155,21 @@ X_TOY = torch.tensor([[2.0, -1.0]])  # the one data point, (1, D)
 MU_TOY, LOGVAR_TOY = 0.2, -1.0  # where we look at q's gradients (not the optimum)
 truth = LinearGaussian(W_TOY[:, None], B_TOY, 0.8)
 z_check = torch.randn(4, 1, 1, generator=generator(0))
-assert torch.allclose(Toy(W_TOY, B_TOY).log_joint(X_TOY, z_check), truth.log_joint(X_TOY, z_check), rtol=1e-12)
+assert torch.allclose(
+    Toy(W_TOY, B_TOY).log_joint(X_TOY, z_check), truth.log_joint(X_TOY, z_check), rtol=1e-12
+)
 
 
 def toy_parameters(copies=None):
-    """θ = (W, b) and φ = (μ, log σ²), requiring gradients; `copies` = R gives each a leading (R,)."""
+    """θ = (W, b) and φ = (μ, log σ²), requiring gradients; `copies` = R gives each a leading (R,).
+    """
     shape = () if copies is None else (copies,)
-    return [W_TOY.expand(*shape, 2).clone().requires_grad_(True), B_TOY.expand(*shape, 2).clone().requires_grad_(True),
-            torch.full((*shape, 1), MU_TOY).requires_grad_(True), torch.full((*shape, 1), LOGVAR_TOY).requires_grad_(True)]
+    return [
+        W_TOY.expand(*shape, 2).clone().requires_grad_(True),
+        B_TOY.expand(*shape, 2).clone().requires_grad_(True),
+        torch.full((*shape, 1), MU_TOY).requires_grad_(True),
+        torch.full((*shape, 1), LOGVAR_TOY).requires_grad_(True),
+    ]
 
 
 # %% [markdown]
@@ -178,10 +187,14 @@ log_w = Toy(W, b).log_joint(X_TOY, z) - DiagonalGaussian(mu, logvar).log_prob(z)
 weights = torch.softmax(log_w.detach(), dim=0)  # w̃_k
 by_formula = [torch.zeros_like(p) for p in params]
 for k in range(K):  # Σ_k w̃_k ∇ log w_k, one sample at a time
-    for total, grad in zip(by_formula, torch.autograd.grad(log_w[k].sum(), params, retain_graph=True)):
+    for total, grad in zip(
+        by_formula, torch.autograd.grad(log_w[k].sum(), params, retain_graph=True)
+    ):
         total += weights[k, 0] * grad
 by_autograd = torch.autograd.grad(log_mean_exp(log_w, dim=0).sum(), params)
-surrogate = iwae_surrogate(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K, generator=generator(1))
+surrogate = iwae_surrogate(
+    Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K, generator=generator(1)
+)
 by_vaelib = torch.autograd.grad(surrogate.sum(), params)
 for name, a, c, v in zip(["W", "b", "μ", "log σ²"], by_formula, by_autograd, by_vaelib):
     assert torch.allclose(a, c, rtol=1e-12) and torch.allclose(c, v, rtol=1e-12), name
@@ -193,7 +206,9 @@ print(f"self-normalized weights w̃ = {weights[:, 0].numpy().round(3)}")
 # K = 1 gives chapter 7's reparameterized ELBO gradient exactly (same ε, vaelib.estimators.elbo):
 one = torch.autograd.grad(iwae_surrogate(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), 1,
                                          generator=generator(2)).sum(), params)
-ch7 = torch.autograd.grad(elbo(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), 1, generator=generator(2)).sum(), params)
+ch7 = torch.autograd.grad(
+    elbo(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), 1, generator=generator(2)).sum(), params
+)
 assert all(torch.equal(a, c) for a, c in zip(one, ch7))
 print("K = 1: the IWAE gradient equals the ELBO gradient bit for bit")
 
@@ -225,7 +240,9 @@ print("K = 1: the IWAE gradient equals the ELBO gradient bit for bit")
 
 # %%
 class TriangularLinearVAE(nn.Module):
-    """Decoder p(x|z) = N(Lz + b, s² I) with L = W ⊙ (lower-triangular mask); q(z|x) = N(Ax + c, diag σ²)."""
+    """Decoder p(x|z) = N(Lz + b, s² I) with L = W ⊙ (lower-triangular mask); q(z|x) = N(Ax + c,
+    diag σ²).
+    """
 
     def __init__(self, data_dim, latent_dim, seed=0):
         super().__init__()
@@ -249,8 +266,9 @@ class TriangularLinearVAE(nn.Module):
     def log_joint(self, x, z):
         """log p(z) + log p(x|z): x (N, D), z (K, N, d) -> (K, N)."""
         sq = (x - z @ self.loadings().T - self.b).square().sum(-1)
-        return (-0.5 * (z.square() + LOG_2PI).sum(-1)
-                - 0.5 * (sq * torch.exp(-2 * self.log_s) + x.shape[-1] * (LOG_2PI + 2 * self.log_s)))
+        return -0.5 * (z.square() + LOG_2PI).sum(-1) - 0.5 * (
+            sq * torch.exp(-2 * self.log_s) + x.shape[-1] * (LOG_2PI + 2 * self.log_s)
+        )
 
     def decoder(self):
         """The decoder as vaelib's LinearGaussian (exact log p(x) and posterior)."""
@@ -261,18 +279,24 @@ class TriangularLinearVAE(nn.Module):
 # The data, its exact maximum log-likelihood per point (probabilistic PCA's closed form, chapter 7),
 # and a check that the model's inline log p(x, z) is vaelib's.
 D_LIN, d_LIN, n_LIN = 4, 2, 100
-data_model = LinearGaussian(torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, 0.5], [0.8, -0.3]]), None, 0.5)
+data_model = LinearGaussian(
+    torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, 0.5], [0.8, -0.3]]), None, 0.5
+)
 x_lin, _ = data_model.sample(n_LIN, generator=generator(31))  # (n, D)
 
 x_bar = x_lin.mean(0)
 # λ_1 ≥ ... ≥ λ_D
 eigvals = torch.linalg.eigvalsh((x_lin - x_bar).T @ (x_lin - x_bar) / n_LIN).flip(0)
 s2_ml = eigvals[d_LIN:].mean()
-ll_ml = (-0.5 * (D_LIN * LOG_2PI + eigvals[:d_LIN].log().sum() + (D_LIN - d_LIN) * s2_ml.log() + D_LIN)).item()
+ll_ml = (
+    -0.5 * (D_LIN * LOG_2PI + eigvals[:d_LIN].log().sum() + (D_LIN - d_LIN) * s2_ml.log() + D_LIN)
+).item()
 
 check = TriangularLinearVAE(D_LIN, d_LIN, seed=1)  # the inline log p(x, z) is vaelib's:
 z_check = torch.randn(3, n_LIN, d_LIN, generator=generator(32))
-assert torch.allclose(check.log_joint(x_lin, z_check), check.decoder().log_joint(x_lin, z_check), rtol=1e-12)
+assert torch.allclose(
+    check.log_joint(x_lin, z_check), check.decoder().log_joint(x_lin, z_check), rtol=1e-12
+)
 
 
 # %%
@@ -325,20 +349,24 @@ for K in (1, 4, 16, 64):
                                 generator=generator(42)) - log_px.repeat(20))
         elbo_exact = closed_form_elbo(vae_lin, x_lin).mean().item()
     precision = torch.linalg.inv(post_cov)  # Λ
-    trained[K] = dict(log_px=log_px.mean().item(), elbo=elbo_exact,
-                      rho=(post_cov[0, 1] / post_cov.diagonal().prod().sqrt()).item(),
-                      bound_gap=shortfall.mean().item(), bound_se=(shortfall.std() / len(shortfall)**0.5).item(),
-                      # q's variances over the KL-optimal diagonal ones, 1/Λ_jj (chapter 5); 1: the
-                      # ELBO's q
-                      q_width=(vae_lin.logvar.detach().exp() * precision.diagonal()).numpy())
+    trained[K] = dict(
+        log_px=log_px.mean().item(),
+        elbo=elbo_exact,
+        rho=(post_cov[0, 1] / post_cov.diagonal().prod().sqrt()).item(),
+        bound_gap=shortfall.mean().item(),
+        bound_se=(shortfall.std() / len(shortfall) ** 0.5).item(),
+        # q's variances over the KL-optimal diagonal ones, 1/Λ_jj (chapter 5); 1: the
+        # ELBO's q
+        q_width=(vae_lin.logvar.detach().exp() * precision.diagonal()).numpy(),
+    )
 
 # %%
 remaining = {K: ll_ml - t["log_px"] for K, t in trained.items()}
 print(f"maximum log-likelihood per point (closed form): {ll_ml:.5f}")
 for K, t in trained.items():
-    print(f"trained on IWAE_{K:<3d} log p(x) = {t['log_px']:.5f}  remaining gap {remaining[K]:.1e} nats  "
-          f"(IWAE_K − log p(x) = {t['bound_gap']:+.5f} ± {t['bound_se']:.5f}; posterior correlation "
-          f"{t['rho']:+.2f}; q's variances × Λ_jj = {t['q_width'].round(2)})")
+    print(f"trained on IWAE_{K:<3d} log p(x) = {t['log_px']:.5f}  remaining gap {remaining[K]:.1e} "
+          f"nats  (IWAE_K − log p(x) = {t['bound_gap']:+.5f} ± {t['bound_se']:.5f}; posterior "
+          f"correlation {t['rho']:+.2f}; q's variances × Λ_jj = {t['q_width'].round(2)})")
 gaps = [remaining[K] for K in (1, 4, 16, 64)]
 assert all(g >= -1e-9 for g in gaps)  # nobody beats the maximum likelihood
 assert all(a > b for a, b in zip(gaps, gaps[1:]))  # the gap shrinks with every K
@@ -358,16 +386,23 @@ assert all((trained[K]["q_width"] > 1.1).all() for K in (16, 64))
 # %%
 Ks_lin = np.array([1, 4, 16, 64])
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-axes[0].loglog(Ks_lin, gaps, "o-", color=COLORS["importance"], label="max log-lik − log p_θ(x) after training")
+axes[0].loglog(Ks_lin, gaps, "o-", color=COLORS["importance"], label="max log-lik − log p_θ(x) "
+                                                                     "after training")
 axes[0].loglog(Ks_lin, gaps[1] * (4 / Ks_lin)**2, ":", color=COLORS["prior"],
                label="∝ 1/K² (through K = 4)")
 axes[0].loglog(Ks_lin, gaps[1] * (4 / Ks_lin), ":", color=COLORS["exact"], alpha=0.6,
                label="∝ 1/K (the bound's own gap)")
-axes[0].set(xlabel="K (training objective IWAE_K)", ylabel="nats per data point", title="Remaining gap to the maximum likelihood")
+axes[0].set(
+    xlabel="K (training objective IWAE_K)",
+    ylabel="nats per data point",
+    title="Remaining gap to the maximum likelihood",
+)
 axes[0].set_xticks(Ks_lin, [str(k) for k in Ks_lin])
 axes[0].legend(fontsize=9)
 axes[1].plot(Ks_lin, [abs(trained[K]["rho"]) for K in Ks_lin], "o-", color=COLORS["posterior"])
-axes[1].set(xscale="log", xlabel="K", ylabel="|correlation| of p_θ(z | x)", title="The posterior of the trained decoder")
+axes[1].set(xscale="log", xlabel="K", ylabel="|correlation| of p_θ(z | x)", title="The posterior "
+                                                                                  "of the trained "
+                                                                                  "decoder")
 axes[1].set_xticks(Ks_lin, [str(k) for k in Ks_lin])
 plt.tight_layout()
 plt.show()
@@ -452,27 +487,44 @@ def exact_iwae(K, params):
     """IWAE_K of the toy at (W, b, μ, log σ²), exactly (quadrature): a differentiable scalar."""
     W, b, mu, logvar = params
     model = Toy(W, b)
-    return iwae_bound_1d(lambda z: model.log_joint(X_TOY, z[:, None, None])[:, 0], mu.reshape(()), logvar.reshape(()), K)
+    return iwae_bound_1d(
+        lambda z: model.log_joint(X_TOY, z[:, None, None])[:, 0],
+        mu.reshape(()),
+        logvar.reshape(()),
+        K,
+    )
 
 
 params = toy_parameters()
 W, b, mu, logvar = params
 var = logvar.exp()
 sq = (X_TOY[0] - W * mu - b).square().sum() + var * W.square().sum()  # E_q|x - Wz - b|²
-closed_elbo = (-0.5 * (mu.square() + var + LOG_2PI) - 0.5 * (sq / 0.64 + 2 * math.log(2 * math.pi * 0.64))
-               + 0.5 * (1 + LOG_2PI + logvar)).sum()  # E_q[log p(z) + log p(x|z)] + H[q]
+closed_elbo = (
+    -0.5 * (mu.square() + var + LOG_2PI)
+    - 0.5 * (sq / 0.64 + 2 * math.log(2 * math.pi * 0.64))
+    + 0.5 * (1 + LOG_2PI + logvar)
+).sum()  # E_q[log p(z) + log p(x|z)] + H[q]
+
+# %%
 assert torch.isclose(exact_iwae(1, params), closed_elbo, rtol=1e-10)
-for a, c in zip(torch.autograd.grad(exact_iwae(1, params), params), torch.autograd.grad(closed_elbo, params)):
+for a, c in zip(
+    torch.autograd.grad(exact_iwae(1, params), params), torch.autograd.grad(closed_elbo, params)
+):
     assert torch.allclose(a, c, rtol=1e-8, atol=1e-10)  # and so is its gradient
 
 log_px = truth.log_marginal(X_TOY).item()
 m_post, v_post = (t.item() for t in truth.posterior_parameters(X_TOY))  # p(z|x) = N(m, v)
 s2, mq = math.exp(LOGVAR_TOY), MU_TOY
 a = 1 / v_post - 1 / (2 * s2)  # ∫ p(z|x)²/q(z) dz is a Gaussian integral
-chi2 = (math.sqrt(s2) / (v_post * math.sqrt(2 * a))
-        * math.exp((m_post / v_post - mq / (2 * s2))**2 / a - m_post**2 / v_post + mq**2 / (2 * s2)) - 1)
+chi2 = (
+    math.sqrt(s2)
+    / (v_post * math.sqrt(2 * a))
+    * math.exp((m_post / v_post - mq / (2 * s2)) ** 2 / a - m_post**2 / v_post + mq**2 / (2 * s2))
+    - 1
+)
 gap_big_k = log_px - exact_iwae(10_000, params).item()
-print(f"log p(x) = {log_px:.6f};  K = 10,000: gap × K = {gap_big_k * 1e4:.4f}, χ²/2 = ρ/2 = {chi2 / 2:.4f}")
+print(f"log p(x) = {log_px:.6f};  K = 10,000: gap × K = {gap_big_k * 1e4:.4f}, χ²/2 = ρ/2 = "
+      f"{chi2 / 2:.4f}")
 assert math.isclose(gap_big_k * 1e4, chi2 / 2, rel_tol=1e-3)
 
 # %% [markdown]
@@ -487,8 +539,14 @@ assert math.isclose(gap_big_k * 1e4, chi2 / 2, rel_tol=1e-3)
 def gradient_estimates(K, encoder_gradient, replicas, seed):
     """`replicas` independent K-sample estimates of ∇(W, b, μ, log σ²): (R, 6)."""
     W, b, mu, logvar = params_r = toy_parameters(replicas)
-    surrogate = iwae_surrogate(Toy(W, b), X_TOY.expand(replicas, 2), DiagonalGaussian(mu, logvar), K,
-                               encoder_gradient, generator=generator(seed))
+    surrogate = iwae_surrogate(
+        Toy(W, b),
+        X_TOY.expand(replicas, 2),
+        DiagonalGaussian(mu, logvar),
+        K,
+        encoder_gradient,
+        generator=generator(seed),
+    )
     grads = torch.autograd.grad(surrogate.sum(), params_r)  # each replicate's own gradient
     return torch.cat([g.reshape(replicas, -1) for g in grads], dim=1)
 
@@ -533,11 +591,24 @@ print(f"K = 1024: the plain encoder gradient's std is {1 / snr['plain'][-1]:.1f}
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.5))
 Ks_np = np.array(Ks)
-ax.loglog(Ks_np, snr["decoder"], "o-", color=EST_COLORS["decoder"], label=f"decoder $b_1$ (slope {slopes['decoder']:+.2f})")
-ax.loglog(Ks_np, snr["plain"], "o-", color=EST_COLORS["plain"], label=f"encoder $\\mu$, plain IWAE gradient (slope {slopes['plain']:+.2f})")
-ax.loglog(Ks_np, snr["plain"][2] * (Ks_np / 16) ** -0.5, ":", color=EST_COLORS["plain"], label="∝ 1/√K")
-ax.loglog(Ks_np, snr["decoder"][2] * (Ks_np / 16) ** 0.5, ":", color=EST_COLORS["decoder"], label="∝ √K")
-ax.set(xlabel="K", ylabel="SNR = |E g| / std g", title="The tighter the bound, the weaker the encoder's gradient signal")
+ax.loglog(
+    Ks_np,
+    snr["decoder"],
+    "o-",
+    color=EST_COLORS["decoder"],
+    label=f"decoder $b_1$ (slope {slopes['decoder']:+.2f})",
+)
+ax.loglog(Ks_np, snr["plain"], "o-", color=EST_COLORS["plain"], label="encoder $\\mu$, plain IWAE "
+                                                                      "gradient (slope "
+                                                                      f"{slopes['plain']:+.2f})")
+ax.loglog(
+    Ks_np, snr["plain"][2] * (Ks_np / 16) ** -0.5, ":", color=EST_COLORS["plain"], label="∝ 1/√K"
+)
+ax.loglog(
+    Ks_np, snr["decoder"][2] * (Ks_np / 16) ** 0.5, ":", color=EST_COLORS["decoder"], label="∝ √K"
+)
+ax.set(xlabel="K", ylabel="SNR = |E g| / std g", title="The tighter the bound, the weaker the "
+                                                       "encoder's gradient signal")
 ax.set_xticks(Ks_np, [str(k) for k in Ks])
 ax.legend(fontsize=9)
 plt.show()
@@ -613,20 +684,27 @@ W, b, mu, logvar = params = toy_parameters()
 eps = torch.randn(K, 1, 1, generator=generator(3))
 std = torch.exp(0.5 * logvar.detach())
 z = (mu.detach() + std * eps).requires_grad_(True)  # z_k as a leaf: we want ∂ log w_k / ∂z_k
-log_w = Toy(W.detach(), b.detach()).log_joint(X_TOY, z) - DiagonalGaussian(mu.detach(), logvar.detach()).log_prob(z)
+log_w = Toy(W.detach(), b.detach()).log_joint(X_TOY, z) - DiagonalGaussian(
+    mu.detach(), logvar.detach()
+).log_prob(z)
 (dlogw_dz,) = torch.autograd.grad(log_w.sum(), z)  # (K, 1, 1)
 w2 = torch.softmax(log_w.detach(), dim=0).square()[..., None]  # w̃_k², (K, 1, 1)
 dreg_mu = (w2 * dlogw_dz).sum(0)  # ∂z/∂μ = 1
 dreg_logvar = (w2 * dlogw_dz * 0.5 * std * eps).sum(0)  # ∂z/∂log σ² = ½ σ ε
 
-surrogate = iwae_surrogate(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K, "dreg", generator=generator(3))
+surrogate = iwae_surrogate(
+    Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K, "dreg", generator=generator(3)
+)
 lib = torch.autograd.grad(surrogate.sum(), params)
 plain = torch.autograd.grad(iwae_surrogate(Toy(W, b), X_TOY, DiagonalGaussian(mu, logvar), K,
                                            generator=generator(3)).sum(), params)
-assert torch.allclose(lib[2], dreg_mu, rtol=1e-10) and torch.allclose(lib[3], dreg_logvar, rtol=1e-10)
+assert torch.allclose(lib[2], dreg_mu, rtol=1e-10) and torch.allclose(
+    lib[3], dreg_logvar, rtol=1e-10
+)
 # θ: unchanged
 assert torch.allclose(lib[0], plain[0], rtol=1e-12) and torch.allclose(lib[1], plain[1], rtol=1e-12)
-print(f"DReG ∂/∂μ = {dreg_mu.item():+.6f} (vaelib {lib[2].item():+.6f}); plain ∂/∂μ = {plain[2].item():+.6f}, same samples")
+print(f"DReG ∂/∂μ = {dreg_mu.item():+.6f} (vaelib {lib[2].item():+.6f}); plain ∂/∂μ = "
+      f"{plain[2].item():+.6f}, same samples")
 
 # %% [markdown]
 # **Unbiased — against the exact expectation.** Section 3 already checked, for every $K$, that the
@@ -643,8 +721,9 @@ exact_mu = exact_grads_8 = exact_gradient(K)
 for kind in ("plain", "dreg"):
     g = gradient_estimates(K, kind, R_big, seed=80)
     z_score = assert_unbiased(g.mean(0), g.std(0) / R_big**0.5, exact_grads_8, f"{kind}, K = {K}")
-    print(f"{kind:5s}: mean ∂/∂μ = {g[:, MU_INDEX].mean():+.5f} ± {2 * g[:, MU_INDEX].std() / R_big**0.5:.5f}   "
-          f"exact {exact_grads_8[MU_INDEX]:+.5f}   (largest deviation over the 6 entries: {z_score:.1f} s.e.)")
+    print(f"{kind:5s}: mean ∂/∂μ = {g[:, MU_INDEX].mean():+.5f} ± "
+          f"{2 * g[:, MU_INDEX].std() / R_big**0.5:.5f}   exact {exact_grads_8[MU_INDEX]:+.5f}   "
+          f"(largest deviation over the 6 entries: {z_score:.1f} s.e.)")
 
 eps = torch.randn(K, R_big, 1, generator=generator(81))
 z = (MU_TOY + math.exp(0.5 * LOGVAR_TOY) * eps).requires_grad_(True)
@@ -654,7 +733,10 @@ log_w = Toy(W_TOY, B_TOY).log_joint(X_TOY.expand(R_big, 2), z) - q_fixed.log_pro
 # STL: Σ_k w̃_k ∂_z log w_k, (R,)
 path_only = (torch.softmax(log_w.detach(), 0)[..., None] * dz).sum(0)[:, 0]
 bias_z = ((path_only.mean() - exact_grads_8[MU_INDEX]) / (path_only.std() / R_big**0.5)).item()
-print(f"STL (path part alone): mean ∂/∂μ = {path_only.mean():+.5f}, {bias_z:+.0f} standard errors from the exact value")
+print(
+    f"STL (path part alone): mean ∂/∂μ = {path_only.mean():+.5f}, {bias_z:+.0f} standard errors "
+    "from the exact value"
+)
 # the check can tell a biased estimator: more than a hundred standard errors off
 assert abs(bias_z) > 100
 
@@ -662,16 +744,21 @@ assert abs(bias_z) > 100
 # And its signal: the DReG encoder SNR from section 3's runs, beside the plain one.
 
 # %%
-print(f"encoder SNR, K = {Ks}:\n  plain {np.round(snr['plain'], 3)}\n  DReG  {np.round(snr['DReG'], 3)}")
+print(f"encoder SNR, K = {Ks}:\n  plain {np.round(snr['plain'], 3)}\n  DReG  "
+      f"{np.round(snr['DReG'], 3)}")
 print(f"slopes (K ≥ 16): plain {slopes['plain']:+.2f}, DReG {slopes['DReG']:+.2f}")
 assert slopes["DReG"] > 0.3  # DReG's encoder SNR grows with K instead of falling
 # and beats plain for every K > 1
 assert all(d > p for d, p in zip(snr["DReG"][1:], snr["plain"][1:]))
 
 fig, ax = plt.subplots(figsize=(8, 4.5))
-ax.loglog(Ks_np, snr["plain"], "o-", color=EST_COLORS["plain"], label=f"encoder μ, plain (slope {slopes['plain']:+.2f})")
-ax.loglog(Ks_np, snr["DReG"], "o-", color=EST_COLORS["DReG"], label=f"encoder μ, DReG (slope {slopes['DReG']:+.2f})")
-ax.loglog(Ks_np, snr["decoder"], "o--", color=EST_COLORS["decoder"], alpha=0.6, label="decoder b₁ (both)")
+ax.loglog(Ks_np, snr["plain"], "o-", color=EST_COLORS["plain"], label="encoder μ, plain (slope "
+                                                                      f"{slopes['plain']:+.2f})")
+ax.loglog(Ks_np, snr["DReG"], "o-", color=EST_COLORS["DReG"], label="encoder μ, DReG (slope "
+                                                                    f"{slopes['DReG']:+.2f})")
+ax.loglog(
+    Ks_np, snr["decoder"], "o--", color=EST_COLORS["decoder"], alpha=0.6, label="decoder b₁ (both)"
+)
 ax.set(xlabel="K", ylabel="SNR", title="DReG: the encoder's signal grows with K")
 ax.set_xticks(Ks_np, [str(k) for k in Ks])
 ax.legend(fontsize=9)
@@ -690,7 +777,9 @@ def draw_spread(fig, num_samples, show_plain):
     exact = exact_gradient(num_samples)[MU_INDEX].item()
     estimates = {"DReG": gradient_estimates(num_samples, "dreg", 1000, seed=7)[:, MU_INDEX].numpy()}
     if show_plain:
-        estimates["plain"] = gradient_estimates(num_samples, "plain", 1000, seed=7)[:, MU_INDEX].numpy()
+        estimates["plain"] = gradient_estimates(num_samples, "plain", 1000, seed=7)[
+            :, MU_INDEX
+        ].numpy()
     everything = np.concatenate(list(estimates.values()))
     lo, hi = np.percentile(everything, [0.5, 99.5])
     bins = np.linspace(min(lo, exact), max(hi, exact), 61)
@@ -708,9 +797,13 @@ def draw_spread(fig, num_samples, show_plain):
 static_figure(draw_spread, num_samples=64, show_plain=True)
 
 # %%
-FigureExplorer(draw_spread,
-               num_samples=SelectionSlider(options=[1, 2, 4, 8, 16, 32, 64, 128, 256], value=64, description="K"),
-               show_plain=Checkbox(value=True, description="show plain"))
+FigureExplorer(
+    draw_spread,
+    num_samples=SelectionSlider(
+        options=[1, 2, 4, 8, 16, 32, 64, 128, 256], value=64, description="K"
+    ),
+    show_plain=Checkbox(value=True, description="show plain"),
+)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. On MNIST: the chapter 8 VAE trained on the ELBO, on IWAE$_5$, and on IWAE$_5$ with DReG
@@ -751,8 +844,16 @@ def train_vae(**objective):
     # the same initial weights for every run (and seed=0: the same minibatches)
     torch.manual_seed(0)
     model = VAE(VAEConfig.preset("burda"))
-    history = train(model, train_images, epochs=EPOCHS, batch_size=BATCH, lr=LR, seed=0, progress=False,
-                    **objective)
+    history = train(
+        model,
+        train_images,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        lr=LR,
+        seed=0,
+        progress=False,
+        **objective,
+    )
     assert len(history) == EPOCHS and all(math.isfinite(e) for e in history.train_elbo)
     return model, history.seconds[-1]
 
@@ -777,7 +878,9 @@ NUM_TEST, K_TEST = 1000, 500  # log p(x) with K = 500 on 1000 test images, the s
 NUM_CHECK, K_CHECK = 100, 5000  # and with K = 5000 on the first 100, from independent draws
 results = {}
 for name, model in vaes.items():
-    ev = evaluate(model, test_bin[:NUM_TEST], num_samples=K_TEST, iwae_samples=5, seed=0, progress=False)
+    ev = evaluate(
+        model, test_bin[:NUM_TEST], num_samples=K_TEST, iwae_samples=5, seed=0, progress=False
+    )
     check = evaluate(model, test_bin[:NUM_CHECK], num_samples=K_CHECK, iwae_samples=5, seed=1,
                      progress=False)  # independent draws: another seed
     shift = check.log_likelihood - ev.log_likelihood[:NUM_CHECK]  # K = 5000 minus K = 500, (100,)
@@ -785,13 +888,19 @@ for name, model in vaes.items():
         mu, logvar = model.encode(test_bin)  # over the whole test set, (N, d) each
     activity = mu.var(dim=0)  # Var_x μ_j(x), (d,)
     active = activity > 0.01
-    results[name] = dict(eval=ev, shift=shift.mean().item(), shift_se=shift.std().item() / NUM_CHECK**0.5,
-                         ess=(ev.ess.mean().item(), check.ess.mean().item()), activity=activity,
-                         active=int(active.sum()), log_sigma=0.5 * logvar[:, active].mean().item(),
-                         kl=(ev.log_likelihood - ev.elbo).mean().item())  # ≈ KL(q ‖ p(z|x))
+    results[name] = dict(
+        eval=ev,
+        shift=shift.mean().item(),
+        shift_se=shift.std().item() / NUM_CHECK**0.5,
+        ess=(ev.ess.mean().item(), check.ess.mean().item()),
+        activity=activity,
+        active=int(active.sum()),
+        log_sigma=0.5 * logvar[:, active].mean().item(),
+        kl=(ev.log_likelihood - ev.elbo).mean().item(),
+    )  # ≈ KL(q ‖ p(z|x))
     r, s = results[name], ev.summary()
-    print(f"{name:14s} log p(x) {s['log_likelihood']:8.2f}  IWAE_5 {s['iwae_5']:8.2f}  ELBO {s['elbo']:8.2f}  "
-          f"log p(x) − ELBO {r['kl']:5.2f}  active {r['active']} of 50, "
+    print(f"{name:14s} log p(x) {s['log_likelihood']:8.2f}  IWAE_5 {s['iwae_5']:8.2f}  ELBO "
+          f"{s['elbo']:8.2f}  log p(x) − ELBO {r['kl']:5.2f}  active {r['active']} of 50, "
           f"their mean log σ_j(x) {r['log_sigma']:+.3f}"
           f"\n{'':14s} K = 5000 − K = 500: {r['shift']:+.2f} ± {r['shift_se']:.2f} nats;  "
           f"ESS {r['ess'][0]:.1f} of 500, {r['ess'][1]:.1f} of 5000")
@@ -814,7 +923,10 @@ assert all(r["shift"] > 2 * r["shift_se"] for r in results.values())
 # K = 500 -> 5000 moves each estimate by < 1/3 of DReG's gaps
 assert max(shifts) < min(dreg_gaps) / 3
 assert all(r["ess"][0] < 20 for r in results.values())  # far from ideal weights: ESS < 20 of 500
-dreg_over_elbo, dreg_over_plain = gaps_vae["IWAE_5 + DReG", "ELBO"], gaps_vae["IWAE_5 + DReG", "IWAE_5"]
+dreg_over_elbo, dreg_over_plain = (
+    gaps_vae["IWAE_5 + DReG", "ELBO"],
+    gaps_vae["IWAE_5 + DReG", "IWAE_5"],
+)
 # DReG: several nats
 assert all(gap > 2 and gap > 10 * se for gap, se in (dreg_over_elbo, dreg_over_plain))
 assert gaps_vae["IWAE_5", "ELBO"][0] < dreg_over_elbo[0] / 2  # most of the gain is DReG's
@@ -828,20 +940,29 @@ assert results["IWAE_5 + DReG"]["active"] >= results["ELBO"]["active"]
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 names = list(results)
-for i, (key, label) in enumerate((("log_likelihood", "log p(x), K = 500"), ("iwae", "IWAE₅"), ("elbo", "ELBO"))):
+for i, (key, label) in enumerate(
+    (("log_likelihood", "log p(x), K = 500"), ("iwae", "IWAE₅"), ("elbo", "ELBO"))
+):
     values = [getattr(results[n]["eval"], key).mean().item() for n in names]
     axes[0].bar(np.arange(3) + 0.27 * (i - 1), values, width=0.25, label=label,
                 color=[COLORS["importance"], COLORS["proposal"], COLORS["elbo"]][i])
 axes[0].set_xticks(range(3), names)
 low = min(results[n]["eval"].elbo.mean().item() for n in names)
 high = max(results[n]["eval"].log_likelihood.mean().item() for n in names)
-axes[0].set(ylim=(low - 5, high + 3), ylabel="nats per test image", title=f"Test bounds ({NUM_TEST} test images)")
+axes[0].set(ylim=(low - 5, high + 3), ylabel="nats per test image", title="Test bounds "
+                                                                          f"({NUM_TEST} test "
+                                                                          "images)")
 axes[0].legend(fontsize=9)
 for n, color in zip(names, (EST_COLORS["decoder"], EST_COLORS["plain"], EST_COLORS["DReG"])):
     axes[1].plot(np.sort(results[n]["activity"].numpy())[::-1], "o-", markersize=3, color=color,
                  label=f"{n}: {results[n]['active']} active")
 axes[1].axhline(0.01, color=COLORS["exact"], linestyle="--", linewidth=1, label="threshold 0.01")
-axes[1].set(yscale="log", xlabel="latent unit, sorted by activity", ylabel="Var_x μ_j(x)", title="Active units")
+axes[1].set(
+    yscale="log",
+    xlabel="latent unit, sorted by activity",
+    ylabel="Var_x μ_j(x)",
+    title="Active units",
+)
 axes[1].legend(fontsize=9)
 plt.tight_layout()
 plt.show()
@@ -914,12 +1035,17 @@ plt.show()
 
 # %%
 def network_snr(model, x, K, encoder_gradient, replicas=30, seed=0):
-    """(encoder SNR, decoder SNR): |E g| / sqrt(tr Cov g) over each network's weights, R estimates."""
+    """(encoder SNR, decoder SNR): |E g| / sqrt(tr Cov g) over each network's weights, R estimates.
+    """
     gen = generator(seed)
     estimates = []
     for _ in range(replicas):
         model.zero_grad()
-        (-iwae_surrogate(model, x, model.posterior(x, validate_args=False), K, encoder_gradient, gen).mean()).backward()
+        (
+            -iwae_surrogate(
+                model, x, model.posterior(x, validate_args=False), K, encoder_gradient, gen
+            ).mean()
+        ).backward()
         estimates.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     g = torch.stack(estimates)  # (R, number of weights); the encoder's come first
     n_enc = sum(p.numel() for p in model.encoder.parameters())
@@ -932,12 +1058,16 @@ def network_snr(model, x, K, encoder_gradient, replicas=30, seed=0):
 
 
 x_snr = test_bin[:10]
+
+# %%
 Ks_vae = [1, 8, 64]
-vae_snrs = {kind: [network_snr(vae_elbo, x_snr, K, kind) for K in Ks_vae] for kind in ("plain", "dreg")}
+vae_snrs = {
+    kind: [network_snr(vae_elbo, x_snr, K, kind) for K in Ks_vae] for kind in ("plain", "dreg")
+}
 enc_plain, dec_plain = zip(*vae_snrs["plain"])
 enc_dreg = [r[0] for r in vae_snrs["dreg"]]
-print(f"K = {Ks_vae}: decoder SNR {np.round(dec_plain, 3)}; encoder SNR plain {np.round(enc_plain, 3)}, "
-      f"DReG {np.round(enc_dreg, 3)}")
+print(f"K = {Ks_vae}: decoder SNR {np.round(dec_plain, 3)}; encoder SNR plain "
+      f"{np.round(enc_plain, 3)}, DReG {np.round(enc_dreg, 3)}")
 assert dec_plain[-1] > 1.3 * dec_plain[0]  # the decoder's signal grows with K ...
 # ... the encoder's falls behind
 assert enc_plain[-1] / dec_plain[-1] < 0.75 * enc_plain[0] / dec_plain[0]
@@ -948,7 +1078,8 @@ fig, ax = plt.subplots(figsize=(8, 4.2))
 ax.loglog(Ks_vae, dec_plain, "o-", color=EST_COLORS["decoder"], label="decoder")
 ax.loglog(Ks_vae, enc_plain, "o-", color=EST_COLORS["plain"], label="encoder, plain")
 ax.loglog(Ks_vae, enc_dreg, "o-", color=EST_COLORS["DReG"], label="encoder, DReG")
-ax.set(xlabel="K", ylabel="|E g| / sqrt(tr Cov g)", title="SNR on the subset VAE (10 test images, 30 estimates)")
+ax.set(xlabel="K", ylabel="|E g| / sqrt(tr Cov g)", title="SNR on the subset VAE (10 test images, "
+                                                          "30 estimates)")
 ax.set_xticks(Ks_vae, [str(k) for k in Ks_vae])
 ax.legend(fontsize=9)
 plt.show()

@@ -1,11 +1,17 @@
-"""vaelib.exercises.ch01: right answers pass, typical slips get the right hint, stubs are "not attempted"."""
+"""vaelib.exercises.ch01: right answers pass, typical slips get the right hint, stubs are "not
+attempted".
+"""
 
 import math
 
 import pytest
 import torch
 
-from vaelib.exercises.ch01 import check_linear_log_marginal, check_ml_noise_std, check_toy_log_marginal
+from vaelib.exercises.ch01 import (
+    check_linear_log_marginal,
+    check_ml_noise_std,
+    check_toy_log_marginal,
+)
 from tests.exercise_helpers import verdict
 
 LOG_2PI = math.log(2 * math.pi)
@@ -26,7 +32,9 @@ def linear_log_marginal(x, W, b, noise_std, *, var=None, cov_fn=None, scale_quad
     C = (W @ W.T if cov_fn is None else cov_fn(W)) + var * torch.eye(D, dtype=W.dtype)
     u = x - b if center else x
     maha = (u * torch.linalg.solve(C, u.T).T).sum(-1)
-    return -scale_quad * maha - logdet_factor * torch.logdet(C) - (0.5 * D * LOG_2PI if const else 0.0)
+    return (
+        -scale_quad * maha - logdet_factor * torch.logdet(C) - (0.5 * D * LOG_2PI if const else 0.0)
+    )
 
 
 def test_linear_right_answer_passes(capsys):
@@ -37,19 +45,24 @@ def test_linear_right_answer_passes(capsys):
 def test_linear_answer_via_cholesky_passes(capsys):
     def cholesky_version(x, W, b, noise_std):
         C = W @ W.T + noise_std**2 * torch.eye(W.shape[0], dtype=W.dtype)
-        return torch.distributions.MultivariateNormal(b, scale_tril=torch.linalg.cholesky(C)).log_prob(x)
+        return torch.distributions.MultivariateNormal(
+            b, scale_tril=torch.linalg.cholesky(C)
+        ).log_prob(x)
 
     assert verdict(check_linear_log_marginal, cholesky_version, capsys)[0]
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, var=s), "you used s where the covariance needs s²"),
+    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, var=s), "you used s where the covariance "
+                                                                "needs s²"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s, var=s**4), "s⁴"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s, cov_fn=lambda W: W.T @ W), "Wᵀ W"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s, const=False), "-D/2 · log 2π is missing"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s, scale_quad=1.0), "the factor ½"),
-    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, logdet_factor=1.0), "log det C needs the factor ½"),
-    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, logdet_factor=0.0), "-½ log det C is missing"),
+    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, logdet_factor=1.0), "log det C needs the "
+                                                                            "factor ½"),
+    (lambda x, W, b, s: linear_log_marginal(x, W, b, s, logdet_factor=0.0), "-½ log det C is "
+                                                                            "missing"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s, center=False), "subtract the mean b"),
     (lambda x, W, b, s: linear_log_marginal(x, W, b, s).exp(), "you returned p(x)"),
     (lambda x, W, b, s: -linear_log_marginal(x, W, b, s), "wrong sign"),
@@ -81,7 +94,9 @@ def test_linear_stub_is_not_attempted(answer, capsys):
 # --- the toy's marginal by quadrature ---------------------------------------------------------
 
 
-def toy_log_marginal(model, x, *, use_step=True, use_prior=True, average=False, size=8001, limit=10.0):
+def toy_log_marginal(
+    model, x, *, use_step=True, use_prior=True, average=False, size=8001, limit=10.0
+):
     z_grid = torch.linspace(-limit, limit, size, dtype=x.dtype)
     step = (z_grid[1] - z_grid[0]).item()
     # (G, N)
@@ -130,15 +145,21 @@ def test_ml_right_answers_pass(capsys):
     assert verdict(check_ml_noise_std, lambda x: torch.tensor(ml_noise_std(x)), capsys)[0]
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda x: ml_noise_std(x, root=False), "you returned s²"),
-    (lambda x: ml_noise_std(x, correction=1), "divides by N, not N - 1"),
-    (lambda x: ml_noise_std(x, which=1), "largest eigenvalue"),
-    (lambda x: math.sqrt(ml_noise_std(x, which=1, root=False) - ml_noise_std(x, root=False)), "‖w_ML‖"),
-    (lambda x: -ml_noise_std(x), "wrong sign"),
-    (lambda x: [ml_noise_std(x)] * 2, "return one number"),
-    (lambda x: x.std().item(), "largest difference"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda x: ml_noise_std(x, root=False), "you returned s²"),
+        (lambda x: ml_noise_std(x, correction=1), "divides by N, not N - 1"),
+        (lambda x: ml_noise_std(x, which=1), "largest eigenvalue"),
+        (
+            lambda x: math.sqrt(ml_noise_std(x, which=1, root=False) - ml_noise_std(x, root=False)),
+            "‖w_ML‖",
+        ),
+        (lambda x: -ml_noise_std(x), "wrong sign"),
+        (lambda x: [ml_noise_std(x)] * 2, "return one number"),
+        (lambda x: x.std().item(), "largest difference"),
+    ],
+)
 def test_ml_wrong_answers_get_the_right_hint(wrong, hint, capsys):
     passed, text = verdict(check_ml_noise_std, wrong, capsys)
     assert not passed and "❌" in text
@@ -161,17 +182,42 @@ def test_checks_are_exported_from_the_package():
 # --- answers the exercises forbid --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("forbidden, hint", [
-    # exercise 1: "from the formula, without vaelib or SciPy"
-    (lambda x, W, b, s: __import__("vaelib.toy", fromlist=["LinearGaussian"]).LinearGaussian(W, b, s).log_marginal(x),
-     "LinearGaussian.log_marginal"),
-    (lambda x, W, b, s: torch.as_tensor(__import__("scipy.stats", fromlist=["multivariate_normal"]).multivariate_normal(
-        b.numpy(), (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy()).logpdf(x.numpy())).reshape(-1),
-     "logpdf"),
-    (lambda x, W, b, s: torch.as_tensor(__import__("scipy.stats", fromlist=["multivariate_normal"]).multivariate_normal.logpdf(
-        x.numpy(), b.numpy(), (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy())).reshape(-1),
-     "logpdf"),
-])
+@pytest.mark.parametrize(
+    "forbidden, hint",
+    [
+        # exercise 1: "from the formula, without vaelib or SciPy"
+        (
+            lambda x, W, b, s: (
+                __import__("vaelib.toy", fromlist=["LinearGaussian"])
+                .LinearGaussian(W, b, s)
+                .log_marginal(x)
+            ),
+            "LinearGaussian.log_marginal",
+        ),
+        (
+            lambda x, W, b, s: torch.as_tensor(
+                __import__("scipy.stats", fromlist=["multivariate_normal"])
+                .multivariate_normal(
+                    b.numpy(), (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy()
+                )
+                .logpdf(x.numpy())
+            ).reshape(-1),
+            "logpdf",
+        ),
+        (
+            lambda x, W, b, s: torch.as_tensor(
+                __import__(
+                    "scipy.stats", fromlist=["multivariate_normal"]
+                ).multivariate_normal.logpdf(
+                    x.numpy(),
+                    b.numpy(),
+                    (W @ W.T + s**2 * torch.eye(W.shape[0], dtype=W.dtype)).numpy(),
+                )
+            ).reshape(-1),
+            "logpdf",
+        ),
+    ],
+)
 def test_linear_library_answers_are_refused(forbidden, hint, capsys):
     passed, text = verdict(check_linear_log_marginal, forbidden, capsys)
     assert not passed and "❌" in text and hint in text and "without vaelib or SciPy" in text, text
@@ -188,7 +234,11 @@ def test_the_library_is_restored_after_a_check(capsys):
     from vaelib.toy import LinearGaussian
 
     before = (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf)
-    verdict(check_linear_log_marginal, lambda x, W, b, s: LinearGaussian(W, b, s).log_marginal(x), capsys)
+    verdict(
+        check_linear_log_marginal,
+        lambda x, W, b, s: LinearGaussian(W, b, s).log_marginal(x),
+        capsys,
+    )
     assert (LinearGaussian.log_marginal, _multivariate.multivariate_normal_gen.logpdf) == before
 
 

@@ -1,4 +1,6 @@
-"""vaelib.exercises.ch02: right answers pass, typical slips get the right hint, stubs are "not attempted"."""
+"""vaelib.exercises.ch02: right answers pass, typical slips get the right hint, stubs are "not
+attempted".
+"""
 
 import math
 
@@ -19,7 +21,9 @@ def stub(*args, **kwargs):
 
 def max_shift_log_mean_exp(a, dim=0):
     m = a.max(dim=dim, keepdim=True).values
-    return (m + (a - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim) - math.log(a.shape[dim])
+    return (m + (a - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim) - math.log(
+        a.shape[dim]
+    )
 
 
 @pytest.mark.parametrize("right", [
@@ -35,7 +39,8 @@ def test_log_mean_exp_right_answers_pass(right, capsys):
     (lambda a, dim=0: max_shift_log_mean_exp(a, dim) + math.log(a.shape[dim]), "log-SUM-exp"),
     (lambda a, dim=0: a.mean(dim=dim), "averaged the logs"),
     (lambda a, dim=0: a.max(dim=dim).values, "only the largest term"),
-    (lambda a, dim=0: max_shift_log_mean_exp(a, dim) - a.max(dim=dim).values, "add the maximum m back"),
+    (lambda a, dim=0: max_shift_log_mean_exp(a, dim) - a.max(dim=dim).values, "add the maximum m "
+                                                                              "back"),
     (lambda a, dim=0: max_shift_log_mean_exp(a, 0), "dim removed"),
     (lambda a, dim=0: max_shift_log_mean_exp(a, dim).unsqueeze(dim), "dim removed"),
     # the exercise forbids torch.logsumexp (and vaelib's log_mean_exp, which calls it)
@@ -81,7 +86,8 @@ def test_naive_right_answers_pass(right, capsys):
 @pytest.mark.parametrize("wrong, hint", [
     (lambda m, x, K, g=None: naive(m, x, K, g, reduce="mean_of_logs"), "you averaged log p(x|z_k)"),
     (lambda m, x, K, g=None: naive(m, x, K, g, reduce="logsumexp"), "log K too high"),
-    (lambda m, x, K, g=None: naive(m, x, K, g, use_joint=True), "the prior is already in the sampling"),
+    (lambda m, x, K, g=None: naive(m, x, K, g, use_joint=True), "the prior is already in the "
+                                                                "sampling"),
     (lambda m, x, K, g=None: naive(m, x, K, g).exp(), "you returned p̂(x)"),
     (lambda m, x, K, g=None: -naive(m, x, K, g), "wrong sign"),
     (lambda m, x, K, g=None: naive(m, x, K, g)[None], "expected shape (N,)"),
@@ -89,7 +95,8 @@ def test_naive_right_answers_pass(right, capsys):
     (lambda m, x, K, g=None: naive(m, x, K, g) - math.inf, "inf or NaN"),
     # the closed form, which the exercise does not ask for, and an estimate frozen by a fixed seed
     (lambda m, x, K, g=None: m.log_marginal(x), "model.log_marginal"),
-    (lambda m, x, K, g=None: naive(m, x, K, torch.Generator().manual_seed(0)), "two different generators"),
+    (lambda m, x, K, g=None: naive(m, x, K, torch.Generator().manual_seed(0)), "two different "
+                                                                               "generators"),
 ])
 def test_naive_wrong_answers_get_the_right_hint(wrong, hint, capsys):
     passed, text = verdict(check_naive_log_marginal, wrong, capsys)
@@ -108,7 +115,9 @@ def test_naive_stub_is_not_attempted(answer, capsys):
 
 def samples_needed(model, x, rel_error, *, num_draws=200_000, minus_one=True, power=2, root=False):
     generator = torch.Generator().manual_seed(5)
-    log_lik = model.log_likelihood(x, model.sample_prior(num_draws, num_points=1, generator=generator))[:, 0]
+    log_lik = model.log_likelihood(
+        x, model.sample_prior(num_draws, num_points=1, generator=generator)
+    )[:, 0]
     log_w = log_lik - log_mean_exp(log_lik, dim=0)
     second_moment = (2 * log_w).exp().mean().item()
     rho = second_moment - 1 if minus_one else second_moment
@@ -129,18 +138,24 @@ def test_samples_needed_right_answers_pass(right, capsys):
     assert verdict(check_samples_needed, right, capsys)[0]
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda m, x, e: samples_needed(m, x, e, minus_one=False), "you used E[w²]"),
-    (lambda m, x, e: samples_needed(m, x, e, power=1), "ε squared"),
-    (lambda m, x, e: samples_needed(m, x, e, power=1, root=True), "ρ is a variance already"),
-    (lambda m, x, e: samples_needed(m, x, e, power=-2), "divide by ε², don't multiply"),
-    (lambda m, x, e: -samples_needed(m, x, e), "positive number"),
-    (lambda m, x, e: [1.0, 2.0], "return one number"),
-    (lambda m, x, e: 10 * samples_needed(m, x, e), "times the exact value"),
-    # the closed form, which the exercise forbids
-    (exact_samples_needed, "not the closed form"),
-    (lambda m, x, e: (m.log_marginal(x) * 0).item() + samples_needed(m, x, e), "model.log_marginal"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda m, x, e: samples_needed(m, x, e, minus_one=False), "you used E[w²]"),
+        (lambda m, x, e: samples_needed(m, x, e, power=1), "ε squared"),
+        (lambda m, x, e: samples_needed(m, x, e, power=1, root=True), "ρ is a variance already"),
+        (lambda m, x, e: samples_needed(m, x, e, power=-2), "divide by ε², don't multiply"),
+        (lambda m, x, e: -samples_needed(m, x, e), "positive number"),
+        (lambda m, x, e: [1.0, 2.0], "return one number"),
+        (lambda m, x, e: 10 * samples_needed(m, x, e), "times the exact value"),
+        # the closed form, which the exercise forbids
+        (exact_samples_needed, "not the closed form"),
+        (
+            lambda m, x, e: (m.log_marginal(x) * 0).item() + samples_needed(m, x, e),
+            "model.log_marginal",
+        ),
+    ],
+)
 def test_samples_needed_wrong_answers_get_the_right_hint(wrong, hint, capsys):
     passed, text = verdict(check_samples_needed, wrong, capsys)
     assert not passed and "❌" in text
@@ -179,16 +194,30 @@ def _scipy_lme(a, dim=0):
     return torch.as_tensor(scipy.special.logsumexp(a.numpy(), axis=dim)) - math.log(a.shape[dim])
 
 
-@pytest.mark.parametrize("back_door, hint", [
-    (_scipy_lme, "scipy.special.logsumexp"),
-    (lambda a, dim=0: torch.ops.aten.logsumexp(a, [dim]) - math.log(a.shape[dim]), "torch.logsumexp"),
-    # log-sum-exp = a_k - log_softmax(a)_k, for any k (here the largest)
-    (lambda a, dim=0: (a - torch.log_softmax(a, dim)).max(dim=dim).values - math.log(a.shape[dim]),
-     "log_softmax"),
-    (lambda a, dim=0: (a - torch.nn.functional.log_softmax(a, dim=dim)).amax(dim)
-     - math.log(a.shape[dim]), "log_softmax"),
-    (lambda a, dim=0: (a - a.softmax(dim).log()).amax(dim) - math.log(a.shape[dim]), "softmax"),
-])
+@pytest.mark.parametrize(
+    "back_door, hint",
+    [
+        (_scipy_lme, "scipy.special.logsumexp"),
+        (
+            lambda a, dim=0: torch.ops.aten.logsumexp(a, [dim]) - math.log(a.shape[dim]),
+            "torch.logsumexp",
+        ),
+        # log-sum-exp = a_k - log_softmax(a)_k, for any k (here the largest)
+        (
+            lambda a, dim=0: (
+                (a - torch.log_softmax(a, dim)).max(dim=dim).values - math.log(a.shape[dim])
+            ),
+            "log_softmax",
+        ),
+        (
+            lambda a, dim=0: (
+                (a - torch.nn.functional.log_softmax(a, dim=dim)).amax(dim) - math.log(a.shape[dim])
+            ),
+            "log_softmax",
+        ),
+        (lambda a, dim=0: (a - a.softmax(dim).log()).amax(dim) - math.log(a.shape[dim]), "softmax"),
+    ],
+)
 def test_log_mean_exp_back_doors_are_refused(back_door, hint, capsys):
     passed, text = verdict(check_log_mean_exp, back_door, capsys)
     assert not passed and hint in text and "write it" in text, text
@@ -197,8 +226,9 @@ def test_log_mean_exp_back_doors_are_refused(back_door, hint, capsys):
 def test_log_mean_exp_refuses_logsumexp_imported_under_another_name(capsys):
     from torch import logsumexp as lse
 
-    passed, text = verdict(check_log_mean_exp, lambda a, dim=0: lse(a, dim) - math.log(a.shape[dim]),
-                           capsys)
+    passed, text = verdict(
+        check_log_mean_exp, lambda a, dim=0: lse(a, dim) - math.log(a.shape[dim]), capsys
+    )
     assert not passed and "torch.logsumexp" in text, text
 
 

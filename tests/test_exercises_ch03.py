@@ -1,5 +1,5 @@
-"""The chapter 3 self-checks: right answers pass, typical wrong answers get the right hint, stubs are
-"not attempted yet", nothing raises. The reference answers are checked against independent
+"""The chapter 3 self-checks: right answers pass, typical wrong answers get the right hint, stubs
+are "not attempted yet", nothing raises. The reference answers are checked against independent
 computations (numerical minimization, quadrature, the exact posterior mean)."""
 
 import math
@@ -58,13 +58,19 @@ def test_posterior_mean_reference_is_near_the_exact_posterior_mean():
         assert torch.allclose(estimate, exact, atol=0.01)
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda m, x, q, k, g=None: q.rsample(k, generator=g).mean(0), "without weights"),
-    (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="no_q"), "divide by q"),
-    (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="plus_q"), "you added log q"),
-    (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="no_prior"), "the prior is missing"),
-    (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, dim=1), "over the K samples"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda m, x, q, k, g=None: q.rsample(k, generator=g).mean(0), "without weights"),
+        (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="no_q"), "divide by q"),
+        (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="plus_q"), "you added log q"),
+        (
+            lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, weights="no_prior"),
+            "the prior is missing",
+        ),
+        (lambda m, x, q, k, g=None: _estimate(m, x, q, k, g, dim=1), "over the K samples"),
+    ],
+)
 def test_posterior_mean_typical_mistakes_get_their_hint(capsys, wrong, hint):
     ok, out = verdict(capsys, check_self_normalized_posterior_mean, wrong)
     assert not ok and "❌" in out and hint in out
@@ -104,9 +110,13 @@ def test_posterior_mean_wrong_shape_and_crashes_are_reported(capsys):
     ok, out = verdict(capsys, check_self_normalized_posterior_mean,
                       lambda m, x, q, k, g=None: right_mean(m, x, q, k, g)[:, 0])
     assert not ok and "expected shape" in out
-    ok, out = verdict(capsys, check_self_normalized_posterior_mean, lambda m, x, q, k, g=None: 1 / 0)
+    ok, out = verdict(
+        capsys, check_self_normalized_posterior_mean, lambda m, x, q, k, g=None: 1 / 0
+    )
     assert not ok and "ZeroDivisionError" in out
-    ok, out = verdict(capsys, check_self_normalized_posterior_mean, lambda m, x, q, k, g=None: "zero")
+    ok, out = verdict(
+        capsys, check_self_normalized_posterior_mean, lambda m, x, q, k, g=None: "zero"
+    )
     assert not ok and "❌" in out
 
 
@@ -127,20 +137,33 @@ def right_best(posterior_var, offset):
 
 def log_rho(v, posterior_var, offset):
     """log κ for q = N(μ⋆ + Δ, v), p(z|x) = N(μ⋆, σ⋆²)."""
-    return math.log(v) - 0.5 * math.log(posterior_var * (2 * v - posterior_var)) + offset**2 / (2 * v - posterior_var)
+    return (
+        math.log(v)
+        - 0.5 * math.log(posterior_var * (2 * v - posterior_var))
+        + offset**2 / (2 * v - posterior_var)
+    )
 
 
-@pytest.mark.parametrize("posterior_var, offset", [(1.0, 0.0), (0.3, 0.5), (2.0, -3.0), (0.05, 0.1), (1.0, 2.0)])
+@pytest.mark.parametrize(
+    "posterior_var, offset", [(1.0, 0.0), (0.3, 0.5), (2.0, -3.0), (0.05, 0.1), (1.0, 2.0)]
+)
 def test_best_variance_reference_minimizes_rho_numerically(posterior_var, offset):
-    found = optimize.minimize_scalar(log_rho, bounds=(posterior_var / 2 * (1 + 1e-9), 100 * posterior_var + 10 * offset**2),
-                                     args=(posterior_var, offset), method="bounded", options={"xatol": 1e-12})
+    found = optimize.minimize_scalar(
+        log_rho,
+        bounds=(posterior_var / 2 * (1 + 1e-9), 100 * posterior_var + 10 * offset**2),
+        args=(posterior_var, offset),
+        method="bounded",
+        options={"xatol": 1e-12},
+    )
     assert math.isclose(found.x, right_best(posterior_var, offset), rel_tol=1e-6)
 
 
 def test_best_variance_rho_formula_matches_quadrature():
     posterior_var, offset, v = 0.3, 0.5, 0.7
-    integrand = lambda z: math.exp(2 * stats.norm.logpdf(z, 0, math.sqrt(posterior_var))
-                                   - stats.norm.logpdf(z, offset, math.sqrt(v)))
+    def integrand(z):
+        return math.exp(2 * stats.norm.logpdf(z, 0, math.sqrt(posterior_var))
+                        - stats.norm.logpdf(z, offset, math.sqrt(v)))
+
     value = integrate.quad(integrand, -15, 15, epsabs=0, epsrel=1e-11)[0]
     assert math.isclose(math.log(value), log_rho(v, posterior_var, offset), rel_tol=1e-9)
 
@@ -148,19 +171,32 @@ def test_best_variance_rho_formula_matches_quadrature():
 def test_best_variance_right_answer_passes(capsys):
     ok, out = verdict(capsys, check_best_proposal_variance, right_best)
     assert ok and "✅" in out
-    ok, _ = verdict(capsys, check_best_proposal_variance, lambda a, d: torch.tensor([right_best(a, d)]))
+    ok, _ = verdict(
+        capsys, check_best_proposal_variance, lambda a, d: torch.tensor([right_best(a, d)])
+    )
     assert ok  # a one-element tensor is fine
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda a, d: a, "only when the mean is exact"),
-    (lambda a, d: math.sqrt(right_best(a, d)), "standard deviation"),
-    (lambda a, d: a + d**2, "not the minimizer"),
-    (lambda a, d: ((3 * a + 2 * d * d) - math.sqrt((3 * a + 2 * d * d) ** 2 - 8 * a * a)) / 4, "smaller root"),
-    (lambda a, d: a * a / (2 * a + 2 * d * d), "dropped the ½"),
-    (lambda a, d: ((3 * a + 2 * d) + math.sqrt((3 * a + 2 * d) ** 2 - 8 * a * a)) / 4, "use Δ², not Δ"),
-    (lambda a, d: 2 * right_best(a, d), "twice the right value"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda a, d: a, "only when the mean is exact"),
+        (lambda a, d: math.sqrt(right_best(a, d)), "standard deviation"),
+        (lambda a, d: a + d**2, "not the minimizer"),
+        (
+            lambda a, d: (
+                ((3 * a + 2 * d * d) - math.sqrt((3 * a + 2 * d * d) ** 2 - 8 * a * a)) / 4
+            ),
+            "smaller root",
+        ),
+        (lambda a, d: a * a / (2 * a + 2 * d * d), "dropped the ½"),
+        (
+            lambda a, d: ((3 * a + 2 * d) + math.sqrt((3 * a + 2 * d) ** 2 - 8 * a * a)) / 4,
+            "use Δ², not Δ",
+        ),
+        (lambda a, d: 2 * right_best(a, d), "twice the right value"),
+    ],
+)
 def test_best_variance_typical_mistakes_get_their_hint(capsys, wrong, hint):
     ok, out = verdict(capsys, check_best_proposal_variance, wrong)
     assert not ok and "❌" in out and hint in out
@@ -193,7 +229,9 @@ def right_threshold(posterior_std, k):
 def test_threshold_separates_finite_from_infinite_moments(k):
     # ∫_{-L}^{L} p^k / q^(k-1) dz converges just above the threshold and blows up just below it
     def truncated(std_q, half_width):
-        integrand = lambda z: math.exp(k * stats.norm.logpdf(z) - (k - 1) * stats.norm.logpdf(z, 0, std_q))
+        def integrand(z):
+            return math.exp(k * stats.norm.logpdf(z) - (k - 1) * stats.norm.logpdf(z, 0, std_q))
+
         return integrate.quad(integrand, -half_width, half_width, limit=200)[0]
 
     threshold = right_threshold(1.0, k)
@@ -241,7 +279,8 @@ def test_threshold_stub_is_not_attempted(capsys, answer):
 # --------------------------------------------------------------------------------------------
 
 def _table_of_fixed_cases(reference, cases):
-    """A 'solution' that looks the fixed test cases up (they are visible in the installed source)."""
+    """A 'solution' that looks the fixed test cases up (they are visible in the installed source).
+    """
     table = {case: reference(*case) for case in cases}
     return lambda *case: table.get(case, 1.0)
 

@@ -108,7 +108,10 @@ def global_max_iwae(log_w):
         # the exercise asks for the max-shift written out, without torch.logsumexp
         (lambda log_w: torch.logsumexp(log_w, 0) - math.log(log_w.shape[0]), "torch.logsumexp"),
         (lambda log_w: log_w.logsumexp(0) - math.log(log_w.shape[0]), "torch.logsumexp"),
-        (lambda log_w: torch.special.logsumexp(log_w, 0) - math.log(log_w.shape[0]), "torch.logsumexp"),
+        (
+            lambda log_w: torch.special.logsumexp(log_w, 0) - math.log(log_w.shape[0]),
+            "torch.logsumexp",
+        ),
         # one global maximum fails when data points' log-weights lie far apart
         (global_max_iwae, "maximum over dim 0"),
     ],
@@ -252,15 +255,26 @@ def test_question_4_single_log_weights_fall_on_both_sides_of_log_p(model_and_x):
 
 def _scipy_iwae(log_w):
     import scipy.special
-    return torch.as_tensor(scipy.special.logsumexp(log_w.numpy(), axis=0)) - math.log(log_w.shape[0])
+
+    return torch.as_tensor(scipy.special.logsumexp(log_w.numpy(), axis=0)) - math.log(
+        log_w.shape[0]
+    )
 
 
-@pytest.mark.parametrize(("back_door", "hint"), [
-    (_scipy_iwae, "scipy.special.logsumexp"),
-    (lambda log_w: torch.ops.aten.logsumexp(log_w, [0]) - math.log(log_w.shape[0]), "torch.logsumexp"),
-    (lambda log_w: (log_w - torch.log_softmax(log_w, 0)).amax(0) - math.log(log_w.shape[0]),
-     "log_softmax"),
-])
+@pytest.mark.parametrize(
+    ("back_door", "hint"),
+    [
+        (_scipy_iwae, "scipy.special.logsumexp"),
+        (
+            lambda log_w: torch.ops.aten.logsumexp(log_w, [0]) - math.log(log_w.shape[0]),
+            "torch.logsumexp",
+        ),
+        (
+            lambda log_w: (log_w - torch.log_softmax(log_w, 0)).amax(0) - math.log(log_w.shape[0]),
+            "log_softmax",
+        ),
+    ],
+)
 def test_iwae_back_doors_to_logsumexp_are_refused(capsys, back_door, hint):
     ok, out = verdict(capsys, check_iwae_from_log_weights, back_door)
     assert not ok and hint in out and "write it" in out, out

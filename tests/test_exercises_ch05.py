@@ -42,21 +42,39 @@ def test_kl_normal_1d_right_answers(answer, capsys):
     assert ok and out.startswith("✅") and "closes to" in out, out
 
 
-@pytest.mark.parametrize("answer, hint", [
-    (lambda mq, vq, mp, vp: kl_right(mp, vp, mq, vq), "KL(p ‖ q)"),
-    (lambda mq, vq, mp, vp: kl_right(mq, vq**2, mp, vp**2), "squared the variances"),
-    (lambda mq, vq, mp, vp: kl_right(mq, vq.sqrt(), mp, vp.sqrt()), "σ where the formula needs σ²"),
-    (lambda mq, vq, mp, vp: 2 * kl_right(mq, vq, mp, vp), "factor ½"),
-    (lambda mq, vq, mp, vp: -kl_right(mq, vq, mp, vp), "wrong sign"),
-    (lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vp - 1 + torch.log(vq / vp)), "log term"),
-    (lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vp - torch.log(vq / vp)), "-1 is missing"),
-    (lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vq - 1 - torch.log(vq / vp)), "not σ_q²"),
-    (lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 - 1 - torch.log(vq / vp)), "divided by σ_p²"),
-    (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp).sum(), "shape"),
-    (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp) + 0.1, "largest difference"),
-    (lambda mq, vq, mp, vp: mq @ "oops", "raised TypeError"),
-    (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp) * float("nan"), "NaN"),
-])
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (lambda mq, vq, mp, vp: kl_right(mp, vp, mq, vq), "KL(p ‖ q)"),
+        (lambda mq, vq, mp, vp: kl_right(mq, vq**2, mp, vp**2), "squared the variances"),
+        (
+            lambda mq, vq, mp, vp: kl_right(mq, vq.sqrt(), mp, vp.sqrt()),
+            "σ where the formula needs σ²",
+        ),
+        (lambda mq, vq, mp, vp: 2 * kl_right(mq, vq, mp, vp), "factor ½"),
+        (lambda mq, vq, mp, vp: -kl_right(mq, vq, mp, vp), "wrong sign"),
+        (
+            lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vp - 1 + torch.log(vq / vp)),
+            "log term",
+        ),
+        (
+            lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vp - torch.log(vq / vp)),
+            "-1 is missing",
+        ),
+        (
+            lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 / vq - 1 - torch.log(vq / vp)),
+            "not σ_q²",
+        ),
+        (
+            lambda mq, vq, mp, vp: 0.5 * (vq / vp + (mq - mp) ** 2 - 1 - torch.log(vq / vp)),
+            "divided by σ_p²",
+        ),
+        (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp).sum(), "shape"),
+        (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp) + 0.1, "largest difference"),
+        (lambda mq, vq, mp, vp: mq @ "oops", "raised TypeError"),
+        (lambda mq, vq, mp, vp: kl_right(mq, vq, mp, vp) * float("nan"), "NaN"),
+    ],
+)
 def test_kl_normal_1d_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_kl_normal_1d, answer, capsys)
     assert not ok and out.startswith("❌") and hint in out, out
@@ -140,7 +158,8 @@ def test_mean_field_gap_stubs_are_not_attempted(stub, capsys):
     assert not ok and out.startswith("⏳")
 
 
-# --- issue 24: library answers refused, float32 blamed on precision, slips told apart ---------------
+# --- issue 24: library answers refused, float32 blamed on precision, slips told apart
+# ---------------
 
 def _kl_torch(mq, vq, mp, vp):
     from torch.distributions import Normal, kl_divergence
@@ -169,7 +188,9 @@ def test_kl_normal_1d_in_float32_passes_or_blames_precision(capsys):
 
 
 def test_optimal_q_variance_two_s_squared_is_not_called_s_for_s_squared(capsys):
-    ok, out = verdict(check_optimal_q_variance, lambda w, s: 1 / (1 + (w**2).sum() / (2 * s**2)), capsys)
+    ok, out = verdict(
+        check_optimal_q_variance, lambda w, s: 1 / (1 + (w**2).sum() / (2 * s**2)), capsys
+    )
     assert not ok and "2s²" in out and "s where the formula needs s²" not in out, out
 
 
@@ -177,7 +198,9 @@ def test_optimal_q_variance_refuses_the_library_posterior(capsys):
     from vaelib.toy import LinearGaussian
 
     def library(w, s):
-        return LinearGaussian(w[:, None], None, s).posterior_parameters(torch.zeros(1, w.shape[0], dtype=w.dtype))[1]
+        return LinearGaussian(w[:, None], None, s).posterior_parameters(
+            torch.zeros(1, w.shape[0], dtype=w.dtype)
+        )[1]
 
     ok, out = verdict(check_optimal_q_variance, library, capsys)
     assert not ok and "LinearGaussian.posterior" in out, out

@@ -314,23 +314,40 @@ def test_the_reference_formulas_are_the_true_kls():
 # Section 8's failure: a log of an underflowed variance is refused, in float32 as in the chapter
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, answer, hint", [
-    (check_gaussian_kl, lambda mu, logvar: 0.5 * (logvar.exp() + mu**2 - 1 - logvar.exp().log()).sum(-1),
-     "logvar = -120"),
-    (check_gaussian_kl, lambda mu, logvar: 0.5 * (logvar.exp() + mu**2 - 1
-                                                  - torch.log(torch.exp(0.5 * logvar) ** 2)).sum(-1),
-     "logvar = -120"),
-    (check_kl_from_std, lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - torch.log(std**2)).sum(-1),
-     "std = 1e-25"),
-    (check_kl_from_std, lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - std.square().log()).sum(-1),
-     "std = 1e-25"),
-])
+@pytest.mark.parametrize(
+    "check, answer, hint",
+    [
+        (
+            check_gaussian_kl,
+            lambda mu, logvar: 0.5 * (logvar.exp() + mu**2 - 1 - logvar.exp().log()).sum(-1),
+            "logvar = -120",
+        ),
+        (
+            check_gaussian_kl,
+            lambda mu, logvar: (
+                0.5 * (logvar.exp() + mu**2 - 1 - torch.log(torch.exp(0.5 * logvar) ** 2)).sum(-1)
+            ),
+            "logvar = -120",
+        ),
+        (
+            check_kl_from_std,
+            lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - torch.log(std**2)).sum(-1),
+            "std = 1e-25",
+        ),
+        (
+            check_kl_from_std,
+            lambda mu, std: 0.5 * (std**2 + mu**2 - 1 - std.square().log()).sum(-1),
+            "std = 1e-25",
+        ),
+    ],
+)
 def test_a_log_of_an_underflowing_variance_is_refused(check, answer, hint, capsys):
     ok, out = run(check, answer, capsys)
     assert not ok and out.startswith("❌") and hint in out, out
 
 
-# --- issue 24: library KLs refused; the log σ hint suggests what passes --------------------------------
+# --- issue 24: library KLs refused; the log σ hint suggests what passes
+# --------------------------------
 
 def _vaelib_kl(mu, logvar):
     from vaelib.kl import gaussian_kl

@@ -31,24 +31,37 @@ def test_pathwise_sample_right_answers(capsys):
         assert ok and out.startswith("✅")
 
 
-@pytest.mark.parametrize("answer, hint", [
-    (lambda mu, logvar, eps: mu + torch.exp(logvar) * eps, "variance σ²"),
-    (lambda mu, logvar, eps: mu + logvar * eps, "logvar is log σ²"),
-    (lambda mu, logvar, eps: mu + eps / torch.exp(0.5 * logvar), "divided eps by σ"),
-    (lambda mu, logvar, eps: torch.exp(0.5 * logvar) * eps, "forgot to add the mean"),
-    (lambda mu, logvar, eps: mu - torch.exp(0.5 * logvar) * eps, "-eps"),
-    (lambda mu, logvar, eps: mu + eps, "forgot to scale"),
-    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach(), "differentiabl"),
-    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach().numpy(),
-     "differentiabl"),
-    (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps)[:, 0], "shape"),
-    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar.detach()) * eps, "∂z/∂logvar"),
-    (lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, "no square root or log of it"),
-    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * torch.randn_like(mu), "drew new noise"),
-    (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, dtype=mu.dtype,
-                                                                          generator=torch.Generator().manual_seed(0)),
-     "does not change when eps does"),
-])
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (lambda mu, logvar, eps: mu + torch.exp(logvar) * eps, "variance σ²"),
+        (lambda mu, logvar, eps: mu + logvar * eps, "logvar is log σ²"),
+        (lambda mu, logvar, eps: mu + eps / torch.exp(0.5 * logvar), "divided eps by σ"),
+        (lambda mu, logvar, eps: torch.exp(0.5 * logvar) * eps, "forgot to add the mean"),
+        (lambda mu, logvar, eps: mu - torch.exp(0.5 * logvar) * eps, "-eps"),
+        (lambda mu, logvar, eps: mu + eps, "forgot to scale"),
+        (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach(), "differentiabl"),
+        (
+            lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps).detach().numpy(),
+            "differentiabl",
+        ),
+        (lambda mu, logvar, eps: (mu + torch.exp(0.5 * logvar) * eps)[:, 0], "shape"),
+        (lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar.detach()) * eps, "∂z/∂logvar"),
+        (lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, "no square root or log of it"),
+        (
+            lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * torch.randn_like(mu),
+            "drew new noise",
+        ),
+        (
+            lambda mu, logvar, eps: (
+                mu
+                + torch.exp(0.5 * logvar)
+                * torch.randn(mu.shape, dtype=mu.dtype, generator=torch.Generator().manual_seed(0))
+            ),
+            "does not change when eps does",
+        ),
+    ],
+)
 def test_pathwise_sample_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_pathwise_sample, answer, capsys)
     assert not ok and out.startswith("❌") and hint in out, out
@@ -152,11 +165,15 @@ def test_checks_are_exported():
 
 
 def test_non_finite_hints_are_specific_to_the_exercise(capsys):
-    ok, out = verdict(check_pathwise_sample, lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, capsys)
+    ok, out = verdict(
+        check_pathwise_sample, lambda mu, logvar, eps: mu + torch.sqrt(logvar) * eps, capsys
+    )
     assert not ok and "log-sum-exp" not in out and "σ = exp(½ logvar)" in out, out
     ok, out = verdict(check_score_mu, lambda z, mu, logvar: (z - mu) / logvar.log().exp(), capsys)
     assert not ok and "log-sum-exp" not in out and "σ² = exp(logvar)" in out, out
-    ok, out = verdict(check_minibatch_elbo_estimate, lambda log_w, n: n * log_w.exp().log().mean() / 0, capsys)
+    ok, out = verdict(
+        check_minibatch_elbo_estimate, lambda log_w, n: n * log_w.exp().log().mean() / 0, capsys
+    )
     assert not ok and "log-sum-exp" not in out and "factor n/m" in out, out
 
 
@@ -206,7 +223,8 @@ def test_score_mu_by_autograd_is_refused(answer, capsys):
     assert not ok and "by hand" in out and "autograd" in out, out
 
 
-# --- issue 24: every autograd entry point refused; slips named without the formula -------------------
+# --- issue 24: every autograd entry point refused; slips named without the formula
+# -------------------
 
 def _score_by_backward(z, mu, logvar):
     mu = mu.clone().requires_grad_(True)
@@ -237,7 +255,9 @@ def test_score_sign_hint_does_not_state_the_answer(capsys, monkeypatch):
 
     monkeypatch.setattr(_core, "_failures", {})
     ok, out = verdict(check_score_mu, lambda z, mu, logvar: (mu - z) / logvar.exp(), capsys)
-    assert not ok and "wrong sign" in out and "(z - μ)/σ²" not in out and "(z - μ) / σ²" not in out, out
+    assert (
+        not ok and "wrong sign" in out and "(z - μ)/σ²" not in out and "(z - μ) / σ²" not in out
+    ), out
 
 
 def test_pathwise_hints_name_the_slip_without_the_formula_at_first(capsys, monkeypatch):

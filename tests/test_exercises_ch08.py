@@ -32,58 +32,135 @@ def _rec(logits, x):
 def test_negative_elbo_right_answers(capsys):
     for answer in (
         lambda logits, x, mu, logvar: -(_rec(logits, x) - _kl(mu, logvar)).mean(),
-        lambda logits, x, mu, logvar: (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-                                       + _kl(mu, logvar).sum()) / x.shape[0],
-        lambda logits, x, mu, logvar: (F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-                                       - 0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean(),
-        lambda logits, x, mu, logvar: -torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1).mean()
-        + torch.distributions.kl_divergence(
-            torch.distributions.Normal(mu, torch.exp(0.5 * logvar)),
-            torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1).mean(),
+        lambda logits, x, mu, logvar: (
+            (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + _kl(mu, logvar).sum())
+            / x.shape[0]
+        ),
+        lambda logits, x, mu, logvar: (
+            F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+            - 0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)
+        ).mean(),
+        lambda logits, x, mu, logvar: (
+            -torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1).mean()
+            + torch.distributions.kl_divergence(
+                torch.distributions.Normal(mu, torch.exp(0.5 * logvar)),
+                torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu)),
+            )
+            .sum(-1)
+            .mean()
+        ),
     ):
         ok, out = verdict(check_negative_elbo, answer, capsys)
         assert ok and out.startswith("✅"), out
 
 
-@pytest.mark.parametrize("answer, hint", [
-    (lambda l, x, mu, lv: (_rec(l, x) - _kl(mu, lv)).mean(), "returned the ELBO itself"),
-    (lambda l, x, mu, lv: -_rec(l, x).mean(), "KL term is missing"),
-    (lambda l, x, mu, lv: -(_rec(l, x) + _kl(mu, lv)).mean(), "wrong sign of the KL"),
-    (lambda l, x, mu, lv: F.binary_cross_entropy_with_logits(l, x) + _kl(mu, lv).mean(),
-     "averaged the reconstruction term over the pixels"),
-    (lambda l, x, mu, lv: F.binary_cross_entropy_with_logits(l, x) + _kl(mu, lv).mean() / mu.shape[1],
-     "averaged over the pixels and the latent"),
-    (lambda l, x, mu, lv: -_rec(l, x).mean() + _kl(mu, lv).mean() / mu.shape[1], "averaged the KL"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)).sum(), "summed over the images"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, 0.5 * lv)).mean(), "variance σ²"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - 2 * _kl(mu, lv)).mean(), "twice the right value"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - 0.5 * _kl(mu, lv)).mean(), "half the right value"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - 0.5 * (mu**2 + lv.exp() - lv).sum(-1)).mean(), "-1"),
-    (lambda l, x, mu, lv: -((x * torch.sigmoid(l)).sum(-1) - _kl(mu, lv)).mean(), "log sigmoid"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)), "one value per image"),
-    (lambda l, x, mu, lv: torch.stack([-(_rec(l, x) - _kl(mu, lv)).mean()] * 2), "scalar"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)).mean().detach(), "no gradient"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)).mean().item() + 1.0, "largest difference"),
-    (lambda l, x, mu, lv: F.binary_cross_entropy(l, x) + _kl(mu, lv).mean(), "_with_logits"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv.sqrt())).mean(), "NaN"),
-])
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (
+            lambda logits, x, mu, lv: (_rec(logits, x) - _kl(mu, lv)).mean(),
+            "returned the ELBO itself",
+        ),
+        (lambda logits, x, mu, lv: -_rec(logits, x).mean(), "KL term is missing"),
+        (lambda logits, x, mu, lv: -(_rec(logits, x) + _kl(mu, lv)).mean(), "wrong sign of the KL"),
+        (
+            lambda logits, x, mu, lv: (
+                F.binary_cross_entropy_with_logits(logits, x) + _kl(mu, lv).mean()
+            ),
+            "averaged the reconstruction term over the pixels",
+        ),
+        (
+            lambda logits, x, mu, lv: (
+                F.binary_cross_entropy_with_logits(logits, x) + _kl(mu, lv).mean() / mu.shape[1]
+            ),
+            "averaged over the pixels and the latent",
+        ),
+        (
+            lambda logits, x, mu, lv: -_rec(logits, x).mean() + _kl(mu, lv).mean() / mu.shape[1],
+            "averaged the KL",
+        ),
+        (
+            lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv)).sum(),
+            "summed over the images",
+        ),
+        (lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, 0.5 * lv)).mean(), "variance σ²"),
+        (
+            lambda logits, x, mu, lv: -(_rec(logits, x) - 2 * _kl(mu, lv)).mean(),
+            "twice the right value",
+        ),
+        (
+            lambda logits, x, mu, lv: -(_rec(logits, x) - 0.5 * _kl(mu, lv)).mean(),
+            "half the right value",
+        ),
+        (
+            lambda logits, x, mu, lv: (
+                -(_rec(logits, x) - 0.5 * (mu**2 + lv.exp() - lv).sum(-1)).mean()
+            ),
+            "-1",
+        ),
+        (
+            lambda logits, x, mu, lv: -((x * torch.sigmoid(logits)).sum(-1) - _kl(mu, lv)).mean(),
+            "log sigmoid",
+        ),
+        (lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv)), "one value per image"),
+        (
+            lambda logits, x, mu, lv: torch.stack([-(_rec(logits, x) - _kl(mu, lv)).mean()] * 2),
+            "scalar",
+        ),
+        (lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv)).mean().detach(), "no gradient"),
+        (
+            lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv)).mean().item() + 1.0,
+            "largest difference",
+        ),
+        (
+            lambda logits, x, mu, lv: F.binary_cross_entropy(logits, x) + _kl(mu, lv).mean(),
+            "_with_logits",
+        ),
+        (lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv.sqrt())).mean(), "NaN"),
+    ],
+)
 def test_negative_elbo_wrong_answers_get_the_right_hint(answer, hint, capsys):
     ok, out = verdict(check_negative_elbo, answer, capsys)
     assert not ok and out.startswith("❌") and hint in out, out
 
 
 def test_negative_elbo_plain_float_is_refused(capsys):
-    # A float (e.g. via .item()) has the right value but no gradient: training cannot use it (issue 24).
-    ok, out = verdict(check_negative_elbo, lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv)).mean().item(), capsys)
+    # A float (e.g. via .item()) has the right value but no gradient: training cannot use it (issue
+    # 24).
+    ok, out = verdict(
+        check_negative_elbo,
+        lambda logits, x, mu, lv: -(_rec(logits, x) - _kl(mu, lv)).mean().item(),
+        capsys,
+    )
     assert not ok and "Python number" in out, out
 
 
-@pytest.mark.parametrize("answer, part", [
-    (lambda l, x, mu, lv: -((x * l.detach() - torch.nn.functional.softplus(l)).sum(-1) - _kl(mu, lv)).mean(),
-     "logits"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu.detach(), lv)).mean() + 0 * mu.sum(), "mu"),
-    (lambda l, x, mu, lv: -(_rec(l, x) - _kl(mu, lv.detach())).mean() + 0 * lv.sum(), "logvar"),
-])
+@pytest.mark.parametrize(
+    "answer, part",
+    [
+        (
+            lambda logits, x, mu, lv: (
+                -(
+                    (x * logits.detach() - torch.nn.functional.softplus(logits)).sum(-1)
+                    - _kl(mu, lv)
+                ).mean()
+            ),
+            "logits",
+        ),
+        (
+            lambda logits, x, mu, lv: (
+                -(_rec(logits, x) - _kl(mu.detach(), lv)).mean() + 0 * mu.sum()
+            ),
+            "mu",
+        ),
+        (
+            lambda logits, x, mu, lv: (
+                -(_rec(logits, x) - _kl(mu, lv.detach())).mean() + 0 * lv.sum()
+            ),
+            "logvar",
+        ),
+    ],
+)
 def test_negative_elbo_right_value_wrong_gradient_is_refused(answer, part, capsys):
     ok, out = verdict(check_negative_elbo, answer, capsys)
     assert not ok and f"gradient with respect to {part} is not" in out, out
@@ -96,7 +173,7 @@ def test_negative_elbo_stubs_are_not_attempted(stub, capsys):
 
 
 def test_negative_elbo_crash_and_non_function(capsys):
-    ok, out = verdict(check_negative_elbo, lambda l, x, mu, lv: l @ x, capsys)
+    ok, out = verdict(check_negative_elbo, lambda logits, x, mu, lv: logits @ x, capsys)
     assert not ok and "raised RuntimeError" in out
     ok, out = verdict(check_negative_elbo, torch.zeros(()), capsys)
     assert not ok and "the function itself" in out

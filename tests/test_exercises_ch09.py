@@ -143,7 +143,8 @@ def test_prior_mass_within_stubs(capsys):
         assert not ok and "not attempted yet" in out
 
 
-# --- issue 24: vaelib's own functions, a table of the fixed cases, named slips ---------------------
+# --- issue 24: vaelib's own functions, a table of the fixed cases, named slips
+# ---------------------
 
 def test_vaelibs_own_slerp_is_refused_even_imported_before_the_check(capsys):
     from vaelib.latent import slerp  # as the chapter imports it

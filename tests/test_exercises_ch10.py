@@ -129,7 +129,8 @@ def test_checks_are_exported():
                                  "check_dreg_encoder_gradient"}
 
 
-# --- issue 24 / 23: slips these checks once accepted or answered vaguely ---------------------------
+# --- issue 24 / 23: slips these checks once accepted or answered vaguely
+# ---------------------------
 
 def test_normalized_weights_refuses_one_global_maximum(capsys):
     ok, out = verdict(check_normalized_weights,

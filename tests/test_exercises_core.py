@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -81,7 +80,11 @@ def _spinning(thread: threading.Thread) -> bool:
 def test_the_time_limit_leaves_no_alarm_behind(short_limit, capsys):
     import signal
     previous = signal.getsignal(signal.SIGALRM)
-    verdict(check_gaussian_kl, lambda mu, logvar: 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1), capsys)
+    verdict(
+        check_gaussian_kl,
+        lambda mu, logvar: 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1),
+        capsys,
+    )
     assert signal.getsignal(signal.SIGALRM) == previous
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
@@ -103,24 +106,38 @@ def test_complex_answers_are_refused(answer, capsys):
 
 def test_complex_scalar_answers_are_refused(capsys):
     right = lambda mu, logvar, eps: mu + torch.exp(0.5 * logvar) * eps  # noqa: E731
-    ok, out = verdict(check_pathwise_sample, lambda mu, logvar, eps: right(mu, logvar, eps) + 0j, capsys)
+    ok, out = verdict(
+        check_pathwise_sample, lambda mu, logvar, eps: right(mu, logvar, eps) + 0j, capsys
+    )
     assert not ok and "complex" in out, out
 
 
-@pytest.mark.parametrize("check, answer", [
-    (check_gaussian_kl, lambda mu, logvar: _kl(mu.float(), logvar.float())),
-    (check_gaussian_kl, lambda mu, logvar: _kl(mu.float(), logvar.float()).numpy()),
-    (check_pathwise_sample, lambda mu, logvar, eps: mu.float() + torch.exp(0.5 * logvar.float()) * eps.float()),
-    (check_iwae_from_log_weights, lambda lw: (lambda f: f.max(0).values
-                                              + torch.log(torch.exp(f - f.max(0).values).mean(0)))(lw.float())),
-])
+@pytest.mark.parametrize(
+    "check, answer",
+    [
+        (check_gaussian_kl, lambda mu, logvar: _kl(mu.float(), logvar.float())),
+        (check_gaussian_kl, lambda mu, logvar: _kl(mu.float(), logvar.float()).numpy()),
+        (
+            check_pathwise_sample,
+            lambda mu, logvar, eps: mu.float() + torch.exp(0.5 * logvar.float()) * eps.float(),
+        ),
+        (
+            check_iwae_from_log_weights,
+            lambda lw: (
+                lambda f: f.max(0).values + torch.log(torch.exp(f - f.max(0).values).mean(0))
+            )(lw.float()),
+        ),
+    ],
+)
 def test_a_right_formula_in_float32_is_accepted(check, answer, capsys):
     ok, out = verdict(check, answer, capsys)
     assert ok and out.startswith("✅"), out
 
 
 def test_a_wrong_float32_answer_says_it_was_compared_at_float32_precision(capsys):
-    ok, out = verdict(check_gaussian_kl, lambda mu, logvar: (_kl(mu, logvar) * (1 + 1e-3)).float(), capsys)
+    ok, out = verdict(
+        check_gaussian_kl, lambda mu, logvar: (_kl(mu, logvar) * (1 + 1e-3)).float(), capsys
+    )
     assert not ok and "float32" in out and "not rounding" in out, out
 
 
@@ -168,7 +185,9 @@ def test_check_cells_end_with_a_semicolon_so_they_print_only_the_verdict():
     import re
 
     calls = []
-    for chapter in sorted(Path(__file__).resolve().parents[1].joinpath("chapters").glob("[0-9]*.py")):
+    for chapter in sorted(
+        Path(__file__).resolve().parents[1].joinpath("chapters").glob("[0-9]*.py")
+    ):
         for number, line in enumerate(chapter.read_text().splitlines(), 1):
             if re.match(r"check_\w+\(.*\)\s*;?\s*$", line):
                 calls.append((chapter.name, number, line))
@@ -219,7 +238,9 @@ def test_a_bare_except_retry_loop_cannot_swallow_the_time_limit(answer, short_li
 
     start = time.monotonic()
     ok, out = verdict(check_normalized_weights, answer, capsys)
-    assert time.monotonic() - start < 20  # it returns (before: never); generous for a loaded machine
+    assert (
+        time.monotonic() - start < 20
+    )  # it returns (before: never); generous for a loaded machine
     assert not ok and "did not return within 0.5 s" in out, out
     assert sys.gettrace() is None or sys.gettrace() is not _core._no_trace  # no tracer left behind
 
@@ -229,7 +250,9 @@ def test_a_bare_except_retry_loop_is_stopped_off_the_main_thread_too(answer, sho
     from vaelib.exercises import check_normalized_weights
 
     result = {}
-    worker = threading.Thread(target=lambda: result.setdefault("ok", check_normalized_weights(answer)))
+    worker = threading.Thread(
+        target=lambda: result.setdefault("ok", check_normalized_weights(answer))
+    )
     start = time.monotonic()
     worker.start()
     worker.join(30)

@@ -1,8 +1,8 @@
 """Self-checks for the exercises at the end of each chapter.
 
-Each ``check_<name>(answer_or_function)`` tests a student's answer on several random cases and prints
-a clear pass, or a hint naming what is wrong, without a traceback (see :mod:`._core`). One module per
-chapter (``ch01`` ... ``ch10``); every check is re-exported here::
+Each ``check_<name>(answer_or_function)`` tests a student's answer on several random cases and
+prints a clear pass, or a hint naming what is wrong, without a traceback (see :mod:`._core`). One
+module per chapter (``ch01`` ... ``ch10``); every check is re-exported here::
 
     from vaelib.exercises import check_log_mean_exp
 """

@@ -35,17 +35,30 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ExerciseFailed", "NotAttempted", "run_check", "refuse_as_answer", "close", "as_float64", "diagnose",
-           "first_ratio", "require_callable", "returned_value", "TIME_LIMIT_S", "NONFINITE_HINT",
-           "forbidden_calls", "low_precision"]
+__all__ = [
+    "ExerciseFailed",
+    "NotAttempted",
+    "run_check",
+    "refuse_as_answer",
+    "close",
+    "as_float64",
+    "diagnose",
+    "first_ratio",
+    "require_callable",
+    "returned_value",
+    "TIME_LIMIT_S",
+    "NONFINITE_HINT",
+    "forbidden_calls",
+    "low_precision",
+]
 
 #: Seconds the student's function may run, over all its calls in one check, before the check stops
 #: it and prints a hint.
 TIME_LIMIT_S = 10.0
 
 #: The non-finite hint when an exercise supplies none of its own.
-NONFINITE_HINT = ("your answer contains NaN or infinity: look for a log or square root of a negative "
-                  "number or of 0, a division by 0, or an exp that overflows.")
+NONFINITE_HINT = ("your answer contains NaN or infinity: look for a log or square root of a "
+                  "negative number or of 0, a division by 0, or an exp that overflows.")
 
 #: Relative tolerance at which an answer computed in float32 (or lower) is compared.
 LOW_PRECISION_RTOL = 1e-5
@@ -179,7 +192,8 @@ def _trace_to_stop(frame: Any, running: list[bool]) -> None:
 def _stop_thread(worker: threading.Thread, give_up_after: float = 600.0) -> None:
     """Raise _TimedOut inside ``worker`` (CPython's asynchronous exception), again every
     :data:`_REPEAT_S` seconds until it ends, so that a student's endless loop, even one inside a
-    bare ``except:``, does not keep spinning, and slowing the kernel, after the check has given up."""
+    bare ``except:``, does not keep spinning, and slowing the kernel, after the check has given
+    up."""
     import ctypes
 
     deadline = time.monotonic() + give_up_after
@@ -293,9 +307,11 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
         detail = body(_refusing(_timed(answer, TIME_LIMIT_S)) if callable(answer)
                       else _timed(answer, TIME_LIMIT_S))
     except _TimedOut:
-        print(f"❌ {name}: not yet. Your function did not return within {TIME_LIMIT_S:g} s, so the "
-              "check stopped it: look for a loop that never ends (a `while` whose condition never "
-              "changes) or far more samples or iterations than the exercise needs.")
+        print(
+            f"❌ {name}: not yet. Your function did not return within {TIME_LIMIT_S:g} s, so the "
+            "check stopped it: look for a loop that never ends (a `while` whose condition never "
+            "changes) or far more samples or iterations than the exercise needs."
+        )
         return False
     except (NotAttempted, NotImplementedError):
         print(f"⏳ {name}: not attempted yet. Replace the `...` / `raise NotImplementedError` "
@@ -311,7 +327,9 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
         print(f"❌ {name}: not yet. {failure}{where}{reveal}")
         return False
     except Exception as err:  # the student's code crashed: say how and where, without a traceback
-        print(f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}{_student_line(err)}")
+        print(
+            f"❌ {name}: not yet. Your code raised {type(err).__name__}: {err}{_student_line(err)}"
+        )
         return False
     finally:
         _state.low_precision = None
@@ -320,8 +338,9 @@ def run_check(name: str, answer: Any, body: Callable[[Any], str | None]) -> bool
 
 
 _COMPLEX_HINT = ("your answer is a complex number: nothing in this exercise has an imaginary part. "
-                 "Look for a square root or log of a negative number computed in complex arithmetic "
-                 "(e.g. cmath, numpy.emath, or a complex tensor), or a `j` typed by mistake.")
+                 "Look for a square root or log of a negative number computed in complex "
+                 "arithmetic (e.g. cmath, numpy.emath, or a complex tensor), or a `j` typed by "
+                 "mistake.")
 
 
 def _is_complex(value: Any) -> bool:
@@ -339,7 +358,9 @@ def _dtype_of(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.dtype
     if isinstance(value, (np.ndarray, np.generic)):
-        return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}.get(value.dtype)
+        return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}.get(
+            value.dtype
+        )
     return None
 
 
@@ -424,7 +445,9 @@ def _dispatch_recorder(watches: list[_Watch]) -> Any:
     from torch.overrides import TorchFunctionMode
 
     class _Recorder(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+        def __torch_function__(
+            self, func: Any, types: Any, args: tuple = (), kwargs: Any = None
+        ) -> Any:
             name = getattr(func, "__name__", str(func)).split(".")[0]
             name = name.removeprefix("special_").lstrip("_")
             for watch in watches:
@@ -529,7 +552,8 @@ def first_ratio(got: Any, want: Any) -> float:
 
 def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
     """A hint for a wrong answer: checks common slips (sign, factor 2 or 1/2) and ``extra`` pairs of
-    (wrong_reference_value, hint) supplied by the check, then falls back to the size of the error."""
+    (wrong_reference_value, hint) supplied by the check, then falls back to the size of the
+    error."""
     got_t, want_t = as_float64(got), as_float64(want, answer=False)
     for wrong, hint in extra:
         wrong_t = as_float64(wrong, answer=False)
@@ -545,8 +569,9 @@ def diagnose(got: Any, want: Any, extra: Iterable[tuple[Any, str]] = ()) -> str:
         err = (got_t - want_t).abs().max().item()
         note = ""
         if low_precision() is not None:
-            note = (f" (Your answer is {str(low_precision()).replace('torch.', '')}; it was compared at "
-                    f"that precision, relative tolerance {LOW_PRECISION_RTOL:g}, so this is not rounding.)")
+            note = (f" (Your answer is {str(low_precision()).replace('torch.', '')}; it was "
+                    f"compared at that precision, relative tolerance {LOW_PRECISION_RTOL:g}, so "
+                    "this is not rounding.)")
         return f"the largest difference from the right value is {err:.3g}.{note}"
     return f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}."
 

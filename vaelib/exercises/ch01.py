@@ -26,7 +26,8 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def _call(fn: Callable[..., Any], *args: Any, shape_hint: str = "") -> torch.Tensor:
-    """Call the student's function; turn a crash into a hint (NotImplementedError passes through)."""
+    """Call the student's function; turn a crash into a hint (NotImplementedError passes through).
+    """
     try:
         return as_float64(fn(*args))
     except NotImplementedError:
@@ -34,7 +35,9 @@ def _call(fn: Callable[..., Any], *args: Any, shape_hint: str = "") -> torch.Ten
     except ExerciseFailed:
         raise
     except Exception as err:  # noqa: BLE001 - any crash of the student's code becomes a hint
-        raise ExerciseFailed(f"your function raised {type(err).__name__}: {err}. {shape_hint}".strip()) from err
+        raise ExerciseFailed(
+            f"your function raised {type(err).__name__}: {err}. {shape_hint}".strip()
+        ) from err
 
 
 def _gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
@@ -69,8 +72,11 @@ class _WithoutLogMarginal:
 
     def __getattr__(self, name: str) -> Any:
         if name == "log_marginal":
-            raise ExerciseFailed("your code calls model.log_marginal, which is the answer: compute "
-                                 "log ∫ p(z) p(x|z) dz yourself from model.log_joint on a grid of z.")
+            raise ExerciseFailed(
+                "your code calls model.log_marginal, which is the answer: compute "
+                "log ∫ p(z) p(x|z) dz yourself from model.log_joint on a grid of "
+                "z."
+            )
         return getattr(self._model, name)
 
     def __repr__(self) -> str:
@@ -87,30 +93,47 @@ def check_linear_log_marginal(fn: Callable[..., Any]) -> bool:
             C = W @ W.T + s**2 * eye
             want = _gaussian_log_prob(x, b, C)
             with forbidden_calls(others=_LIBRARY_MARGINALS()) as used:
-                got = _call(fn, x.clone(), W.clone(), b.clone(), s,
-                            shape_hint=f"(x is (N, D) = {tuple(x.shape)}, W is (D, d) = {tuple(W.shape)}: "
-                                       "the covariance W Wᵀ + s² I is D × D.)")
+                got = _call(
+                    fn,
+                    x.clone(),
+                    W.clone(),
+                    b.clone(),
+                    s,
+                    shape_hint=f"(x is (N, D) = {tuple(x.shape)}, W is (D, d) = "
+                    f"{tuple(W.shape)}: the covariance W Wᵀ + s² I is D × D.)",
+                )
             if used:
-                raise ExerciseFailed(f"your function calls {used[0]}: the exercise asks for the formula "
-                                     "written out, without vaelib or SciPy (log det and a solve "
-                                     "with C = W Wᵀ + s² I).")
+                raise ExerciseFailed(f"your function calls {used[0]}: the exercise asks for the "
+                                     "formula written out, without vaelib or SciPy (log det and a "
+                                     "solve with C = W Wᵀ + s² I).")
             if got.shape != want.shape:
-                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per row "
-                                     f"of x), got {tuple(got.shape)}.")
+                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per "
+                                     f"row of x), got {tuple(got.shape)}.")
             if close(got, want, rtol=1e-8, atol=1e-8):
                 continue
             u = x - b
             maha = (u * torch.linalg.solve(C, u.T).T).sum(-1)
             extra = [
-                (_gaussian_log_prob(x, b, W @ W.T + s * eye),
-                 "you used s where the covariance needs s² (C = W Wᵀ + s² I, s is the standard deviation)."),
-                (_gaussian_log_prob(x, b, W @ W.T + s**4 * eye),
-                 "your noise variance is s⁴: is noise_std squared twice?"),
+                (
+                    _gaussian_log_prob(x, b, W @ W.T + s * eye),
+                    "you used s where the covariance needs s² (C = W Wᵀ + s² I, s is the standard "
+                    "deviation).",
+                ),
+                (
+                    _gaussian_log_prob(x, b, W @ W.T + s**4 * eye),
+                    "your noise variance is s⁴: is noise_std squared twice?",
+                ),
                 (want + 0.5 * D * LOG_2PI, "the constant -D/2 · log 2π is missing."),
                 (want + 0.5 * torch.logdet(C), "the term -½ log det C is missing."),
-                (want - 0.5 * torch.logdet(C), "log det C needs the factor ½ (it is -½ log det C)."),
-                (want + torch.logdet(C), "the log-determinant term has the wrong sign: a wider "
-                 "Gaussian (larger det C) has a lower density."),
+                (
+                    want - 0.5 * torch.logdet(C),
+                    "log det C needs the factor ½ (it is -½ log det C).",
+                ),
+                (
+                    want + torch.logdet(C),
+                    "the log-determinant term has the wrong sign: a wider "
+                    "Gaussian (larger det C) has a lower density.",
+                ),
                 (want - 0.5 * maha, "the quadratic term needs the factor ½: -½ (x-b)ᵀ C⁻¹ (x-b)."),
                 (want + maha, "the quadratic term has the wrong sign: it is -½ (x-b)ᵀ C⁻¹ (x-b)."),
                 (want.exp(), "you returned p(x); the function should return log p(x)."),
@@ -143,8 +166,8 @@ def check_toy_log_marginal(fn: Callable[..., Any]) -> bool:
             want = model.log_marginal(x)
             got = _call(fn, _WithoutLogMarginal(model), x.clone())
             if got.shape != want.shape:
-                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per row "
-                                     f"of x), got {tuple(got.shape)}.")
+                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one log p(x) per "
+                                     f"row of x), got {tuple(got.shape)}.")
             if close(got, want, rtol=0, atol=1e-6):
                 continue
             where = f"(on {model!r}) "
@@ -156,14 +179,18 @@ def check_toy_log_marginal(fn: Callable[..., Any]) -> bool:
                      (want.exp(), "you returned p(x); the function should return log p(x).")]
             hint = diagnose(got, want, extra)
             offset = got - want
-            if hint.startswith("the largest difference") and offset.std() < 1e-6 * (1 + offset.abs().max()):
+            if hint.startswith("the largest difference") and offset.std() < 1e-6 * (
+                1 + offset.abs().max()
+            ):
                 c = offset.mean().item()
-                hint = (f"your log p(x) is off by the same constant {c:+.4f} for every x, a factor "
-                        f"{math.exp(c):.4g} in p(x): is the grid step Δz missing (a sum needs Σ_g Δz · ...), "
-                        "or did you average over the grid instead of multiplying by Δz?")
+                hint = (
+                    f"your log p(x) is off by the same constant {c:+.4f} for every x, a factor "
+                    f"{math.exp(c):.4g} in p(x): is the grid step Δz missing (a sum needs Σ_g "
+                    "Δz · ...), or did you average over the grid instead of multiplying by Δz?"
+                )
             elif hint.startswith("the largest difference"):
-                hint += (" Is your grid wide enough (|z| up to about 6) and fine enough (steps well below "
-                         "the noise s)? Work in log space with torch.logsumexp.")
+                hint += (" Is your grid wide enough (|z| up to about 6) and fine enough (steps "
+                         "well below the noise s)? Work in log space with torch.logsumexp.")
             raise ExerciseFailed(where + hint)
         return "It matches the library's quadrature on three toys (parabolas and a circle)."
 
@@ -173,8 +200,11 @@ def check_toy_log_marginal(fn: Callable[..., Any]) -> bool:
 def _ml_cases() -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(103)
     cases = []
-    for W, b, s, N in [([[1.5], [0.8]], [0.5, -0.3], 0.4, 50), ([[0.3], [-2.0]], [1.0, 2.0], 0.7, 120),
-                       ([[1.0], [1.0]], [0.0, 0.0], 0.2, 30)]:
+    for W, b, s, N in [
+        ([[1.5], [0.8]], [0.5, -0.3], 0.4, 50),
+        ([[0.3], [-2.0]], [1.0, 2.0], 0.7, 120),
+        ([[1.0], [1.0]], [0.0, 0.0], 0.2, 30),
+    ]:
         model = LinearGaussian(torch.tensor(W, dtype=F64), torch.tensor(b, dtype=F64), s)
         cases.append(model.sample(N, generator=generator)[0])
     return cases
@@ -198,12 +228,20 @@ def check_ml_noise_std(fn: Callable[..., Any]) -> bool:
             unbiased = torch.linalg.eigvalsh(torch.cov(x.T, correction=1))
             extra = [
                 (eigenvalues[0], "you returned s², the variance; s_ML is its square root."),
-                (unbiased[0].sqrt(), "the maximum-likelihood covariance divides by N, not N - 1 "
-                                     "(torch.cov(x.T, correction=0))."),
-                (eigenvalues[1].sqrt(), "that is the largest eigenvalue's root; the noise explains the "
-                                        "direction the latent cannot, the smallest eigenvalue."),
-                ((eigenvalues[1] - eigenvalues[0]).sqrt(), "that is ‖w_ML‖ = √(λ₁ - s²), the length "
-                                                           "of W; the noise is √λ₂."),
+                (
+                    unbiased[0].sqrt(),
+                    "the maximum-likelihood covariance divides by N, not N - 1 "
+                    "(torch.cov(x.T, correction=0)).",
+                ),
+                (
+                    eigenvalues[1].sqrt(),
+                    "that is the largest eigenvalue's root; the noise explains "
+                    "the direction the latent cannot, the smallest eigenvalue.",
+                ),
+                (
+                    (eigenvalues[1] - eigenvalues[0]).sqrt(),
+                    "that is ‖w_ML‖ = √(λ₁ - s²), the length of W; the noise is √λ₂.",
+                ),
             ]
             raise ExerciseFailed(f"(N = {N}) " + diagnose(got, want, extra))
         return "s_ML = √(smallest eigenvalue of the 1/N sample covariance), on three data sets."

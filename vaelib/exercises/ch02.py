@@ -6,8 +6,8 @@
 
 The last two exercises ask for Monte Carlo estimates, so their checks hand the student's function
 the model through a view that offers only ``sample_prior``, ``log_likelihood`` and ``log_joint``
-(and the sizes): the closed forms (``model.log_marginal``, ``model.W``, ``model.b``) are out of reach,
-and the naive estimate must change when the random draws do.
+(and the sizes): the closed forms (``model.log_marginal``, ``model.W``, ``model.b``) are out of
+reach, and the naive estimate must change when the random draws do.
 
 References: ``torch.logsumexp`` and the linear-Gaussian closed forms (exact ``log p(x)``, and
 ``E_p(z)[p(x|z)²] = (4πs²)^{-D/2} N(x; b, W Wᵀ + s²/2 I)`` for the relative variance ρ(x)).
@@ -32,7 +32,8 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> torch.Tensor:
-    """Call the student's function; turn a crash into a hint (NotImplementedError passes through)."""
+    """Call the student's function; turn a crash into a hint (NotImplementedError passes through).
+    """
     try:
         return as_float64(fn(*args))
     except (NotImplementedError, ExerciseFailed):
@@ -68,8 +69,16 @@ class _DecoderOnly(_GaussianDecoderModel):
 class _SamplingOnly:
     """The model as a Monte Carlo exercise may use it: prior samples and log-likelihoods only."""
 
-    _ALLOWED = ("sample_prior", "log_likelihood", "log_joint", "data_dim", "latent_dim", "noise_std",
-                "dtype", "device")
+    _ALLOWED = (
+        "sample_prior",
+        "log_likelihood",
+        "log_joint",
+        "data_dim",
+        "latent_dim",
+        "noise_std",
+        "dtype",
+        "device",
+    )
 
     def __init__(self, model: LinearGaussian, seed: int = 0) -> None:
         object.__setattr__(self, "_model", _DecoderOnly(model, seed))
@@ -78,8 +87,8 @@ class _SamplingOnly:
         if name in self._ALLOWED:
             return getattr(self._model, name)
         if name == "log_marginal":
-            raise ExerciseFailed("your code calls model.log_marginal, the exact answer: the exercise "
-                                 "asks for a Monte Carlo estimate from prior samples "
+            raise ExerciseFailed("your code calls model.log_marginal, the exact answer: the "
+                                 "exercise asks for a Monte Carlo estimate from prior samples "
                                  "(model.sample_prior and model.log_likelihood only).")
         raise ExerciseFailed(f"your code reads model.{name}: the exercise asks for a Monte Carlo "
                              "estimate, not the closed form, so use only model.sample_prior and "
@@ -111,7 +120,11 @@ def _LIBRARY_LOGSUMEXP() -> list[tuple[Any, str]]:
     """Library log-sum-exps outside torch (torch's own are caught at the operator level)."""
     import scipy.special
 
-    return [(scipy.special, "logsumexp"), (scipy.special, "log_softmax"), (scipy.special, "softmax")]
+    return [
+        (scipy.special, "logsumexp"),
+        (scipy.special, "log_softmax"),
+        (scipy.special, "softmax"),
+    ]
 
 
 def _library_name(used: str) -> str:
@@ -120,7 +133,9 @@ def _library_name(used: str) -> str:
 
 
 def check_log_mean_exp(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(a, dim) = log (1/K) Σ_k exp(a_k)`` along ``dim``, on finite, huge and -inf entries."""
+    """Check ``fn(a, dim) = log (1/K) Σ_k exp(a_k)`` along ``dim``, on finite, huge and -inf
+    entries.
+    """
 
     def body(fn: Callable[..., Any]) -> str:
         for name, a, dim in _lme_cases():
@@ -129,22 +144,23 @@ def check_log_mean_exp(fn: Callable[..., Any]) -> bool:
                                  others=_LIBRARY_LOGSUMEXP()) as used:
                 got = _call(fn, a.clone(), dim)
             if used:
-                raise ExerciseFailed(f"your function calls {_library_name(used[0])}, which computes "
-                                     "the log-sum-exp for you: this exercise asks you to write it "
-                                     "yourself (take out a maximum, then exp, sum and log).")
+                raise ExerciseFailed(f"your function calls {_library_name(used[0])}, which "
+                                     "computes the log-sum-exp for you: this exercise asks you to "
+                                     "write it yourself (take out a maximum, then exp, sum and "
+                                     "log).")
             if got.shape != want.shape:
                 raise ExerciseFailed(
-                    f"({name}) for a of shape {tuple(a.shape)} and dim={dim} the result should have "
-                    f"shape {tuple(want.shape)} (dim removed), got {tuple(got.shape)}.")
+                    f"({name}) for a of shape {tuple(a.shape)} and dim={dim} the result should "
+                    f"have shape {tuple(want.shape)} (dim removed), got {tuple(got.shape)}.")
             if not torch.isfinite(got).all():
                 if name == _ROWS_APART:
                     raise ExerciseFailed(
                         f"({name}) your answer contains -inf: one maximum over the whole tensor is "
-                        "thousands above the other rows, whose exp(a - m) then underflows to 0. Take "
-                        "the maximum along dim (one per row here), keeping that dimension.")
+                        "thousands above the other rows, whose exp(a - m) then underflows to 0. "
+                        "Take the maximum along dim (one per row here), keeping that dimension.")
                 raise ExerciseFailed(
-                    f"({name}) your answer contains inf or NaN: exp overflows above ~709 and underflows "
-                    "below ~-745 in float64. Take out the maximum m first.",
+                    f"({name}) your answer contains inf or NaN: exp overflows above ~709 and "
+                    "underflows below ~-745 in float64. Take out the maximum m first.",
                     formula="m + log Σ_k exp(a_k - m) - log K, with m the maximum along dim.")
             if close(got, want, rtol=1e-10, atol=1e-10):
                 continue
@@ -152,7 +168,8 @@ def check_log_mean_exp(fn: Callable[..., Any]) -> bool:
             extra = [
                 (want + math.log(K), "that is log-SUM-exp: subtract log K to get the mean."),
                 (a.mean(dim=dim), "you averaged the logs; the log goes outside the average."),
-                (a.max(dim=dim).values, "that is only the largest term m: the other terms count too "
+                (a.max(dim=dim).values, "that is only the largest term m: the other terms count "
+                                        "too "
                  "(add the log of the mean of exp(a - m))."),
                 (want - a.max(dim=dim).values, "add the maximum m back after taking it out."),
             ]
@@ -173,16 +190,23 @@ def _relative_variance(model: LinearGaussian, x: torch.Tensor) -> torch.Tensor:
     """ρ(x) = E_p(z)[p(x|z)²] / p(x)² - 1, exactly, for a LinearGaussian: (N, D) -> (N,)."""
     s2, D = model.noise_std**2, model.data_dim
     cov_half = model.W @ model.W.T + 0.5 * s2 * torch.eye(D, dtype=F64)
-    log_second_moment = -0.5 * D * math.log(4 * math.pi * s2) + _gaussian_log_prob(x, model.b, cov_half)
+    log_second_moment = -0.5 * D * math.log(4 * math.pi * s2) + _gaussian_log_prob(
+        x, model.b, cov_half
+    )
     return (log_second_moment - 2 * model.log_marginal(x)).exp() - 1
 
 
 def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(model, x, num_samples, generator) -> (N,)`` against the exact log p(x), K = 20 000."""
+    """Check ``fn(model, x, num_samples, generator) -> (N,)`` against the exact log p(x), K = 20
+    000.
+    """
 
     def body(fn: Callable[..., Any]) -> str:
-        model = LinearGaussian(torch.tensor([[1.0], [0.5]], dtype=F64), torch.tensor([0.2, -0.1], dtype=F64),
-                               noise_std=0.8)
+        model = LinearGaussian(
+            torch.tensor([[1.0], [0.5]], dtype=F64),
+            torch.tensor([0.2, -0.1], dtype=F64),
+            noise_std=0.8,
+        )
         x, _ = model.sample(4, generator=torch.Generator().manual_seed(202))
         K = 20_000
         view = _SamplingOnly(model, seed=204)  # one view: its own generator moves on between calls
@@ -195,8 +219,8 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
                                  "samples, log-likelihoods, a log-mean-exp).")
         want = model.log_marginal(x)
         if got.shape != want.shape:
-            raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)}, one log p̂(x) per row of "
-                                 f"x, got {tuple(got.shape)}.")
+            raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)}, one log p̂(x) per "
+                                 f"row of x, got {tuple(got.shape)}.")
         if not torch.isfinite(got).all():
             raise ExerciseFailed("your answer contains inf or NaN: work in log space, with "
                                  "log_mean_exp over the K log-likelihoods.")
@@ -207,9 +231,10 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
             one = _call(fn, view, x.clone(), 10, torch.Generator().manual_seed(1))
             two = _call(fn, view, x.clone(), 10, torch.Generator().manual_seed(2))
             if one.shape == two.shape and torch.equal(one, two):
-                raise ExerciseFailed("your answer is the same for two different generators (K = 10): "
-                                     "draw the z_k with model.sample_prior(K, num_points=N, "
-                                     "generator=generator), so the estimate follows the random draws.")
+                raise ExerciseFailed("your answer is the same for two different generators (K = "
+                                     "10): draw the z_k with model.sample_prior(K, num_points=N, "
+                                     "generator=generator), so the estimate follows the random "
+                                     "draws.")
             return (f"Within 6 standard errors of the exact log p(x) (largest error "
                     f"{(got - want).abs().max():.4f}).")
         s2, D = model.noise_std**2, model.data_dim
@@ -218,14 +243,17 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
                            # E_p(z)[log p(x|z)]
                            - (u.square().sum(-1) + model.W.square().sum()) / (2 * s2))
         # E_p(z)[p(x, z)] = (4π)^{-d/2} N(x; b, ½ W Wᵀ + s² I): the prior was multiplied in again.
-        joint = (-0.5 * model.latent_dim * math.log(4 * math.pi)
-                 + _gaussian_log_prob(x, model.b, 0.5 * model.W @ model.W.T + s2 * torch.eye(D, dtype=F64)))
+        joint = -0.5 * model.latent_dim * math.log(4 * math.pi) + _gaussian_log_prob(
+            x, model.b, 0.5 * model.W @ model.W.T + s2 * torch.eye(D, dtype=F64)
+        )
         wrong = [
-            (average_log_lik, 0.1, "you averaged log p(x|z_k); that estimates E[log p(x|z)], which is "
-                                   "below log p(x) (Jensen). Average p(x|z_k) in log space: log-mean-exp."),
-            (want + math.log(K), 0.1, "your estimate is log K too high: log-sum-exp needs - log K for a mean."),
-            (joint, 0.1, "you averaged p(x, z_k) = p(z_k) p(x|z_k); the prior is already in the sampling "
-                         "(z_k ~ p(z)): average p(x|z_k) only."),
+            (average_log_lik, 0.1, "you averaged log p(x|z_k); that estimates E[log p(x|z)], which "
+                                   "is below log p(x) (Jensen). Average p(x|z_k) in log space: "
+                                   "log-mean-exp."),
+            (want + math.log(K), 0.1, "your estimate is log K too high: log-sum-exp needs - log K "
+                                      "for a mean."),
+            (joint, 0.1, "you averaged p(x, z_k) = p(z_k) p(x|z_k); the prior is already in the "
+                         "sampling (z_k ~ p(z)): average p(x|z_k) only."),
             (want.exp(), 0.1, "you returned p̂(x); the function should return log p̂(x)."),
             (-want, 0.1, "your answer has the wrong sign."),
         ]
@@ -233,9 +261,10 @@ def check_naive_log_marginal(fn: Callable[..., Any]) -> bool:
             if ((got - value).abs() <= tol * (1 + value.abs())).all():
                 raise ExerciseFailed(hint)
         worst = ((got - want).abs() / tolerance).max().item()
-        raise ExerciseFailed(f"your estimates are {worst * 6:.1f} standard errors from the exact log p(x) "
-                             f"(largest difference {(got - want).abs().max():.4f}). Are the z_k drawn from "
-                             "the prior (model.sample_prior(K, num_points=N)), one set per data point?")
+        raise ExerciseFailed(f"your estimates are {worst * 6:.1f} standard errors from the exact "
+                             f"log p(x) (largest difference {(got - want).abs().max():.4f}). Are "
+                             "the z_k drawn from the prior (model.sample_prior(K, num_points=N)), "
+                             "one set per data point?")
 
     return run_check("naive Monte Carlo log p(x)", fn, body)
 
@@ -281,8 +310,8 @@ def check_samples_needed(fn: Callable[..., Any]) -> bool:
             draws = view._model.draws
             if draws < MIN_DRAWS:
                 raise ExerciseFailed(
-                    f"your function drew {draws} prior samples: ρ estimated from so few is too noisy "
-                    f"to tell a right formula from a wrong one (its relative error is about "
+                    f"your function drew {draws} prior samples: ρ estimated from so few is too "
+                    "noisy to tell a right formula from a wrong one (its relative error is about "
                     f"{math.sqrt(rho / max(draws, 1)):.0%} or worse). Draw at least {MIN_DRAWS:,} "
                     "(10⁵ is quick), in one call of model.sample_prior.")
             ratio = got / want
@@ -291,17 +320,24 @@ def check_samples_needed(fn: Callable[..., Any]) -> bool:
                 continue
             where = f"(d = {model.latent_dim}, ε = {eps}, exact ρ = {rho:.3f}, K = {want:.0f}) "
             for value, hint in [
-                ((rho + 1) / eps**2, "you used E[w²]; the variance of w is E[w²] - E[w]² = E[w²] - 1."),
+                (
+                    (rho + 1) / eps**2,
+                    "you used E[w²]; the variance of w is E[w²] - E[w]² = E[w²] - 1.",
+                ),
                 (rho / eps, "the relative variance of p̂_K is ρ/K = ε², so K = ρ/ε² (ε squared)."),
                 (math.sqrt(rho) / eps, "ρ is a variance already: K = ρ/ε², not √ρ/ε."),
                 (rho * eps**2, "K = ρ/ε²: divide by ε², don't multiply."),
             ]:
                 if 0.85 <= got / value <= 1.15:
                     raise ExerciseFailed(where + hint)
-            raise ExerciseFailed(where + f"your K = {got:.4g} is {ratio:.3g} times the exact value. "
-                                 "Estimate ρ, the relative variance of w = p(x|z_k), from many prior "
-                                 "samples (≥ 10⁵, in log space), then solve ρ/K = ε² for K.",
-                                 formula="K = ρ/ε² with ρ = mean(w²)/mean(w)² - 1.")
-        return f"Within {100 * max(abs(r - 1) for r in ratios):.1f} % of the exact ρ/ε² on three cases."
+            raise ExerciseFailed(
+                where + f"your K = {got:.4g} is {ratio:.3g} times the exact "
+                "value. "
+                "Estimate ρ, the relative variance of w = p(x|z_k), from many "
+                "prior samples (≥ 10⁵, in log space), then solve ρ/K = ε² for K.",
+                formula="K = ρ/ε² with ρ = mean(w²)/mean(w)² - 1.",
+            )
+        worst = 100 * max(abs(r - 1) for r in ratios)
+        return f"Within {worst:.1f} % of the exact ρ/ε² on three cases."
 
     return run_check("samples needed for a relative error", fn, body)

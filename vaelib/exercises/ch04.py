@@ -81,16 +81,31 @@ def check_elbo_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
             if close(got, want, rtol=1e-9, atol=1e-9):
                 continue
             K = log_w.shape[0]
-            hint = diagnose(got, want, extra=[
-                (_reference_iwae(log_w), "that is the log of the mean weight, log (1/K) Σ w_k: the "
-                 "IWAE bound. The ELBO is the mean of the logs, (1/K) Σ log w_k."),
-                (log_w.sum(dim=0), f"you summed the K = {K} log-weights: the ELBO estimate is "
-                 "their average (divide by K)."),
-                (torch.logsumexp(log_w, dim=0), "that is log Σ_k w_k (a log-sum-exp), not an "
-                 "average of log-weights."),
-                (log_w.exp().mean(dim=0), "that is the mean weight (1/K) Σ w_k, an estimate of "
-                 "p(x): the ELBO averages the logs log w_k."),
-            ])
+            hint = diagnose(
+                got,
+                want,
+                extra=[
+                    (
+                        _reference_iwae(log_w),
+                        "that is the log of the mean weight, log (1/K) Σ w_k: the "
+                        "IWAE bound. The ELBO is the mean of the logs, (1/K) Σ log w_k.",
+                    ),
+                    (
+                        log_w.sum(dim=0),
+                        f"you summed the K = {K} log-weights: the ELBO estimate is "
+                        "their average (divide by K).",
+                    ),
+                    (
+                        torch.logsumexp(log_w, dim=0),
+                        "that is log Σ_k w_k (a log-sum-exp), not an average of log-weights.",
+                    ),
+                    (
+                        log_w.exp().mean(dim=0),
+                        "that is the mean weight (1/K) Σ w_k, an estimate of "
+                        "p(x): the ELBO averages the logs log w_k.",
+                    ),
+                ],
+            )
             raise ExerciseFailed(f"on the case '{case}': {hint}")
         return "The ELBO estimate averages the log-weights over the K samples, one per data point."
 
@@ -124,9 +139,9 @@ def check_iwae_from_log_weights(fn: Callable[[torch.Tensor], torch.Tensor]) -> b
             if close(got, want, rtol=1e-9, atol=1e-9):
                 if used:
                     raise ExerciseFailed(f"the values are right, but your function calls "
-                                         f"{_library_name(used[0])}, which computes the log-sum-exp "
-                                         "for you: this exercise asks you to write it yourself "
-                                         "(subtract the maximum over dim 0 first).")
+                                         f"{_library_name(used[0])}, which computes the "
+                                         "log-sum-exp for you: this exercise asks you to write it "
+                                         "yourself (subtract the maximum over dim 0 first).")
                 continue
             K = log_w.shape[0]
             hint = diagnose(got, want, extra=[

@@ -1,4 +1,5 @@
-"""Self-checks for chapter 05 (the ELBO's gap is a KL divergence). See :mod:`vaelib.exercises._core`.
+"""Self-checks for chapter 05 (the ELBO's gap is a KL divergence). See
+:mod:`vaelib.exercises._core`.
 
 - :func:`check_kl_normal_1d`: ``KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²))`` written from the formula, then
   used to close ``log p(x) = ELBO(q) + KL(q ‖ p(z|x))`` on a 1-D linear-Gaussian model;
@@ -47,7 +48,9 @@ def _call(fn: Callable[..., Any], *args: Any) -> torch.Tensor:
 # -- KL between two 1-D Gaussians -------------------------------------------------------------
 
 
-def _kl_1d(mean_q: torch.Tensor, var_q: torch.Tensor, mean_p: torch.Tensor, var_p: torch.Tensor) -> torch.Tensor:
+def _kl_1d(
+    mean_q: torch.Tensor, var_q: torch.Tensor, mean_p: torch.Tensor, var_p: torch.Tensor
+) -> torch.Tensor:
     """The reference, from torch.distributions (independent of the chapter's formula)."""
     q = torch.distributions.Normal(mean_q, var_q.sqrt())
     p = torch.distributions.Normal(mean_p, var_p.sqrt())
@@ -74,7 +77,9 @@ def _kl_cases() -> list[tuple[torch.Tensor, ...]]:
     return cases
 
 
-def _closed_form_elbo_1d(model: LinearGaussian, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+def _closed_form_elbo_1d(
+    model: LinearGaussian, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+) -> torch.Tensor:
     """ELBO of q = N(mean, var) for a d = 1 linear-Gaussian model, in closed form (chapter 5)."""
     s2 = model.noise_std**2
     residual = x - model.decode(mean[:, None])  # x - b - w m, (N, D)
@@ -110,7 +115,8 @@ _LIBRARY_KLS = [(torch.distributions, "kl_divergence"),
 
 
 def check_kl_normal_1d(fn: Callable[..., Any]) -> bool:
-    """Check ``fn(mean_q, var_q, mean_p, var_p) -> (N,)`` = ``KL(N(mean_q, var_q) ‖ N(mean_p, var_p))``.
+    """Check ``fn(mean_q, var_q, mean_p, var_p) -> (N,)`` = ``KL(N(mean_q, var_q) ‖ N(mean_p,
+    var_p))``.
 
     The arguments are tensors of shape ``(N,)``; ``var_q`` and ``var_p`` are variances σ².
     """
@@ -122,43 +128,60 @@ def check_kl_normal_1d(fn: Callable[..., Any]) -> bool:
             with forbidden_calls(others=_LIBRARY_KLS) as used:
                 got = _call(fn, *args)
             if used:
-                raise ExerciseFailed(f"your function calls {used[0]}, a library KL: the exercise asks "
-                                     "for the closed form written from the formula.")
+                raise ExerciseFailed(f"your function calls {used[0]}, a library KL: the exercise "
+                                     "asks for the closed form written from the formula.")
             if got.shape != want.shape:
-                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one KL per entry, "
-                                     f"computed elementwise), got {tuple(got.shape)}.")
+                raise ExerciseFailed(f"expected shape (N,) = {tuple(want.shape)} (one KL per "
+                                     f"entry, computed elementwise), got {tuple(got.shape)}.")
             if close(got, want, rtol=1e-8, atol=1e-10, nonfinite_hint=(
-                    "your KL contains NaN or infinity: var_q and var_p are variances (> 0), so log them "
-                    "directly; check for a division by var_q where the formula divides by var_p.")):
+                    "your KL contains NaN or infinity: var_q and var_p are variances (> 0), so log "
+                    "them directly; check for a division by var_q where the formula divides by "
+                    "var_p.")):
                 continue
             extra = [
-                (_kl_1d(mean_p, var_p, mean_q, var_q),
-                 "you computed KL(p ‖ q): the arguments are in the order (q, p), and the ELBO's gap "
-                 "is KL(q ‖ p), an expectation under q. Swap the roles of q and p."),
-                (_kl_1d(mean_q, var_q.square(), mean_p, var_p.square()),
-                 "you squared the variances: var_q and var_p already are σ², not standard deviations."),
-                (_kl_1d(mean_q, var_q.sqrt(), mean_p, var_p.sqrt()),
-                 "you used σ where the formula needs σ² (var_q and var_p are variances)."),
-                (_kl_1d_formula(mean_q, var_q, mean_p, var_p, log_sign=1.0),
-                 "the log term has the wrong sign: it is - log(σ_q² / σ_p²)."),
-                (_kl_1d_formula(mean_q, var_q, mean_p, var_p, minus_one=False),
-                 "the -1 is missing (check: KL(q ‖ q) must be exactly 0)."),
-                (_kl_1d_formula(mean_q, var_q, mean_p, var_p, div_by=var_q),
-                 "(μ_q - μ_p)² is divided by σ_p², the variance of the second distribution, not σ_q²."),
-                (_kl_1d_formula(mean_q, var_q, mean_p, var_p, div_by=torch.ones_like(var_p)),
-                 "(μ_q - μ_p)² must be divided by σ_p²."),
+                (
+                    _kl_1d(mean_p, var_p, mean_q, var_q),
+                    "you computed KL(p ‖ q): the arguments are in the order (q, p), and the ELBO's "
+                    "gap is KL(q ‖ p), an expectation under q. Swap the roles of q and p.",
+                ),
+                (
+                    _kl_1d(mean_q, var_q.square(), mean_p, var_p.square()),
+                    "you squared the variances: var_q and var_p already are σ², not standard "
+                    "deviations.",
+                ),
+                (
+                    _kl_1d(mean_q, var_q.sqrt(), mean_p, var_p.sqrt()),
+                    "you used σ where the formula needs σ² (var_q and var_p are variances).",
+                ),
+                (
+                    _kl_1d_formula(mean_q, var_q, mean_p, var_p, log_sign=1.0),
+                    "the log term has the wrong sign: it is - log(σ_q² / σ_p²).",
+                ),
+                (
+                    _kl_1d_formula(mean_q, var_q, mean_p, var_p, minus_one=False),
+                    "the -1 is missing (check: KL(q ‖ q) must be exactly 0).",
+                ),
+                (
+                    _kl_1d_formula(mean_q, var_q, mean_p, var_p, div_by=var_q),
+                    "(μ_q - μ_p)² is divided by σ_p², the variance of the second distribution, not "
+                    "σ_q².",
+                ),
+                (
+                    _kl_1d_formula(mean_q, var_q, mean_p, var_p, div_by=torch.ones_like(var_p)),
+                    "(μ_q - μ_p)² must be divided by σ_p².",
+                ),
             ]
             raise ExerciseFailed(diagnose(got, want, extra))
         residual, tolerance = _identity_residual(fn)
         if not residual < tolerance:
             precision = ""
             if low_precision() is not None:
-                precision = (f" (your KL is {str(low_precision()).replace('torch.', '')}, so it was "
-                             f"compared at that precision, tolerance {tolerance:.2g}: this is not "
-                             "rounding.)")
-            raise ExerciseFailed(f"your KL matches on the test cases but log p(x) - ELBO(q) - KL differs "
-                                 f"by {residual:.3g} on the linear-Gaussian model: does it broadcast "
-                                 f"over tensors of shape (N,)?{precision}")
+                precision = (f" (your KL is {str(low_precision()).replace('torch.', '')}, so it "
+                             f"was compared at that precision, tolerance {tolerance:.2g}: this is "
+                             "not rounding.)")
+            raise ExerciseFailed("your KL matches on the test cases but log p(x) - ELBO(q) - KL "
+                                 f"differs by {residual:.3g} on the linear-Gaussian model: does it "
+                                 f"broadcast over tensors of shape (N,)?{precision}")
         return (f"With it, log p(x) = ELBO(q) + KL(q ‖ p(z|x)) closes to {residual:.1e} "
                 "on 100 random q (1-D linear-Gaussian model).")
 
@@ -190,28 +213,41 @@ def check_optimal_q_variance(fn: Callable[..., Any]) -> bool:
                                          (LinearGaussian, "posterior")]) as used:
                 got = _call(fn, w.clone(), s)
             if used:
-                raise ExerciseFailed(f"your function calls {used[0]}, the library's exact posterior: "
-                                     "the exercise asks you to maximize the ELBO in v by hand.")
+                raise ExerciseFailed(f"your function calls {used[0]}, the library's exact "
+                                     "posterior: the exercise asks you to maximize the ELBO in v "
+                                     "by hand.")
             if got.numel() != 1:
-                raise ExerciseFailed(f"return one number (got shape {tuple(got.shape)}): the variance "
-                                     "depends on w only through ‖w‖² = Σ_i w_i².")
+                raise ExerciseFailed(f"return one number (got shape {tuple(got.shape)}): the "
+                                     "variance depends on w only through ‖w‖² = Σ_i w_i².")
             got = got.reshape(())
             if close(got, want, rtol=1e-8, atol=1e-12, nonfinite_hint=(
-                    "your variance is NaN or infinite, but the optimal variance is a finite positive "
-                    "number for every w and s > 0: look for a division by 0 or a log or square root "
-                    "of a negative number.")):
+                    "your variance is NaN or infinite, but the optimal variance is a finite "
+                    "positive number for every w and s > 0: look for a division by 0 or a log or "
+                    "square root of a negative number.")):
                 continue
             sq = w.square().sum()
             extra = [
-                (want.sqrt(), "you returned the standard deviation; the question asks for the variance v."),
+                (
+                    want.sqrt(),
+                    "you returned the standard deviation; the question asks for the variance v.",
+                ),
                 (1 / want, "that is the precision 1/v = 1 + ‖w‖²/s²: invert it."),
-                (1 / (1 + sq / s), "you used s where the formula needs s² (noise_std is a standard deviation)."),
-                (s**2 / sq, "the prior's term is missing: the precision is 1 (from the prior N(0, 1)) "
-                            "+ ‖w‖²/s² (from the likelihood)."),
+                (
+                    1 / (1 + sq / s),
+                    "you used s where the formula needs s² (noise_std is a standard deviation).",
+                ),
+                (
+                    s**2 / sq,
+                    "the prior's term is missing: the precision is 1 (from the prior N(0, "
+                    "1)) + ‖w‖²/s² (from the likelihood).",
+                ),
                 (1 / (1 + w.sum().square() / s**2), "use ‖w‖² = Σ_i w_i², not (Σ_i w_i)²."),
                 (1 / (1 + sq * s**2), "the likelihood's precision is ‖w‖²/s², not ‖w‖² s²."),
-                (1 / (1 + sq / (2 * s**2)), "you divided ‖w‖² by 2s²: the ½ of the Gaussian's "
-                 "exponent cancels against the 2 from differentiating v (there is no factor 2)."),
+                (
+                    1 / (1 + sq / (2 * s**2)),
+                    "you divided ‖w‖² by 2s²: the ½ of the Gaussian's "
+                    "exponent cancels against the 2 from differentiating v (there is no factor 2).",
+                ),
             ]
             raise ExerciseFailed(f"(D = {D}, s = {s}) " + diagnose(got, want, extra))
         return "v* = 1 / (1 + ‖w‖²/s²): the exact posterior variance, whatever x is."
@@ -250,11 +286,19 @@ def check_mean_field_gap(fn: Callable[..., Any]) -> bool:
         extra = [
             (-0.5 * torch.log1p(-rho), "use ρ², not ρ: the gap is the same for ρ and -ρ."),
             (-0.5 * torch.log1p(-rho.abs()), "use ρ², not |ρ|."),
-            (0.5 * rho.square(), "ρ²/2 is only the small-ρ approximation of the exact gap -½ log(1 - ρ²)."),
+            (
+                0.5 * rho.square(),
+                "ρ²/2 is only the small-ρ approximation of the exact gap -½ log(1 - ρ²).",
+            ),
             (-0.5 * torch.log1p(rho.square()), "the argument of the log is 1 - ρ², not 1 + ρ²."),
-            (torch.log1p(-rho.square()), "two slips: the sign (a KL is ≥ 0, and log(1 - ρ²) ≤ 0) "
-                                         "and a factor 2 (the gap is -½ log(1 - ρ²))."),
+            (
+                torch.log1p(-rho.square()),
+                "two slips: the sign (a KL is ≥ 0, and log(1 - ρ²) ≤ 0) "
+                "and a factor 2 (the gap is -½ log(1 - ρ²)).",
+            ),
         ]
-        raise ExerciseFailed(diagnose(got, want, extra) + " (tested for ρ in " + ", ".join(map(str, RHOS)) + ")")
+        raise ExerciseFailed(
+            diagnose(got, want, extra) + " (tested for ρ in " + ", ".join(map(str, RHOS)) + ")"
+        )
 
     return run_check("mean-field gap", fn, body)

@@ -52,8 +52,8 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor) -> torch.Tensor:
     with forbidden_calls(others=_LIBRARY_KLS) as used:
         got = fn(*(a.clone() for a in args))
     if used:
-        raise ExerciseFailed(f"your function calls {used[0]}, a library KL: the exercise asks you to "
-                             "write the closed form from the formula.")
+        raise ExerciseFailed(f"your function calls {used[0]}, a library KL: the exercise asks you "
+                             "to write the closed form from the formula.")
     if got is None:
         raise ExerciseFailed("your function returned None: did you forget `return`?")
     return as_float64(got)
@@ -95,24 +95,42 @@ def check_gaussian_kl(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
             got = _call(fn, mu, logvar)
             var, std = logvar.exp(), (0.5 * logvar).exp()
             want = gaussian_kl(mu, logvar)
-            _compare(got, want, per_dim_shape=(n, d), extra=[
-                (0.5 * (std + mu**2 - 1 - std.log()).sum(-1),
-                 "you used σ where the formula has the variance σ²: σ² = exp(logvar), while "
-                 "σ = exp(logvar / 2); and log σ² is logvar itself."),
-                (0.5 * (std + mu**2 - 1 - logvar).sum(-1),
-                 "the first term is the variance σ² = exp(logvar), not σ = exp(logvar / 2)."),
-                (0.5 * (var + mu**2 - 1 - 0.5 * logvar).sum(-1),
-                 "the log term is log σ² = logvar itself, not log σ = logvar / 2."),
-                (0.5 * (var + mu**2 - 1 - logvar).mean(-1), _MEAN_HINT),
-                (0.5 * (var + mu**2 - logvar).sum(-1),
-                 "you forgot the −1 in each coordinate: the KL must be exactly 0 at mu = 0, "
-                 "logvar = 0 (q is the prior)."),
-                (0.5 * (var + mu**2 - 1 + logvar).sum(-1),
-                 "the log term enters with a minus sign: ½ Σ (σ² + μ² − 1 − log σ²)."),
-                (0.5 * (var - 1 - logvar).sum(-1), "the mean's cost ½ μ² is missing."),
-                (gaussian_kl_between(torch.zeros_like(mu), torch.zeros_like(mu), mu, logvar),
-                 "you computed KL(N(0, I) ‖ q), the reverse direction; the ELBO needs KL(q ‖ p)."),
-            ])
+            _compare(
+                got,
+                want,
+                per_dim_shape=(n, d),
+                extra=[
+                    (
+                        0.5 * (std + mu**2 - 1 - std.log()).sum(-1),
+                        "you used σ where the formula has the variance σ²: σ² = exp(logvar), while "
+                        "σ = exp(logvar / 2); and log σ² is logvar itself.",
+                    ),
+                    (
+                        0.5 * (std + mu**2 - 1 - logvar).sum(-1),
+                        "the first term is the variance σ² = exp(logvar), not σ = exp(logvar / 2).",
+                    ),
+                    (
+                        0.5 * (var + mu**2 - 1 - 0.5 * logvar).sum(-1),
+                        "the log term is log σ² = logvar itself, not log σ = logvar / 2.",
+                    ),
+                    (0.5 * (var + mu**2 - 1 - logvar).mean(-1), _MEAN_HINT),
+                    (
+                        0.5 * (var + mu**2 - logvar).sum(-1),
+                        "you forgot the −1 in each coordinate: the KL must be exactly 0 at mu = 0, "
+                        "logvar = 0 (q is the prior).",
+                    ),
+                    (
+                        0.5 * (var + mu**2 - 1 + logvar).sum(-1),
+                        "the log term enters with a minus sign: ½ Σ (σ² + μ² − 1 − log σ²).",
+                    ),
+                    (0.5 * (var - 1 - logvar).sum(-1), "the mean's cost ½ μ² is missing."),
+                    (
+                        gaussian_kl_between(torch.zeros_like(mu), torch.zeros_like(mu), mu, logvar),
+                        "you computed KL(N(0, I) ‖ q), the reverse direction; the ELBO needs KL(q "
+                        "‖ p).",
+                    ),
+                ],
+            )
         zero = _call(fn, torch.zeros(2, 4, dtype=_F64), torch.zeros(2, 4, dtype=_F64))
         if zero.shape == (2,) and not torch.allclose(zero, torch.zeros(2, dtype=_F64), atol=1e-12):
             raise ExerciseFailed("at mu = 0, logvar = 0 (q is the prior) the KL must be exactly 0.")
@@ -164,27 +182,50 @@ def check_kl_full_covariance(fn: Callable[[torch.Tensor, torch.Tensor], Any]) ->
         reverse = 0.5 * (cov_inv.diagonal(dim1=-2, dim2=-1).sum(-1)
                          + (mu.unsqueeze(-2) @ cov_inv @ mu.unsqueeze(-1)).squeeze((-2, -1))
                          - d + log_det)
-        _compare(got, want, nan_hint=nan_hint, extra=[
-            (_kl_full(mu, diag_L.sum(-1), log_det),
-             "σ vs σ² in matrix form: the trace is that of the covariance Σ = L Lᵀ (the sum of the "
-             "squares of all entries of L), not the trace of L."),
-            (_kl_full(mu, diag_L.square().sum(-1), log_det),
-             "tr(L Lᵀ) also includes L's off-diagonal entries: it is the sum of the squares of all "
-             "entries of L, not only of its diagonal."),
-            (_kl_full(mu, trace, 0.5 * log_det),
-             "log det Σ = log det(L Lᵀ) = 2 Σ_i log L_ii: the factor 2 is missing "
-             "(det(L Lᵀ) = det(L)²)."),
-            (_kl_full(mu, diag_L.sum(-1), 0.5 * log_det),
-             "scale_tril is the Cholesky factor L, not the covariance: Σ = L Lᵀ, so use "
-             "tr(L Lᵀ) and log det(L Lᵀ) = 2 Σ_i log L_ii."),
-            (_kl_full(mu, trace, log_det) + 0.5 * d,
-             "the −d is missing: the KL must be exactly 0 when mu = 0 and L = I."),
-            (_kl_full(mu, trace, -log_det),
-             "the log-determinant enters with a minus sign: − log det Σ."),
-            (_kl_full(torch.zeros_like(mu), trace, log_det), "the mean's cost ½ μᵀμ is missing."),
-            (reverse,
-             "you computed KL(N(0, I) ‖ q), the reverse direction; the ELBO needs KL(q ‖ p)."),
-        ])
+        _compare(
+            got,
+            want,
+            nan_hint=nan_hint,
+            extra=[
+                (
+                    _kl_full(mu, diag_L.sum(-1), log_det),
+                    "σ vs σ² in matrix form: the trace is that of the covariance Σ = L Lᵀ (the sum "
+                    "of the squares of all entries of L), not the trace of L.",
+                ),
+                (
+                    _kl_full(mu, diag_L.square().sum(-1), log_det),
+                    "tr(L Lᵀ) also includes L's off-diagonal entries: it is the sum of the squares "
+                    "of all entries of L, not only of its diagonal.",
+                ),
+                (
+                    _kl_full(mu, trace, 0.5 * log_det),
+                    "log det Σ = log det(L Lᵀ) = 2 Σ_i log L_ii: the factor 2 is missing "
+                    "(det(L Lᵀ) = det(L)²).",
+                ),
+                (
+                    _kl_full(mu, diag_L.sum(-1), 0.5 * log_det),
+                    "scale_tril is the Cholesky factor L, not the covariance: Σ = L Lᵀ, so use "
+                    "tr(L Lᵀ) and log det(L Lᵀ) = 2 Σ_i log L_ii.",
+                ),
+                (
+                    _kl_full(mu, trace, log_det) + 0.5 * d,
+                    "the −d is missing: the KL must be exactly 0 when mu = 0 and L = I.",
+                ),
+                (
+                    _kl_full(mu, trace, -log_det),
+                    "the log-determinant enters with a minus sign: − log det Σ.",
+                ),
+                (
+                    _kl_full(torch.zeros_like(mu), trace, log_det),
+                    "the mean's cost ½ μᵀμ is missing.",
+                ),
+                (
+                    reverse,
+                    "you computed KL(N(0, I) ‖ q), the reverse direction; "
+                    "the ELBO needs KL(q ‖ p).",
+                ),
+            ],
+        )
         return "Steps 2–4 in matrix form: E[(z − μ)ᵀ Σ⁻¹ (z − μ)] = d and E[zᵀz] = tr Σ + μᵀμ."
 
     return run_check("kl_full_covariance", fn, body)
@@ -202,17 +243,28 @@ def check_kl_mean_only(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
         got = _call(fn, mu, logvar)
         var, std = logvar.exp(), (0.5 * logvar).exp()
         want = 0.5 * (mu.square() / var).sum(-1)
-        _compare(got, want, per_dim_shape=(n, d), extra=[
-            (0.5 * mu.square().sum(-1),
-             "that is the answer for σ = 1 only: the mean shift is measured in units of the shared "
-             "variance, μ²/σ²."),
-            (0.5 * (mu.square() / std).sum(-1),
-             "σ vs σ²: divide μ² by the variance σ² = exp(logvar), not by σ."),
-            (0.5 * (mu.square() * var).sum(-1), "divide by σ², don't multiply."),
-            (0.5 * (mu.square() / var).mean(-1), _MEAN_HINT),
-            (gaussian_kl(mu, logvar),
-             "that is the KL to N(0, I); here p = N(0, diag σ²) shares q's variances."),
-        ])
+        _compare(
+            got,
+            want,
+            per_dim_shape=(n, d),
+            extra=[
+                (
+                    0.5 * mu.square().sum(-1),
+                    "that is the answer for σ = 1 only: the mean shift is measured in units of the "
+                    "shared variance, μ²/σ².",
+                ),
+                (
+                    0.5 * (mu.square() / std).sum(-1),
+                    "σ vs σ²: divide μ² by the variance σ² = exp(logvar), not by σ.",
+                ),
+                (0.5 * (mu.square() * var).sum(-1), "divide by σ², don't multiply."),
+                (0.5 * (mu.square() / var).mean(-1), _MEAN_HINT),
+                (
+                    gaussian_kl(mu, logvar),
+                    "that is the KL to N(0, I); here p = N(0, diag σ²) shares q's variances.",
+                ),
+            ],
+        )
         return "½ Σ μ²/σ²: symmetric in q and p, since swapping them only flips the sign of μ."
 
     return run_check("kl_mean_only", fn, body)

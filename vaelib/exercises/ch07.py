@@ -43,33 +43,64 @@ def check_pathwise_sample(pathwise_sample: Any) -> bool:
         got = _result(fn(mu_, logvar_, eps.clone()))
         std = torch.exp(0.5 * logvar)
         want = mu + std * eps
-        nonfinite = ("your z contains NaN or infinity: logvar = log σ² is negative wherever σ < 1, so "
-                     "no square root or log of it; the scale is σ = exp(½ logvar).")
+        nonfinite = (
+            "your z contains NaN or infinity: logvar = log σ² is negative wherever σ < 1, "
+            "so no square root or log of it; the scale is σ = exp(½ logvar)."
+        )
         if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
             again = as_float64(_result(fn(mu.clone(), logvar.clone(), eps.clone())))
             if not torch.equal(again, as_float64(got)):
-                raise ExerciseFailed("your z changes from one call to the next with the same mu, "
-                                     "logvar and eps: you drew new noise (torch.randn...) instead of "
-                                     "using the eps you are given. z = μ + σ ⊙ eps with that eps.")
+                raise ExerciseFailed(
+                    "your z changes from one call to the next with the same mu, "
+                    "logvar and eps: you drew new noise (torch.randn...) instead "
+                    "of using the eps you are given. z = μ + σ ⊙ eps with that "
+                    "eps."
+                )
             other = as_float64(_result(fn(mu.clone(), logvar.clone(), -2.0 * eps)))
             if torch.equal(other, as_float64(got)):
                 raise ExerciseFailed("your z does not change when eps does: use the eps you are "
                                      "given, z = μ + σ ⊙ eps.")
-            raise ExerciseFailed(diagnose(got, want, extra=[
-                (mu + logvar.exp() * eps, "you scaled eps by the variance σ² = exp(logvar); the "
-                 "scale is the standard deviation σ, the square root of the variance."),
-                (mu + logvar * eps, "logvar is log σ², not σ: recover the standard deviation σ "
-                 "from it first."),
-                (mu + eps / std, "you divided eps by σ: the noise is scaled up by σ, not down."),
-                (mu + 2 * std * eps, "you scaled eps by 2σ: the ½ in exp(½ logvar) belongs in the "
-                 "exponent, and nothing multiplies σ."),
-                (std * eps, "you forgot to add the mean μ."),
-                (mu + torch.exp(2 * logvar) * eps, "exp(2 logvar) is σ⁴: halve logvar inside the exp "
-                 "instead of doubling it."),
-                (mu - std * eps, "-eps gives a valid sample too, but the convention (and this "
-                 "check) is z = μ + σ ⊙ eps with the eps you are given."),
-                (mu + eps, "you forgot to scale eps by σ = exp(½ logvar)."),
-            ]), formula="z = μ + σ ⊙ eps with σ = exp(½ logvar).")
+            raise ExerciseFailed(
+                diagnose(
+                    got,
+                    want,
+                    extra=[
+                        (
+                            mu + logvar.exp() * eps,
+                            "you scaled eps by the variance σ² = exp(logvar); the "
+                            "scale is the standard deviation σ, the square root of the variance.",
+                        ),
+                        (
+                            mu + logvar * eps,
+                            "logvar is log σ², not σ: recover the standard deviation σ "
+                            "from it first.",
+                        ),
+                        (
+                            mu + eps / std,
+                            "you divided eps by σ: the noise is scaled up by σ, not down.",
+                        ),
+                        (
+                            mu + 2 * std * eps,
+                            "you scaled eps by 2σ: the ½ in exp(½ logvar) belongs in the "
+                            "exponent, and nothing multiplies σ.",
+                        ),
+                        (std * eps, "you forgot to add the mean μ."),
+                        (
+                            mu + torch.exp(2 * logvar) * eps,
+                            "exp(2 logvar) is σ⁴: halve logvar inside the "
+                            "exp "
+                            "instead of doubling it.",
+                        ),
+                        (
+                            mu - std * eps,
+                            "-eps gives a valid sample too, but the convention (and this "
+                            "check) is z = μ + σ ⊙ eps with the eps you are given.",
+                        ),
+                        (mu + eps, "you forgot to scale eps by σ = exp(½ logvar)."),
+                    ],
+                ),
+                formula="z = μ + σ ⊙ eps with σ = exp(½ logvar).",
+            )
         if not isinstance(got, torch.Tensor) or not got.requires_grad:
             raise ExerciseFailed(
                 "the values are right, but z does not depend differentiably on mu and logvar "
@@ -82,9 +113,11 @@ def check_pathwise_sample(pathwise_sample: Any) -> bool:
                                  "not a detached copy.")
         if grad_logvar is None or not torch.allclose(grad_logvar, 0.5 * std * eps, rtol=1e-6,
                                                      atol=1e-9):
-            raise ExerciseFailed("the values are right but ∂z/∂logvar is not ½ σ eps: compute "
-                                 "σ = exp(½ logvar) from logvar with torch operations "
-                                 "(no .detach()).")
+            raise ExerciseFailed(
+                "the values are right but ∂z/∂logvar is not ½ σ eps: compute "
+                "σ = exp(½ logvar) from logvar with torch operations "
+                "(no .detach())."
+            )
         return "z = μ + exp(½ log σ²) ⊙ ε, and gradients flow to μ and log σ²."
 
     return run_check("pathwise_sample", pathwise_sample, body)
@@ -103,8 +136,10 @@ def check_score_mu(score_mu: Any) -> bool:
             got = _result(fn(z.clone(), mu.clone(), logvar.clone()))
         want = (z - mu) / logvar.exp()
         got_t = as_float64(got)
-        nonfinite = ("your score contains NaN or infinity: logvar = log σ² can be negative, so no "
-                     "square root or log of it; σ² = exp(logvar).")
+        nonfinite = (
+            "your score contains NaN or infinity: logvar = log σ² can be negative, so no "
+            "square root or log of it; σ² = exp(logvar)."
+        )
         if got_t.shape == want.shape[:-1]:
             raise ExerciseFailed(
                 f"expected shape {tuple(want.shape)}: ∇_μ log q has one entry per coordinate μ_j, "
@@ -112,21 +147,36 @@ def check_score_mu(score_mu: Any) -> bool:
             )
         if not close(got, want, rtol=1e-6, atol=1e-9, nonfinite_hint=nonfinite):
             std = torch.exp(0.5 * logvar)
-            raise ExerciseFailed(diagnose(got, want, extra=[
-                ((mu - z) / logvar.exp(), "wrong sign: differentiating -(z - μ)² with respect to μ "
-                 "(not z) flips the sign once more."),
-                ((z - mu) / std, "you divided by σ; the score divides by the variance "
-                 "σ² = exp(logvar)."),
-                ((z - mu) * logvar.exp(), "you multiplied by σ²; divide by it."),
-                (z - mu, "you forgot to divide by σ² = exp(logvar)."),
-                ((z - mu) / logvar, "logvar is log σ²; divide by σ² = exp(logvar)."),
-                (0.5 * (z - mu) / logvar.exp(), "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
-                 "cancels against the 2 from differentiating the square."),
-            ]), formula="∇_μ log q(z) = (z - μ) / σ², σ² = exp(logvar).")
+            raise ExerciseFailed(
+                diagnose(
+                    got,
+                    want,
+                    extra=[
+                        (
+                            (mu - z) / logvar.exp(),
+                            "wrong sign: differentiating -(z - μ)² with respect to μ "
+                            "(not z) flips the sign once more.",
+                        ),
+                        (
+                            (z - mu) / std,
+                            "you divided by σ; the score divides by the variance σ² = exp(logvar).",
+                        ),
+                        ((z - mu) * logvar.exp(), "you multiplied by σ²; divide by it."),
+                        (z - mu, "you forgot to divide by σ² = exp(logvar)."),
+                        ((z - mu) / logvar, "logvar is log σ²; divide by σ² = exp(logvar)."),
+                        (
+                            0.5 * (z - mu) / logvar.exp(),
+                            "a factor ½ too many: the ½ of -(z - μ)²/(2σ²) "
+                            "cancels against the 2 from differentiating the square.",
+                        ),
+                    ],
+                ),
+                formula="∇_μ log q(z) = (z - μ) / σ², σ² = exp(logvar).",
+            )
         if used:
             raise ExerciseFailed("the values are right, but your function calls autograd "
-                                 f"({used[0]}): the exercise asks you to differentiate log q by hand "
-                                 "and return the formula.")
+                                 f"({used[0]}): the exercise asks you to differentiate log q by "
+                                 "hand and return the formula.")
         return "∇_μ log q(z) = (z - μ)/σ² = ε/σ."
 
     return run_check("score_mu", score_mu, body)
@@ -160,11 +210,12 @@ def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
             got = _result(fn(log_w_, n))
             got_t = _scalar(got)
             want = (n / m) * log_w.mean(dim=0).sum()
-            nonfinite = ("your estimate is NaN or infinite, though every log_w is finite: no log or "
-                         "exp is needed here, only means, sums and the factor n/m.")
+            nonfinite = ("your estimate is NaN or infinite, though every log_w is finite: no log "
+                         "or exp is needed here, only means, sums and the factor n/m.")
             if not close(got_t, want, rtol=1e-9, atol=1e-9, nonfinite_hint=nonfinite):
                 raise ExerciseFailed(f"(V = {V}, m = {m}, n = {n}) " + diagnose(got_t, want, extra=[
-                    ((n // m) * log_w.mean(dim=0).sum(), f"n // m is integer division ({n} // {m} = "
+                    ((n // m) * log_w.mean(dim=0).sum(), f"n // m is integer division ({n} // {m} "
+                                                         "= "
                      f"{n // m}, not {n / m:.4g}): use n / m."),
                     ((n / V) * log_w.mean(dim=0).sum(), "you scaled by n / log_w.shape[0]: dim 0 "
                      "holds the V samples; the batch size m is log_w.shape[1] (the number of data "
@@ -176,7 +227,8 @@ def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
                      "(each point is in the batch with probability m/n)."),
                     (log_w.mean(), "that is the average ELBO per data point; multiply by n for the "
                      "whole data set's ELBO."),
-                    ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over batch "
+                    ((m / n) * log_w.mean(dim=0).sum(), "the scale is n/m (data set size over "
+                                                        "batch "
                      "size), not m/n."),
                     ((n / m) * log_w.sum(), "you summed over the V samples; average them (1/V)."),
                     (log_w.sum(), "you summed everything: the V samples of a point are averaged, "
@@ -187,9 +239,9 @@ def check_minibatch_elbo_estimate(minibatch_elbo_estimate: Any) -> bool:
                      "read V and m from log_w.shape and use num_data instead of fixed numbers."),
                 ]), formula="(n/m) Σ_{i in batch} (1/V) Σ_v log w_iv.")
             if not isinstance(got, torch.Tensor):
-                raise ExerciseFailed("the value is right, but you returned a Python number (.item(), "
-                                     "float() or math inside?): return a tensor, so the gradient "
-                                     "reaches the encoder and decoder.")
+                raise ExerciseFailed("the value is right, but you returned a Python number "
+                                     "(.item(), float() or math inside?): return a tensor, so the "
+                                     "gradient reaches the encoder and decoder.")
             if not got.requires_grad:
                 raise ExerciseFailed("the value is right, but it has no gradient (a .detach() or "
                                      "torch.no_grad() inside?): the estimate is what training "

@@ -75,23 +75,51 @@ def check_slerp(slerp_answer: Any) -> bool:
             omega = torch.arccos(cos)
             w0, w1 = torch.sin((1 - t) * omega), torch.sin(t * omega)
             unit0, unit1 = z0 / z0.norm(), z1 / z1.norm()
-            raise ExerciseFailed(diagnose(got, want, extra=[
-                (lerp(z0, z1, t)[0], f"at t = {t} you returned the straight line "
-                 "(1 - t) z0 + t z1; slerp follows the great circle: weights "
-                 "sin((1 - t)Ω)/sin Ω and sin(tΩ)/sin Ω."),
-                (slerp(z1, z0, t)[0], f"at t = {t} your path runs backwards (from z1 to z0): z0 "
-                 "gets the weight sin((1 - t)Ω)/sin Ω, so that t = 0 gives z0."),
-                (w0 * z0 + w1 * z1, "you forgot to divide both weights by sin Ω (without it the "
-                 "endpoints come out as sin Ω · z0 and sin Ω · z1)."),
-                (slerp(unit0, unit1, t)[0], "you interpolated the unit vectors z0/‖z0‖ and "
-                 "z1/‖z1‖: apply the weights to z0 and z1 themselves (normalize only to find Ω)."),
-                ((torch.sin((1 - t) * cos) * z0 + torch.sin(t * cos) * z1) / torch.sin(cos),
-                 "you used cos Ω where the formula needs the angle Ω = arccos(cos Ω)."),
-                ((torch.sin((1 - t) * omega.rad2deg()) * z0 + torch.sin(t * omega.rad2deg()) * z1)
-                 / torch.sin(omega.rad2deg()),
-                 "your angle Ω is in degrees: torch.sin takes radians, and torch.arccos already "
-                 "returns radians (no conversion needed)."),
-            ]) + f" (checked at t = {t}.)")
+            raise ExerciseFailed(
+                diagnose(
+                    got,
+                    want,
+                    extra=[
+                        (
+                            lerp(z0, z1, t)[0],
+                            f"at t = {t} you returned the straight line "
+                            "(1 - t) z0 + t z1; slerp follows the great circle: weights "
+                            "sin((1 - t)Ω)/sin Ω and sin(tΩ)/sin Ω.",
+                        ),
+                        (
+                            slerp(z1, z0, t)[0],
+                            f"at t = {t} your path runs backwards (from z1 to z0): z0 "
+                            "gets the weight sin((1 - t)Ω)/sin Ω, so that t = 0 gives z0.",
+                        ),
+                        (
+                            w0 * z0 + w1 * z1,
+                            "you forgot to divide both weights by sin Ω (without it the "
+                            "endpoints come out as sin Ω · z0 and sin Ω · z1).",
+                        ),
+                        (
+                            slerp(unit0, unit1, t)[0],
+                            "you interpolated the unit vectors z0/‖z0‖ and "
+                            "z1/‖z1‖: apply the weights to z0 and z1 themselves (normalize only to "
+                            "find Ω).",
+                        ),
+                        (
+                            (torch.sin((1 - t) * cos) * z0 + torch.sin(t * cos) * z1)
+                            / torch.sin(cos),
+                            "you used cos Ω where the formula needs the angle Ω = arccos(cos Ω).",
+                        ),
+                        (
+                            (
+                                torch.sin((1 - t) * omega.rad2deg()) * z0
+                                + torch.sin(t * omega.rad2deg()) * z1
+                            )
+                            / torch.sin(omega.rad2deg()),
+                            "your angle Ω is in degrees: torch.sin takes radians, and torch.arccos "
+                            "already returns radians (no conversion needed).",
+                        ),
+                    ],
+                )
+                + f" (checked at t = {t}.)"
+            )
         return "your path starts at z0, ends at z1, and keeps ‖z‖ when ‖z0‖ = ‖z1‖."
 
     return run_check("slerp", slerp_answer, body)
@@ -107,7 +135,9 @@ def check_inverse_cdf_grid(inverse_cdf_grid_answer: Any) -> bool:
         for n in (15, 4, 1):
             want = inverse_cdf_grid(n, dtype=DT)
             u_mid = (torch.arange(n, dtype=DT) + 0.5) / n
-            with forbidden_calls(others=[(latent, "inverse_cdf_grid"), (latent, "latent_grid")]) as used:
+            with forbidden_calls(
+                others=[(latent, "inverse_cdf_grid"), (latent, "latent_grid")]
+            ) as used:
                 raw = _result(fn(n))
             if used:
                 raise ExerciseFailed(_library(f"vaelib.{used[0]}"))
@@ -118,7 +148,8 @@ def check_inverse_cdf_grid(inverse_cdf_grid_answer: Any) -> bool:
             if not torch.isfinite(got).all():
                 raise ExerciseFailed(
                     "some coordinates are infinite: Φ⁻¹(0) = -∞ and Φ⁻¹(1) = +∞. Use the middle "
-                    "of each of the n slices of equal probability, u_i = (i + ½)/n, never 0 or 1.")
+                    "of each of the n slices of equal probability, u_i = (i + ½)/n, never 0 or 1."
+                )
             if close(got, want, rtol=1e-6, atol=1e-8):
                 continue
             extra = [
@@ -141,7 +172,8 @@ def check_inverse_cdf_grid(inverse_cdf_grid_answer: Any) -> bool:
                 raise ExerciseFailed(
                     "your points are evenly spaced in z; space them evenly in probability "
                     "u = (i + ½)/n and map them through Φ⁻¹: denser near 0, where the prior has "
-                    "more mass.")
+                    "more mass."
+                )
             raise ExerciseFailed(diagnose(got, want) + f" (checked with n = {n}.)")
         return "each image of a 15 × 15 manifold then stands for 1/225 of the prior's mass."
 
@@ -171,21 +203,35 @@ def check_prior_mass_within(prior_mass_within: Any) -> bool:
             if close(got, want, rtol=1e-5, atol=1e-9):
                 continue
             extra = [
-                (torch.tensor(stats.chi2.cdf(radius, d), dtype=DT), "‖z‖² (not ‖z‖) is χ²_d: "
-                 "evaluate the χ² CDF at radius², not at radius."),
-                (torch.tensor(1 - math.exp(-radius**2 / 2), dtype=DT), "1 - exp(-r²/2) is the "
-                 "answer in d = 2 only; in d dimensions ‖z‖² ~ χ²_d: scipy.stats.chi2.cdf(r², d)."),
-                (torch.tensor(stats.norm.cdf(radius) - stats.norm.cdf(-radius), dtype=DT),
-                 "2Φ(r) - 1 is the mass within r in one dimension; in d dimensions "
-                 "‖z‖² = Σ_j z_j² ~ χ²_d."),
-                (torch.tensor((stats.norm.cdf(radius) - stats.norm.cdf(-radius)) ** d, dtype=DT),
-                 "(2Φ(r) - 1)^d is the mass of the cube |z_j| <= r for every j; the ball ‖z‖ <= r "
-                 "is smaller: ‖z‖² = Σ_j z_j² ~ χ²_d."),
-                (torch.tensor(stats.chi2.sf(radius**2, d), dtype=DT),
-                 "you computed the mass *outside* the radius (1 - the answer)."),
-                (torch.tensor(stats.chi2.cdf(radius**2, max(d - 1, 1e-9)), dtype=DT),
-                 "you used d - 1 degrees of freedom: ‖z‖² sums d squared coordinates, so it has d "
-                 "(no mean is estimated here, nothing to subtract)."),
+                (
+                    torch.tensor(stats.chi2.cdf(radius, d), dtype=DT),
+                    "‖z‖² (not ‖z‖) is χ²_d: evaluate the χ² CDF at radius², not at radius.",
+                ),
+                (
+                    torch.tensor(1 - math.exp(-(radius**2) / 2), dtype=DT),
+                    "1 - exp(-r²/2) is the "
+                    "answer in d = 2 only; in d dimensions ‖z‖² ~ χ²_d: scipy.stats.chi2.cdf(r², "
+                    "d).",
+                ),
+                (
+                    torch.tensor(stats.norm.cdf(radius) - stats.norm.cdf(-radius), dtype=DT),
+                    "2Φ(r) - 1 is the mass within r in one dimension; in d dimensions "
+                    "‖z‖² = Σ_j z_j² ~ χ²_d.",
+                ),
+                (
+                    torch.tensor((stats.norm.cdf(radius) - stats.norm.cdf(-radius)) ** d, dtype=DT),
+                    "(2Φ(r) - 1)^d is the mass of the cube |z_j| <= r for every j; the ball ‖z‖ <= "
+                    "r is smaller: ‖z‖² = Σ_j z_j² ~ χ²_d.",
+                ),
+                (
+                    torch.tensor(stats.chi2.sf(radius**2, d), dtype=DT),
+                    "you computed the mass *outside* the radius (1 - the answer).",
+                ),
+                (
+                    torch.tensor(stats.chi2.cdf(radius**2, max(d - 1, 1e-9)), dtype=DT),
+                    "you used d - 1 degrees of freedom: ‖z‖² sums d squared coordinates, so it has "
+                    "d (no mean is estimated here, nothing to subtract).",
+                ),
             ]
             raise ExerciseFailed(diagnose(got, want, extra=extra)
                                  + f" (checked with radius = {radius:g}, d = {d}.)")

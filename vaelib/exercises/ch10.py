@@ -12,7 +12,15 @@ from typing import Any
 import torch
 
 from .. import objectives
-from ._core import ExerciseFailed, NotAttempted, as_float64, close, diagnose, forbidden_calls, run_check
+from ._core import (
+    ExerciseFailed,
+    NotAttempted,
+    as_float64,
+    close,
+    diagnose,
+    forbidden_calls,
+    run_check,
+)
 
 __all__ = ["check_normalized_weights", "check_iwae_gradient", "check_dreg_encoder_gradient"]
 
@@ -45,22 +53,43 @@ def check_normalized_weights(normalized_weights: Any) -> bool:
         with forbidden_calls(others=[(objectives, "self_normalized_weights")]) as used:
             got = _result(fn(log_w.clone()))
         if used:
-            raise ExerciseFailed("your function calls vaelib.objectives.self_normalized_weights, the "
-                                 "library's answer: the exercise asks you to write it.")
+            raise ExerciseFailed("your function calls vaelib.objectives.self_normalized_weights, "
+                                 "the library's answer: the exercise asks you to write it.")
         want = torch.softmax(log_w, dim=0)
         if not close(got, want, rtol=1e-8, atol=1e-12):
-            raise ExerciseFailed(diagnose(got, want, extra=[
-                (log_w.exp(), "you returned the weights w_k themselves: divide by their sum over "
-                 "the K samples."),
-                (torch.softmax(log_w, dim=1), "you normalized over dim 1 (the data points); the "
-                 "K samples are dim 0, and each column should sum to 1."),
-                (log_w.exp() / log_w.shape[0], "you divided by K: that is the uniform 1/K of the "
-                 "ELBO; divide by the sum of the weights instead."),
-                (torch.softmax(log_w, 0).square(), "you squared the weights (that is DReG's w̃²)."),
-                (log_w - torch.logsumexp(log_w, 0), "that is log w̃; exponentiate it."),
-                (torch.softmax(-log_w, 0), "you normalized exp(-log w) = 1/w: the sign of log w is "
-                 "flipped, so the smallest weights came out largest."),
-            ]))
+            raise ExerciseFailed(
+                diagnose(
+                    got,
+                    want,
+                    extra=[
+                        (
+                            log_w.exp(),
+                            "you returned the weights w_k themselves: divide by their sum over "
+                            "the K samples.",
+                        ),
+                        (
+                            torch.softmax(log_w, dim=1),
+                            "you normalized over dim 1 (the data points); the "
+                            "K samples are dim 0, and each column should sum to 1.",
+                        ),
+                        (
+                            log_w.exp() / log_w.shape[0],
+                            "you divided by K: that is the uniform 1/K of the "
+                            "ELBO; divide by the sum of the weights instead.",
+                        ),
+                        (
+                            torch.softmax(log_w, 0).square(),
+                            "you squared the weights (that is DReG's w̃²).",
+                        ),
+                        (log_w - torch.logsumexp(log_w, 0), "that is log w̃; exponentiate it."),
+                        (
+                            torch.softmax(-log_w, 0),
+                            "you normalized exp(-log w) = 1/w: the sign of log w is "
+                            "flipped, so the smallest weights came out largest.",
+                        ),
+                    ],
+                )
+            )
         far = log_w - 1000.0  # the same w̃: the softmax ignores a common shift
         got_far = as_float64(_result(fn(far.clone())))
         if not torch.isfinite(got_far).all() or not close(got_far, want, rtol=1e-8, atol=1e-12):
@@ -71,10 +100,10 @@ def check_normalized_weights(normalized_weights: Any) -> bool:
         apart = log_w + torch.tensor([0.0, -3000.0, 2000.0, -1500.0], dtype=DT)
         got_apart = as_float64(_result(fn(apart.clone())))
         if not torch.isfinite(got_apart).all() or not close(got_apart, want, rtol=1e-8, atol=1e-12):
-            raise ExerciseFailed("right when every data point's log-weights are alike, but not when "
-                                 "the columns lie thousands apart: one maximum over the whole tensor "
-                                 "leaves the lower columns' exp at 0 (0/0 = NaN). Take the maximum "
-                                 "over the K samples of each column, dim 0.")
+            raise ExerciseFailed("right when every data point's log-weights are alike, but not "
+                                 "when the columns lie thousands apart: one maximum over the whole "
+                                 "tensor leaves the lower columns' exp at 0 (0/0 = NaN). Take the "
+                                 "maximum over the K samples of each column, dim 0.")
         return "w̃ = softmax(log w) over the K samples, stable for any scale."
 
     return run_check("normalized_weights", normalized_weights, body)
@@ -88,8 +117,8 @@ def _weighted_case(seed: int, K: int = 5, P: int = 3) -> tuple[torch.Tensor, tor
 
 
 def _mnist_scale_case(seed: int, K: int = 5, P: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 log-weights between -200 and -110, the scale of MNIST's (log p(x) ≈ -90 to -200 nats):
-    exp underflows to 0 in float32 below about -104."""
+    """float32 log-weights between -200 and -110, the scale of MNIST's (log p(x) ≈ -90 to -200
+    nats): exp underflows to 0 in float32 below about -104."""
     g = torch.Generator().manual_seed(seed)
     grads = torch.randn(K, P, generator=g, dtype=DT).float()
     log_w = (-200.0 + 90.0 * torch.rand(K, generator=g, dtype=DT)).float()
@@ -120,18 +149,41 @@ def check_iwae_gradient(iwae_gradient: Any) -> bool:
         w = torch.softmax(log_w, dim=0)
         want = (w[:, None] * grads).sum(0)
         if not close(got, want, rtol=1e-8, atol=1e-12):
-            raise ExerciseFailed(diagnose(got, want, extra=[
-                (grads.mean(0), "you averaged the per-sample gradients with equal weights 1/K: "
-                 "that is the ELBO's gradient. IWAE weighs sample k by w̃_k."),
-                ((w.square()[:, None] * grads).sum(0), "you weighted by w̃_k², DReG's weights for "
-                 "the encoder's path term; the gradient of log (1/K) Σ w_k weighs by w̃_k."),
-                ((w[:, None] * grads).mean(0), "you averaged the weighted gradients (divided by "
-                 "K); the self-normalized weights already sum to 1: sum them."),
-                ((log_w.exp()[:, None] * grads).sum(0), "you weighted by w_k = exp(log w_k); "
-                 "normalize: w̃_k = w_k / Σ_j w_j (a softmax)."),
-                ((torch.softmax(-log_w, 0)[:, None] * grads).sum(0), "your weights are "
-                 "softmax(-log w), largest for the smallest w_k: the sign of log w is flipped."),
-            ]))
+            raise ExerciseFailed(
+                diagnose(
+                    got,
+                    want,
+                    extra=[
+                        (
+                            grads.mean(0),
+                            "you averaged the per-sample gradients with equal weights 1/K: "
+                            "that is the ELBO's gradient. IWAE weighs sample k by w̃_k.",
+                        ),
+                        (
+                            (w.square()[:, None] * grads).sum(0),
+                            "you weighted by w̃_k², DReG's weights for "
+                            "the encoder's path term; the gradient of log (1/K) Σ w_k weighs by "
+                            "w̃_k.",
+                        ),
+                        (
+                            (w[:, None] * grads).mean(0),
+                            "you averaged the weighted gradients (divided by "
+                            "K); the self-normalized weights already sum to 1: sum them.",
+                        ),
+                        (
+                            (log_w.exp()[:, None] * grads).sum(0),
+                            "you weighted by w_k = exp(log w_k); "
+                            "normalize: w̃_k = w_k / Σ_j w_j (a softmax).",
+                        ),
+                        (
+                            (torch.softmax(-log_w, 0)[:, None] * grads).sum(0),
+                            "your weights are "
+                            "softmax(-log w), largest for the smallest w_k: the sign of log w is "
+                            "flipped.",
+                        ),
+                    ],
+                )
+            )
         grads2, log_w2 = _weighted_case(2, K=1, P=4)  # K = 1: the ELBO gradient itself
         got2 = _result(fn(grads2.clone(), log_w2.clone()))
         if not close(got2, grads2[0], rtol=1e-8, atol=1e-12):

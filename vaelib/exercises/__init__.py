@@ -2,7 +2,7 @@
 
 Each ``check_<name>(answer_or_function)`` tests a student's answer on several random cases and
 prints a clear pass, or a hint naming what is wrong, without a traceback (see :mod:`._core`). One
-module per chapter (``ch01`` ... ``ch10``); every check is re-exported here::
+module per chapter (``ch01`` ... ``ch11``); every check is re-exported here::
 
     from vaelib.exercises import check_log_mean_exp
 """
@@ -18,3 +18,4 @@ from .ch07 import *  # noqa: F401,F403
 from .ch08 import *  # noqa: F401,F403
 from .ch09 import *  # noqa: F401,F403
 from .ch10 import *  # noqa: F401,F403
+from .ch11 import *  # noqa: F401,F403

@@ -1,6 +1,6 @@
-"""Toy latent-variable models whose marginal likelihood log p(x) we know exactly (ch. 1-7).
+"""Toy latent-variable models whose marginal likelihood log p(x) we know exactly (ch. 1-7, 11).
 
-Both models share the VAE's structure with a fixed decoder ``f``:
+The models share the VAE's structure with a fixed decoder ``f``:
 
     z ~ N(0, I_d),        x | z ~ N(f(z), s² I_D).
 
@@ -9,8 +9,11 @@ Both models share the VAE's structure with a fixed decoder ``f``:
 - :class:`NonlinearToy`: 1-D latent, ``f`` a curve in the plane (a parabola or a circle). The
   posterior is not Gaussian (banana-shaped or bimodal), so a Gaussian q cannot close the ELBO gap
   (ch. 5); ``log p(x) = log ∫ p(z) p(x|z) dz`` is computed by quadrature on a fine grid.
+- :class:`NonlinearToy2D`: 2-D latent, one observed number ``x = f(z) + noise`` with
+  ``f(z) = a z₁ z₂`` or ``z₂ + a z₁²``, so the posterior lies along a curve in the z-plane (two
+  curved modes, or a banana); log p(x) by quadrature on a 2-D grid (ch. 11: what a flow buys).
 
-Both follow :class:`vaelib.protocols.LatentVariableModel` (as the neural VAE does): attribute
+All follow :class:`vaelib.protocols.LatentVariableModel` (as the neural VAE does): attribute
 ``latent_dim``; ``log_prior(z)``, ``log_likelihood(x, z)``, ``log_joint(x, z)``,
 ``sample_prior(num_samples, num_points=None)``; ``LinearGaussian.posterior(x)`` is a distribution.
 Shapes: N data points, D data dim, d latent dim, K samples. Models are float64 by default; inputs
@@ -33,7 +36,7 @@ from .checks import (
 from .protocols import LatentVariableModel
 from .gaussian import LOG_2PI, FullGaussian, standard_normal, standard_normal_log_prob
 
-__all__ = ["LinearGaussian", "NonlinearToy"]
+__all__ = ["LinearGaussian", "NonlinearToy", "NonlinearToy2D"]
 
 
 def _check_positive_float(name: str, value: object) -> float:
@@ -363,3 +366,183 @@ class NonlinearToy(_GaussianDecoderModel):
         mean = (weights * z).sum(dim=0)  # (N,)
         var = (weights * (z - mean).square()).sum(dim=0)
         return mean[:, None], var[:, None]
+
+
+class NonlinearToy2D(_GaussianDecoderModel):
+    """A 2-D latent seen through one number: ``z ~ N(0, I_2)``, ``x | z ~ N(f(z), s²)`` (ch. 11).
+
+    The likelihood only says that ``f(z)`` is near x, so the posterior ``p(z|x)`` lies along the
+    curve ``{z : f(z) = x}`` of the z-plane, where the prior weighs it (``a`` sets the bend):
+
+    - ``"hyperbola"``: ``f(z) = a z₁ z₂``. For x ≠ 0 the curve has two branches, one in each of two
+      opposite quadrants, and the posterior two curved modes (z and -z explain x equally well:
+      ``p(z|x) = p(-z|x)``); for x = 0 it is a cross along the axes.
+    - ``"parabola"``: ``f(z) = z₂ + a z₁²``. A banana along ``z₂ = x - a z₁²``: one curved mode for
+      small x, two (at ``z₁ = ±√(x/a - 1/(2a²))``) once ``x > 1/(2a)`` (``p(z₁, z₂|x)`` is
+      symmetric in z₁).
+
+    Neither is Gaussian, so a Gaussian q leaves a gap KL(q ‖ p(z|x)) > 0 that a flow can shrink.
+
+    ``log p(x) = log ∬ p(z) p(x|z) dz`` is computed on the uniform ``grid_size × grid_size`` grid
+    over ``[-grid_limit, grid_limit]²`` (step h) with the trapezoid rule in log space,
+    ``log p(x) ≈ log Σ_{g} h² p(x, z_g)``. For a smooth integrand that vanishes at the edges it
+    converges geometrically: the relative error decays like ``exp(-2π² σ²/h²)`` for a peak of
+    width σ. Three checks on every call raise a ValueError that says what to change:
+
+    - the integrand must have vanished at the grid's edge (``p(x, z)`` on the border below
+      ``e⁻³⁰`` times the total): else enlarge ``grid_limit``;
+    - the rule on every other grid point (step 2h) must agree with the full one to 1e-3 in
+      ``log p(x)``: for a peak that means ``σ > 1.3 h``, where the full grid's error is about
+      ``(1e-3 / 2)⁴ ≈ 1e-13``; and no one cell may hold more than a fifth of the mass: else
+      enlarge ``grid_size`` (the tests compare with ``scipy.integrate.dblquad`` to 1e-8).
+
+    Args:
+        noise_std: s > 0, the observation noise standard deviation.
+        curve: ``"hyperbola"`` or ``"parabola"``, the curve ``f(z) = x`` (see above).
+        a: how strongly the curve bends (any finite number; ``a = 0`` with ``"parabola"`` is the
+            linear model ``x = z₂ + noise``).
+        grid_limit: half-width of the quadrature square.
+        grid_size: G, grid points per axis (G² in all), at least 101.
+        dtype: the model's floating-point type (float64: exact math).
+    """
+
+    CURVES = ("hyperbola", "parabola")
+    EDGE_LOG_SHARE = -30.0  # the border's largest log p(x, z_g) minus log Σ_g p(x, z_g)
+    COARSE_TOLERANCE = 1e-3  # |log p(x) on step 2h - log p(x) on step h|
+    MAX_CELL_SHARE = 0.2  # the largest share of the total mass in one grid cell
+
+    def __init__(
+        self,
+        noise_std: float = 0.3,
+        curve: str = "hyperbola",
+        a: float = 1.0,
+        *,
+        grid_limit: float = 8.0,
+        grid_size: int = 401,
+        dtype: torch.dtype = torch.float64,
+    ):
+        if curve not in self.CURVES:
+            raise ValueError(f"curve must be one of {self.CURVES}, got {curve!r}.")
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+            raise ValueError(f"a must be a finite number, got {a!r}.")
+        self.noise_std = _check_positive_float("noise_std", noise_std)
+        self.curve, self.a = curve, float(a)
+        self.latent_dim, self.data_dim = 2, 1
+        self.dtype, self.device = dtype, torch.device("cpu")
+        self.grid_limit = _check_positive_float("grid_limit", grid_limit)
+        check_positive_int("grid_size", grid_size, minimum=101)
+        self.z_grid = torch.linspace(-grid_limit, grid_limit, grid_size, dtype=dtype)  # (G,)
+        self.grid_step = 2 * self.grid_limit / (grid_size - 1)
+
+    def __repr__(self) -> str:
+        return f"NonlinearToy2D(noise_std={self.noise_std}, curve={self.curve!r}, a={self.a})"
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z)``: ``(..., 2) -> (..., 1)``, ``a z₁ z₂`` or ``z₂ + a z₁²``."""
+        z1, z2 = z[..., :1], z[..., 1:]
+        if self.curve == "hyperbola":
+            return self.a * z1 * z2
+        return z2 + self.a * z1.square()
+
+    @staticmethod
+    def grid_points(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The grid ``(G2, G1, 2)`` of the points ``(z1[j], z2[i])`` at ``[i, j]``.
+
+        Rows follow z₂ and columns z₁, as ``matplotlib``'s ``contour(z1, z2, values)`` expects.
+        """
+        rows, cols = torch.meshgrid(z2, z1, indexing="ij")  # (G2, G1) each
+        return torch.stack([cols, rows], dim=-1)  # (G2, G1, 2): (z₁, z₂)
+
+    def _grid_log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x, z_g)`` on the quadrature grid: ``(G, G, N)``, checked for accuracy."""
+        grid = self.grid_points(self.z_grid, self.z_grid)[:, :, None, :]  # (G, G, 1, 2)
+        log_joint = self.log_joint(x, grid)  # (G, G, N)
+        log_total = torch.logsumexp(log_joint.flatten(0, 1), dim=0)  # (N,)
+        # The integrand must have vanished at the grid's border ...
+        border = torch.cat([log_joint[0], log_joint[-1], log_joint[:, 0], log_joint[:, -1]])
+        if bool((border.max(dim=0).values - log_total > self.EDGE_LOG_SHARE).any()):
+            raise ValueError(
+                "some x lie so far out that their posterior reaches the edge of the quadrature "
+                f"grid [{-self.grid_limit:.3g}, {self.grid_limit:.3g}]²; build the model with a "
+                "larger grid_limit."
+            )
+        # ... and be resolved: no cell holds much of the mass, and half the points agree.
+        too_peaked = log_joint.flatten(0, 1).max(dim=0).values - log_total
+        coarse = torch.logsumexp(log_joint[::2, ::2].flatten(0, 1), dim=0) + 2 * math.log(2)
+        if bool((too_peaked > math.log(self.MAX_CELL_SHARE)).any()) or bool(
+            ((coarse - log_total).abs() > self.COARSE_TOLERANCE).any()
+        ):
+            raise ValueError(
+                "the posterior of some x is narrower than the quadrature grid can resolve "
+                f"(step {self.grid_step:.3g}; the rule on every other point disagrees by more "
+                f"than {self.COARSE_TOLERANCE:g}); build the model with a larger grid_size."
+            )
+        return log_joint
+
+    def log_marginal(self, x: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
+        """``log p(x) ≈ log Σ_g h² p(z_g) p(x|z_g)``, the 2-D trapezoid rule (ch. 1, 11).
+
+        ``(N, 1) -> (N,)``, computed ``chunk_size`` data points at a time to bound memory (about
+        ``G² · chunk_size`` floats a few times over).
+        """
+        x = self._as_x(x)
+        check_positive_int("chunk_size", chunk_size)
+        log_cell = 2 * math.log(self.grid_step)  # log h²
+        chunks = [
+            torch.logsumexp(self._grid_log_joint(x_chunk).flatten(0, 1), dim=0) + log_cell
+            for x_chunk in x.split(chunk_size)
+        ]
+        return torch.cat(chunks)
+
+    def log_posterior_density(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z|x) = log p(x, z) - log p(x)`` (Bayes' rule, normalized by quadrature).
+
+        Args:
+            x: ``(N, 1)``.
+            z: ``(K, N, 2)`` or ``(N, 2)``: anything ``(..., 2)`` that broadcasts against
+                ``(N, 2)``, e.g. a grid ``(G2, G1, 1, 2)`` (:meth:`grid_points` with a new axis).
+
+        Returns:
+            ``(K, N)``, ``(N,)``, ``(G2, G1, N)``. ``exp`` of it integrates to 1 over the plane.
+        """
+        return self.log_joint(x, z) - self.log_marginal(x)
+
+    def posterior_grid(
+        self, x: torch.Tensor, limit: float = 4.0, size: int = 161
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The exact posterior density on a square grid, for pictures: ``(z1, z2, density)``.
+
+        Args:
+            x: ``(N, 1)``.
+            limit: the grid covers ``[-limit, limit]²``.
+            size: grid points per axis.
+
+        Returns:
+            ``z1 (size,)``, ``z2 (size,)`` and ``density (N, size, size)`` with
+            ``density[n, i, j] = p(z₁ = z1[j], z₂ = z2[i] | x_n)`` (normalized by the quadrature
+            :meth:`log_marginal`, so it is exact however coarse this grid):
+            ``plt.contour(z1, z2, density[n])`` draws it.
+        """
+        _check_positive_float("limit", limit)
+        check_positive_int("size", size, minimum=2)
+        axis = torch.linspace(-limit, limit, size, dtype=self.dtype)  # (G,)
+        grid = self.grid_points(axis, axis)[:, :, None, :]  # (G, G, 1, 2)
+        density = self.log_posterior_density(x, grid).exp()  # (G, G, N)
+        return axis, axis.clone(), density.permute(2, 0, 1)
+
+    def posterior_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and covariance by quadrature: ``(N, 1) -> (mean (N, 2), cov (N, 2, 2))``.
+
+        ``E[z|x] = Σ_g w_g z_g`` with weights ``w_g ∝ p(x, z_g)`` on the grid (the moment-matched
+        Gaussian, which minimizes KL(p ‖ q), not the ELBO's KL(q ‖ p)).
+        """
+        x = self._as_x(x)
+        grid = self.grid_points(self.z_grid, self.z_grid).flatten(0, 1)  # (G², 2)
+        means, covs = [], []
+        for x_chunk in x.split(8):
+            weights = torch.softmax(self._grid_log_joint(x_chunk).flatten(0, 1), dim=0)  # (G², n)
+            mean = weights.T @ grid  # (n, 2)
+            centred = grid[None] - mean[:, None]  # (n, G², 2)
+            covs.append(torch.einsum("gn,ngi,ngj->nij", weights, centred, centred))
+            means.append(mean)
+        return torch.cat(means), torch.cat(covs)

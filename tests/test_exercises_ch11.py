@@ -120,7 +120,7 @@ def test_the_push_forward_reference_integrates_to_one_in_1d():
 # --- wrong answers get their hint --------------------------------------------------------------
 
 @pytest.mark.parametrize("answer, hint", [
-    (lambda z, u, w, b: torch.log(1 + torch.tanh(z @ w + b) * (u @ w)), "derivative of h"),
+    (lambda z, u, w, b: torch.log(1 + torch.tanh(z @ w + b) * (u @ w)), "derivative of tanh"),
     (lambda z, u, w, b: torch.log(1 + (1 - torch.tanh(z @ w + b)) * (u @ w)), "not 1 − tanh"),
     (lambda z, u, w, b: torch.log(torch.abs((1 - torch.tanh(z @ w + b) ** 2) * (u @ w))),
      "dropped the identity"),

@@ -1,8 +1,8 @@
 """Self-checks for chapter 11 (a richer q(z|x): normalizing flows). See :mod:`._core`.
 
-- :func:`check_planar_log_det`: the planar map's ``log |det ∂f/∂z| = log |1 + h'(wᵀz + b) ûᵀw|``,
-  ``h = tanh``, by the matrix determinant lemma (no autograd, no determinant of the d × d Jacobian,
-  no :mod:`vaelib.flows`);
+- :func:`check_planar_log_det`: the planar map's
+  ``log |det ∂f/∂z| = log |1 + tanh'(wᵀz + b) ûᵀw|``, by the matrix determinant lemma (no
+  autograd, no determinant of the d × d Jacobian, no :mod:`vaelib.flows`);
 - :func:`check_push_forward`: a chain of planar maps applied to ``z_0 = μ + σ ⊙ ε``, and the
   density of its output, ``log q_L(z_L) = log q_0(z_0) − Σ_l log |det ∂f_l/∂z_{l-1}|``.
 
@@ -138,7 +138,7 @@ def _planar_params(g: torch.Generator, d: int, scale: float = 1.0):
 
 def _planar_reference(z, u_hat, w, b, *, derivative=True, identity=True, bias=True,
                       inner=None, sign=1.0, take_log=True):
-    """log |1 + h'(wᵀz + b) ûᵀw|, and the slips a student makes (keyword switches): (K,)."""
+    """log |1 + tanh'(wᵀz + b) ûᵀw|, and the slips a student makes (keyword switches): (K,)."""
     a = z @ w + (b if bias else 0.0)  # (K,)
     h = 1 - torch.tanh(a).square() if derivative is True else derivative(a)
     dot = (u_hat * w).sum() if inner is None else inner
@@ -170,15 +170,15 @@ def _planar_slips(z, u_hat, w, b) -> list[tuple[torch.Tensor, str]]:
     ref = _planar_reference
     return [
         (ref(z, u_hat, w, b, derivative=torch.tanh), "you used tanh(wᵀz + b) itself: the Jacobian "
-         "of f needs the derivative of h = tanh at wᵀz + b."),
+         "of f needs the derivative of tanh at wᵀz + b."),
         (ref(z, u_hat, w, b, derivative=lambda a: 1 - torch.tanh(a)), "the derivative of tanh is "
          "1 − tanh², not 1 − tanh."),
         (ref(z, u_hat, w, b, identity=False), "you dropped the identity: f(z) = z + û h(·), so its "
-         "Jacobian is I + h' û wᵀ, and the lemma gives 1 + (...), not (...) alone."),
+         "Jacobian is I + tanh' û wᵀ, and the lemma gives 1 + (...), not (...) alone."),
         (ref(z, u_hat, w, b, take_log=False), "that is the determinant itself: return its log "
          "(of its absolute value)."),
-        (ref(z, u_hat, w, b, bias=False), "you left b out of h'(wᵀz + b)."),
-        (ref(z, u_hat, w, b, sign=-1.0), "a sign slip: det(I + h' û wᵀ) = 1 + h' wᵀû, with a "
+        (ref(z, u_hat, w, b, bias=False), "you left b out of tanh'(wᵀz + b)."),
+        (ref(z, u_hat, w, b, sign=-1.0), "a sign slip: det(I + tanh' û wᵀ) = 1 + tanh' wᵀû, with a "
          "plus."),
         (ref(z, u_hat, w, b, inner=w.square().sum()), "you used wᵀw: the determinant lemma gives "
          "det(I + a bᵀ) = 1 + bᵀa, here the inner product of û and w."),
@@ -189,8 +189,8 @@ def _planar_slips(z, u_hat, w, b) -> list[tuple[torch.Tensor, str]]:
 
 _PLANAR_NONFINITE = (
     "your answer is NaN or infinite: a log of a negative number or of 0? With wᵀû ≥ −1 the "
-    "determinant 1 + h' ûᵀw is positive as long as 0 < h' ≤ 1 (the derivative of tanh is) and "
-    "the 1 that the identity contributes is there.")
+    "determinant 1 + tanh' ûᵀw is positive as long as 0 < tanh' ≤ 1 (the derivative of tanh "
+    "is) and the 1 that the identity contributes is there.")
 
 
 def check_planar_log_det(planar_log_det: Any) -> bool:
@@ -214,8 +214,8 @@ def check_planar_log_det(planar_log_det: Any) -> bool:
                 raise ExerciseFailed(
                     case + _explain(got, want, _planar_slips(z, u_hat, w, b), _PLANAR_NONFINITE),
                     formula="log |1 + (1 − tanh²(wᵀz + b)) ûᵀw|, for each row z_k.")
-        return ("log |det(I + h' û wᵀ)| = log |1 + h'(wᵀz + b) ûᵀw| (the matrix determinant lemma: "
-                "O(d), not O(d³)).")
+        return ("log |det(I + tanh' û wᵀ)| = log |1 + tanh'(wᵀz + b) ûᵀw| (the matrix "
+                "determinant lemma: O(d), not O(d³)).")
 
     return run_check("planar_log_det", planar_log_det, body)
 
@@ -292,7 +292,7 @@ def _push_slips(eps, mean, logvar, maps) -> list[tuple[torch.Tensor, str]]:
 
 _PUSH_NONFINITE = (
     "your log q_L is NaN or infinite: a log of a negative number or of 0? Each map's determinant "
-    "1 + h' ûᵀw is positive (wᵀû ≥ −1, 0 < h' ≤ 1), and log q_0 needs no log of logvar.")
+    "1 + tanh' ûᵀw is positive (wᵀû ≥ −1, 0 < tanh' ≤ 1), and log q_0 needs no log of logvar.")
 
 
 def check_push_forward(push_forward: Any) -> bool:
@@ -329,7 +329,7 @@ def check_push_forward(push_forward: Any) -> bool:
                                                   _push_slips(eps, mean, logvar, maps),
                                                   _PUSH_NONFINITE),
                     formula="log q_L(z_L) = log N(ε; 0, I) − ½ Σ_j log σ_j² − Σ_l log |1 + "
-                            "h'(w_lᵀz_{l-1} + b_l) û_lᵀw_l|.")
+                            "tanh'(w_lᵀz_{l-1} + b_l) û_lᵀw_l|.")
         return "log q_L(z_L) = log q_0(z_0) − Σ_l log |det ∂f_l/∂z_{l-1}|, each at its own input."
 
     return run_check("push_forward", push_forward, body)

@@ -27,6 +27,8 @@ gradients      score-function and pathwise estimators of the gradient of E_q[f(z
 data           MNIST: bundled subset, verified download and cache, binarization
 likelihoods    p(x|z) by name: Bernoulli, Gaussian (log-prob, mean, output bias, binary data?)
 vae            VAEConfig (presets) and VAE
+flows          PlanarFlow, AffineCoupling, coupling_masks, FlowPosterior (q(z|x) through
+               invertible maps: z and log q together; ch. 11)
 atomic         atomic_file, atomic_write_bytes (a file written whole or not at all)
 checkpoint     save_checkpoint, load_checkpoint, load_model, checkpoint_files
 evaluate       evaluate(model, ...): test ELBO, IWAE-K, importance-sampled log-likelihood
@@ -40,8 +42,9 @@ exercises      check_<name> self-checks (``from vaelib.exercises import ...``)
 =============  ==========================================================================
 
 The README's ``vaelib`` section splits them in two: the maths read with the chapters (protocols,
-checks, gaussian, kl, toy, estimators, objectives, gradients, likelihoods, vae), which imports
-nothing from the rest, and the course and run machinery (``tests/test_layout.py`` holds the line).
+checks, gaussian, kl, toy, estimators, objectives, gradients, likelihoods, vae, flows), which
+imports nothing from the rest, and the course and run machinery (``tests/test_layout.py`` holds the
+line).
 """
 
 from .checkpoint import *  # noqa: F401,F403
@@ -50,6 +53,7 @@ from .data import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .estimators import *  # noqa: F401,F403
 from .evaluate import Evaluation, chunk_sizes, importance_log_likelihood  # noqa: F401
+from .flows import *  # noqa: F401,F403
 from .gaussian import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .kl import *  # noqa: F401,F403

@@ -170,6 +170,7 @@ class PlanarFlow(Flow):
             r0, c0 = r.detach(), c.detach().expand_as(r)
             lo, hi = r0 - c0.abs(), r0 + c0.abs()
             a = r0.clone()
+            step = step_before = hi - lo
             for _ in range(max_iter):
                 h = torch.tanh(a)
                 residual = a + c0 * h - r0  # g(a) − r, increasing in a
@@ -177,10 +178,13 @@ class PlanarFlow(Flow):
                     break
                 lo = torch.where(residual < 0, a, lo)  # the root lies above a
                 hi = torch.where(residual > 0, a, hi)
-                slope = 1 + c0 * (1 - h) * (1 + h)  # g'(a) ≥ 0
-                step = a - residual / slope
-                inside = (step > lo) & (step < hi)  # a Newton step that leaves the bracket
-                a = torch.where(inside, step, (lo + hi) / 2)  # is replaced by bisection
+                newton = residual / (1 + c0 * (1 - h) * (1 + h))  # g(a) / g'(a), g' ≥ 0
+                # bisect where Newton would leave the bracket or does not halve the step before
+                # last (it can cycle around the bend of tanh; Numerical Recipes' rtsafe)
+                inside = (a - newton > lo) & (a - newton < hi)
+                good = inside & (2 * newton.abs() <= step_before.abs())
+                step_before, step = step, torch.where(good, newton, a - (lo + hi) / 2)
+                a = a - step
         # one Newton step with gradients: a = a* − (g(a*) − r) / g'(a*) is a* in value and has the
         # derivative of the exact root (implicit function theorem)
         h = torch.tanh(a)
@@ -328,6 +332,11 @@ class AffineCoupling(Flow):
 # ---------------------------------------------------------------------------------------------
 # The flow posterior q(z|x).
 # ---------------------------------------------------------------------------------------------
+
+
+class _NoClosedForm(NotImplementedError, AttributeError):
+    """A NotImplementedError that is also an AttributeError, so ``hasattr(q, "mean")`` is False
+    (and ``isinstance(q, vaelib.protocols.Proposal)`` answers False instead of raising)."""
 
 
 class FlowPosterior(Distribution):
@@ -480,7 +489,7 @@ class FlowPosterior(Distribution):
         return self._base.log_prob(z) + log_det_inverse
 
     def _no_closed_form(self, what: str):
-        raise NotImplementedError(
+        raise _NoClosedForm(
             f"a FlowPosterior's {what} has no closed form; estimate it by Monte Carlo from "
             "z, log_q = q.rsample_with_log_prob((K,)) (e.g. the entropy is -log_q.mean(0))."
         )

@@ -1,0 +1,360 @@
+"""vaelib.flows against independent references: autograd Jacobians, quadrature, finite differences.
+
+Every log-determinant is compared with ``log |det|`` of ``torch.autograd.functional.jacobian``;
+densities are integrated on grids (trapezoid rule) and must give 1; Monte Carlo expectations are
+compared with quadrature of the push-forward density. All in float64 with fixed seeds.
+"""
+
+import math
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+from torch.func import functional_call
+
+from vaelib.flows import AffineCoupling, Flow, FlowPosterior, PlanarFlow, coupling_masks
+from vaelib.gaussian import DiagonalGaussian
+from vaelib.protocols import Proposal
+
+F64 = torch.float64
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape, seed=0, scale=1.0):
+    return scale * torch.randn(shape, generator=_gen(seed), dtype=F64)
+
+
+def _planar(d, batch_shape=(), seed=0, scale=1.0):
+    """A planar map in float64 with sizeable random raw parameters (not the near-identity start)."""
+    flow = PlanarFlow(d, batch_shape=batch_shape).to(F64)
+    with torch.no_grad():
+        flow.u.copy_(_randn(*batch_shape, d, seed=seed, scale=scale))
+        flow.w.copy_(_randn(*batch_shape, d, seed=seed + 100, scale=scale))
+        flow.b.copy_(_randn(*batch_shape, seed=seed + 200, scale=scale) if batch_shape
+                     else _randn(1, seed=seed + 200, scale=scale)[0])
+    return flow.requires_grad_(False)  # gradients are tested with copies of the numbers
+
+
+def _coupling(d, context_dim=0, hidden=8, parity=0, seed=0, scale=0.7):
+    """An affine coupling map in float64 with every weight random (not the identity start)."""
+    torch.manual_seed(seed)
+    flow = AffineCoupling(d, context_dim, hidden, coupling_masks(d, 2)[parity]).to(F64)
+    with torch.no_grad():
+        for i, p in enumerate(flow.parameters()):
+            p.copy_(_randn(*p.shape, seed=seed + 10 * i, scale=scale))
+    return flow.requires_grad_(False)
+
+
+def _jacobian_log_det(fn, z):
+    """``log |det J|`` per point of ``fn: (..., d) -> (..., d)`` from autograd's full Jacobian.
+
+    Also asserts that the points do not interact (the off-diagonal blocks are 0)."""
+    d = z.shape[-1]
+    jac = jacobian(fn, z)  # (*batch, d, *batch, d)
+    points = z.numel() // d
+    jac = jac.reshape(points, d, points, d)
+    idx = torch.arange(points)
+    blocks = jac[idx, :, idx, :]  # (P, d, d)
+    off = jac.clone()
+    off[idx, :, idx, :] = 0
+    assert float(off.abs().max()) == 0.0
+    sign, log_abs = torch.linalg.slogdet(blocks)
+    return log_abs.reshape(z.shape[:-1])
+
+
+def _trapezoid_2d(density, step):
+    """The trapezoid rule on a square grid: ``density`` ``(G, G, ...)``."""
+    return torch.trapezoid(torch.trapezoid(density, dx=step, dim=0), dx=step, dim=0)
+
+
+# --- log-determinants against autograd -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+@pytest.mark.parametrize("batch_shape", [(), (4,)])
+def test_planar_log_det_matches_autograd_jacobian(d, batch_shape):
+    flow = _planar(d, batch_shape, seed=d)
+    z = _randn(3, 4, d, seed=7, scale=1.5)  # (K, N, d); batched maps broadcast over K
+    z_new, log_det = flow(z)
+    assert z_new.shape == z.shape and log_det.shape == (3, 4)
+    want = _jacobian_log_det(lambda v: flow(v)[0], z)
+    torch.testing.assert_close(log_det, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+@pytest.mark.parametrize("context_dim", [0, 3])
+@pytest.mark.parametrize("parity", [0, 1])
+def test_coupling_log_det_matches_autograd_jacobian(d, context_dim, parity):
+    flow = _coupling(d, context_dim, parity=parity, seed=d + context_dim)
+    z = _randn(3, 4, d, seed=8, scale=1.5)  # (K, N, d)
+    context = _randn(4, context_dim, seed=9) if context_dim else None  # (N, c)
+    z_new, log_det = flow(z, context)
+    assert z_new.shape == z.shape and log_det.shape == (3, 4)
+    want = _jacobian_log_det(lambda v: flow(v, context)[0], z)
+    torch.testing.assert_close(log_det, want, rtol=1e-12, atol=1e-12)
+    assert float(log_det.abs().min()) > 1e-3  # a real (non-identity) map was tested
+    kept = flow.mask.bool()
+    torch.testing.assert_close(z_new[..., kept], z[..., kept], rtol=0, atol=0)  # z_a unchanged
+
+
+def test_batched_planar_maps_equal_separate_maps():
+    """batch_shape=(N,) is N separate maps: row n of the batch equals a map with row n's numbers."""
+    flow = _planar(3, (4,), seed=1)
+    z = _randn(5, 4, 3, seed=2)
+    z_new, log_det = flow(z)
+    for n in range(4):
+        one = PlanarFlow(3).to(F64)
+        with torch.no_grad():
+            for name in ("u", "w", "b"):
+                getattr(one, name).copy_(getattr(flow, name)[n])
+        z_n, log_det_n = one(z[:, n])
+        torch.testing.assert_close(z_new[:, n], z_n, rtol=0, atol=0)
+        torch.testing.assert_close(log_det[:, n], log_det_n, rtol=0, atol=0)
+
+
+def test_coupling_context_broadcasts_like_concatenation():
+    """The split first layer equals the network applied to [z ⊙ mask, h] with h copied K times."""
+    flow = _coupling(4, 3, seed=3)
+    z, context = _randn(5, 2, 4, seed=4), _randn(2, 3, seed=5)
+    s, t = flow.scale_shift(z * flow.mask, context)
+    inputs = torch.cat([z * flow.mask, context.expand(5, 2, 3)], dim=-1)  # (K, N, d + c)
+    raw_s, raw_t = flow.output_layer(torch.tanh(flow.hidden_layer(inputs))).chunk(2, dim=-1)
+    changed = 1 - flow.mask
+    c = flow.scale_bound
+    torch.testing.assert_close(s, c * torch.tanh(raw_s / c) * changed, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(t, raw_t * changed, rtol=1e-13, atol=1e-13)
+    assert float(s.abs().max()) < c
+
+
+# --- inverses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0])
+def test_planar_inverse_round_trip(d, scale):
+    """f⁻¹(f(z)) = z and f(f⁻¹(y)) = y to 1e-9, with log-determinants of opposite sign."""
+    flow = _planar(d, (6,), seed=int(10 * scale) + d, scale=scale)
+    z = _randn(50, 6, d, seed=11, scale=3.0)
+    y, log_det = flow(z)
+    z_back, log_det_inverse = flow.inverse(y)
+    torch.testing.assert_close(z_back, z, rtol=0, atol=1e-9)
+    torch.testing.assert_close(log_det_inverse, -log_det, rtol=0, atol=1e-9)
+    y_any = _randn(50, 6, d, seed=12, scale=3.0)  # any point has a preimage
+    z_any, _ = flow.inverse(y_any)
+    torch.testing.assert_close(flow(z_any)[0], y_any, rtol=0, atol=1e-9)
+
+
+def test_planar_inverse_near_the_constraint_boundary():
+    """wᵀû close to −1 (a nearly flat spot): the bracketed Newton solve still converges."""
+    flow = PlanarFlow(2).to(F64)
+    with torch.no_grad():
+        flow.w.copy_(torch.tensor([2.0, 0.0], dtype=F64))
+        flow.u.copy_(-8.0 * flow.w / 4)  # wᵀu = -8: wᵀû = -1 + softplus(-8) ≈ -1 + 3.4e-4
+        flow.b.fill_(0.2)
+    z = torch.stack([torch.linspace(-3, 3, 201, dtype=F64), torch.zeros(201, dtype=F64)], -1)
+    y, log_det = flow(z)
+    z_back, log_det_inverse = flow.inverse(y)
+    torch.testing.assert_close(z_back, z, rtol=0, atol=1e-8)
+    torch.testing.assert_close(log_det_inverse, -log_det, rtol=0, atol=1e-8)
+
+
+def test_planar_inverse_in_float32():
+    flow = _planar(3, (4,), seed=5).to(torch.float32)
+    z = _randn(20, 4, 3, seed=6).float()
+    y, _ = flow(z)
+    z_back, _ = flow.inverse(y)
+    torch.testing.assert_close(z_back, z, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("context_dim", [0, 2])
+def test_coupling_inverse_is_exact(context_dim):
+    flow = _coupling(3, context_dim, seed=4)
+    z = _randn(10, 5, 3, seed=13, scale=3.0)
+    context = _randn(5, context_dim, seed=14) if context_dim else None
+    y, log_det = flow(z, context)
+    z_back, log_det_inverse = flow.inverse(y, context)
+    torch.testing.assert_close(z_back, z, rtol=0, atol=1e-13)
+    torch.testing.assert_close(log_det_inverse, -log_det, rtol=0, atol=1e-13)
+
+
+# --- the planar constraint -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_planar_constraint_holds_for_any_raw_parameters(seed):
+    """wᵀû = m(wᵀu) ≥ −1 for raw u, w of any size and sign, wᵀu very negative included; then
+    wᵀf(z) is nondecreasing along w (the map is invertible) and the log-determinant is finite."""
+    g = _gen(seed)
+    n, d = 64, 3
+    size = 10.0 ** torch.randint(-3, 4, (n, 1), generator=g).to(F64)  # 1e-3 ... 1e3
+    w = torch.randn(n, d, generator=g, dtype=F64) * size
+    u = torch.randn(n, d, generator=g, dtype=F64) * 10.0 ** torch.randint(-3, 4, (n, 1),
+                                                                          generator=g)
+    u[: n // 2] = -torch.rand(n // 2, 1, generator=g, dtype=F64) * 50 * w[: n // 2]  # wᵀu ≪ 0
+    flow = PlanarFlow(d, (n,)).to(F64)
+    with torch.no_grad():
+        flow.u.copy_(u)
+        flow.w.copy_(w)
+        flow.b.copy_(torch.randn(n, generator=g, dtype=F64))
+    wu = (w * u).sum(-1)
+    assert float(wu.min()) < -100  # the case the reparameterization is for
+    # wᵀû formed from û carries the round-off of a dot product of size ‖w‖‖u‖
+    round_off = 1e-14 * (1 + w.norm(dim=-1) * u.norm(dim=-1))
+    w_u_hat = (w * flow.u_hat).sum(-1)
+    assert bool(((w_u_hat - (-1 + torch.nn.functional.softplus(wu))).abs() <= round_off).all())
+    assert bool((w_u_hat >= -1 - round_off).all())
+    # along the line z = t w / ‖w‖ through the bend, wᵀf(z) + b = g(a) never decreases
+    t = torch.linspace(-20, 20, 4001, dtype=F64)[:, None, None]  # (T, 1, 1)
+    line = t * w / w.norm(dim=-1, keepdim=True)  # (T, n, d)
+    y, log_det = flow(line)
+    along = (y * w).sum(-1)  # (T, n)
+    assert bool((along.diff(dim=0) >= -1e-9 * along.abs()[1:]).all())
+    assert bool(torch.isfinite(log_det).all())
+    # the inverse solves f(z) = y to round-off; z itself is found to 1e-6: where wᵀû is within
+    # round-off of −1, g(a) = a − tanh(a) ≈ a³/3 near 0 turns round-off δ into δ^(1/3) in a
+    z_back, _ = flow.inverse(y)
+    scale = 1 + flow.u_hat.norm(dim=-1, keepdim=True)  # (n, 1): the size of the bend
+    assert bool(((flow(z_back)[0] - y).abs() <= 1e-10 * scale).all())
+    torch.testing.assert_close(z_back, line, rtol=0, atol=1e-6)
+
+
+def test_planar_with_zero_w_is_a_translation():
+    flow = PlanarFlow(2).to(F64)
+    with torch.no_grad():
+        flow.u.copy_(torch.tensor([0.5, -1.0], dtype=F64))
+        flow.w.zero_()
+        flow.b.fill_(0.3)
+    torch.testing.assert_close(flow.u_hat, flow.u, rtol=0, atol=0)
+    z = _randn(7, 2, seed=1)
+    flow.requires_grad_(False)
+    y, log_det = flow(z)
+    torch.testing.assert_close(y, z + flow.u * math.tanh(0.3), rtol=1e-15, atol=1e-15)
+    assert float(log_det.abs().max()) == 0.0
+    torch.testing.assert_close(flow.inverse(y)[0], z, rtol=1e-15, atol=1e-15)
+
+
+# --- densities integrate to 1 --------------------------------------------------------------------
+
+
+def _base(n, d, seed=0, scale=0.5):
+    return DiagonalGaussian(_randn(n, d, seed=seed, scale=scale),
+                            _randn(n, d, seed=seed + 1, scale=scale))
+
+
+def test_planar_density_integrates_to_one_in_1d():
+    """Three planar maps of 1-D z (three data points at once): ∫ q(z) dz = 1 to 1e-8 by the
+    trapezoid rule on [-25, 25] (20001 points; the tails beyond hold < 1e-20)."""
+    base = _base(3, 1, seed=2)
+    flows = [_planar(1, (3,), seed=s, scale=1.5) for s in range(3)]
+    q = FlowPosterior(base, flows)
+    grid = torch.linspace(-25, 25, 20001, dtype=F64)
+    density = q.log_prob(grid[:, None, None].expand(-1, 3, 1)).exp()  # (G, N)
+    total = torch.trapezoid(density, grid, dim=0)
+    torch.testing.assert_close(total, torch.ones(3, dtype=F64), rtol=0, atol=1e-8)
+    # the maps did change the density: it is not the base Gaussian's
+    assert float((density.log() - base.log_prob(grid[:, None, None])).abs().max()) > 0.5
+
+
+@pytest.mark.parametrize("kind", ["planar", "coupling", "both"])
+def test_density_integrates_to_one_in_2d(kind):
+    """A chain of four maps of 2-D z, two data points (two contexts): ∫∫ q(z) dz = 1 to 2e-6 by
+    the trapezoid rule on a square grid that holds all but < 1e-8 of the mass (the observed errors
+    are 2e-7, 1e-8 and 1e-13; a wrong log-determinant is off by far more)."""
+    n = 2
+    context = _randn(n, 2, seed=21)
+    flows, half_width, points = {
+        "planar": ([_planar(2, (n,), seed=s, scale=1.2) for s in range(4)], 12, 801),
+        "coupling": ([_coupling(2, 2, parity=s % 2, seed=30 + s, scale=0.15) for s in range(4)],
+                     15, 601),
+        "both": ([_planar(2, (n,), seed=40), _coupling(2, 2, parity=0, seed=41, scale=0.2),
+                  _planar(2, (n,), seed=42), _coupling(2, 2, parity=1, seed=43, scale=0.2)],
+                 15, 601),
+    }[kind]
+    q = FlowPosterior(_base(n, 2, seed=3), flows, context)
+    axis = torch.linspace(-half_width, half_width, points, dtype=F64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1)  # (G, G, 2)
+    z = grid.reshape(-1, 1, 2).expand(-1, n, 2)  # (G², N, 2)
+    density = q.log_prob(z).exp().reshape(points, points, n)
+    total = _trapezoid_2d(density, float(axis[1] - axis[0]))
+    torch.testing.assert_close(total, torch.ones(n, dtype=F64), rtol=0, atol=2e-6)
+    # the maps changed the density: it is not the base Gaussian's
+    assert float((density.log() - q.base.log_prob(z).reshape(density.shape)).abs().max()) > 0.5
+
+
+# --- gradients against finite differences --------------------------------------------------------
+
+
+class _Inverse(torch.nn.Module):
+    """``forward`` is the wrapped map's inverse (so that functional_call can swap its numbers)."""
+
+    def __init__(self, flow):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, y, context=None):
+        return self.flow.inverse(y, context)
+
+
+def _gradcheck(module, inputs, context=None, prefix=""):
+    """gradcheck of ``module(inputs, context)`` in every input and every parameter of module."""
+    names = [name for name, _ in module.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for _, p in module.named_parameters()]
+    extra = [] if context is None else [context.detach().clone().requires_grad_()]
+
+    def fn(z, *rest):
+        ctx = rest[len(params)] if extra else None
+        return functional_call(module, dict(zip(names, rest[: len(params)])), (z, ctx))
+
+    assert torch.autograd.gradcheck(fn, (inputs.detach().clone().requires_grad_(), *params, *extra))
+
+
+def test_planar_gradients_match_finite_differences():
+    flow = _planar(3, (2,), seed=6)
+    z = _randn(4, 2, 3, seed=7)
+    _gradcheck(flow, z)  # z, u, w, b
+    _gradcheck(_Inverse(flow), flow(z)[0].detach())  # the implicit-function step of the inverse
+
+
+def test_coupling_gradients_match_finite_differences():
+    flow = _coupling(3, 2, hidden=4, seed=8)
+    z, context = _randn(3, 2, 3, seed=9), _randn(2, 2, seed=10)
+    _gradcheck(flow, z, context)  # z, the network's weights, the context
+    _gradcheck(_Inverse(flow), flow(z, context)[0].detach(), context)
+
+
+def test_flow_posterior_gradients_match_finite_differences():
+    """z and log q from fixed noise, differentiated in μ, logvar and the maps' numbers."""
+    context = _randn(2, 2, seed=11)
+    flows = [_planar(2, (2,), seed=12), _coupling(2, 2, hidden=4, seed=13)]
+    mean, logvar = _randn(2, 2, seed=14), _randn(2, 2, seed=15, scale=0.3)
+    eps = _randn(3, 2, 2, seed=16)
+    names = [(i, n) for i, f in enumerate(flows) for n, _ in f.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for f in flows for p in f.parameters()]
+
+    def fn(mean, logvar, context, *values):
+        swapped = {}
+        for (i, n), v in zip(names, values):
+            swapped.setdefault(i, {})[n] = v
+        calls = [_Swapped(f, swapped[i]) for i, f in enumerate(flows)]
+        q = FlowPosterior(DiagonalGaussian(mean, logvar), calls, context)
+        return q.transform(eps)
+
+    inputs = [t.clone().requires_grad_() for t in (mean, logvar, context)]
+    assert torch.autograd.gradcheck(fn, (*inputs, *params))
+
+
+class _Swapped(Flow):
+    """A map evaluated with other parameter values (torch.func.functional_call), for gradcheck."""
+
+    def __init__(self, flow, values):
+        super().__init__(flow.dim)
+        self.__dict__["inner"] = flow  # not a submodule: its own parameters are not swapped
+        self.values = values
+
+    def forward(self, z, context=None):
+        return functional_call(self.inner, self.values, (z, context))
+
+

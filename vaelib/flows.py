@@ -26,6 +26,8 @@ log-determinants and log-densities ``(K, N)``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import torch
@@ -85,9 +87,15 @@ class PlanarFlow(Flow):
         batch_shape: the shape of a batch of separate maps (e.g. ``(N,)``: one map per data
             point, all fitted at once); parameters ``u, w`` ``(*batch_shape, d)`` and ``b``
             ``(*batch_shape,)`` broadcast against ``z`` ``(K, *batch_shape, d)``.
-        init_scale: ``u`` and ``w`` start as ``init_scale · N(0, I)`` and ``b`` as 0 (a map close to
-            the identity).
+        init_scale: the size of ``û`` at the start: the map starts within ``init_scale`` of the
+            identity (see below).
         generator: the random numbers of that start (None: torch's global generator).
+
+    The start: ``w ~ N(0, I)`` (a bend on the scale of a standard-normal z), ``b = 0``, and
+    ``u = log(e − 1) w / ‖w‖² + init_scale · δ``, ``δ ~ N(0, I)``. Since ``m(log(e − 1)) = 0``,
+    this gives ``û = init_scale · (δ − e⁻¹ (wᵀδ) w / ‖w‖²)`` to first order: small, so f starts
+    near the identity, with a gradient in every parameter. (Small random u and w instead would
+    start with ``wᵀû ≈ m(0) = −0.31``: not the identity.)
     """
 
     def __init__(
@@ -101,8 +109,11 @@ class PlanarFlow(Flow):
         batch_shape = tuple(check_positive_int("batch_shape entry", n) for n in batch_shape)
         self.batch_shape = torch.Size(batch_shape)
         shape = (*batch_shape, dim)
-        self.u = nn.Parameter(init_scale * torch.randn(shape, generator=generator))  # (..., d)
-        self.w = nn.Parameter(init_scale * torch.randn(shape, generator=generator))  # (..., d)
+        w = torch.randn(shape, generator=generator)  # (..., d)
+        delta = torch.randn(shape, generator=generator)
+        u = math.log(math.e - 1) * w / w.square().sum(dim=-1, keepdim=True) + init_scale * delta
+        self.u = nn.Parameter(u)  # (..., d)
+        self.w = nn.Parameter(w)  # (..., d)
         self.b = nn.Parameter(torch.zeros(batch_shape))  # (...)
 
     def _w_dot_u_hat(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -572,3 +572,10 @@ def test_flow_posterior_errors_for_bad_input():
         q.transform(_randn(5, 4, 2))
     with pytest.raises(ValueError, match="at least 1"):
         q.rsample((0,))
+
+
+def test_vaelib_reexports_the_flows():
+    import vaelib
+
+    assert vaelib.FlowPosterior is FlowPosterior and vaelib.PlanarFlow is PlanarFlow
+    assert vaelib.AffineCoupling is AffineCoupling and vaelib.coupling_masks is coupling_masks

@@ -116,7 +116,7 @@ class PlanarFlow(Flow):
         self.w = nn.Parameter(w)  # (..., d)
         self.b = nn.Parameter(torch.zeros(batch_shape))  # (...)
 
-    def _w_dot_u_hat(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _constrained(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(û (..., d), 1 + wᵀû (...))``; ``1 + wᵀû = softplus(wᵀu) > 0`` exactly (no round-off
         can push it below 0). A zero ``w`` (a translation by ``u tanh(b)``) gives ``û = u``."""
         w_sq = self.w.square().sum(dim=-1)  # ‖w‖² (...)
@@ -130,7 +130,7 @@ class PlanarFlow(Flow):
     @property
     def u_hat(self) -> torch.Tensor:
         """``û = u + (m(wᵀu) − wᵀu) w / ‖w‖²`` ``(*batch_shape, d)``, with ``wᵀû = m(wᵀu) ≥ −1``."""
-        return self._w_dot_u_hat()[0]
+        return self._constrained()[0]
 
     def _log_abs_det(self, a: torch.Tensor, one_plus_wu_hat: torch.Tensor) -> torch.Tensor:
         """``log |1 + (1 − h²) wᵀû|`` at ``a = wᵀz + b``, ``h = tanh(a)``, written as
@@ -144,7 +144,7 @@ class PlanarFlow(Flow):
         ``context`` is ignored (a planar map's parameters are its own).
         """
         self._check_z("z", z)
-        u_hat, one_plus_wu_hat = self._w_dot_u_hat()
+        u_hat, one_plus_wu_hat = self._constrained()
         a = (z * self.w).sum(dim=-1) + self.b  # wᵀz + b (...)
         z_new = z + u_hat * torch.tanh(a).unsqueeze(-1)
         return z_new, self._log_abs_det(a, one_plus_wu_hat)
@@ -161,8 +161,9 @@ class PlanarFlow(Flow):
 
         With ``a = wᵀz + b`` and ``r = wᵀz' + b``, applying ``wᵀ(·) + b`` to ``z' = z + û tanh(a)``
         gives ``g(a) = a + (wᵀû) tanh(a) = r``, with ``g`` strictly increasing (``wᵀû > −1``) and
-        the root in ``[r − |wᵀû|, r + |wᵀû|]`` (``|tanh| ≤ 1``). Newton steps kept inside that
-        bracket (bisection when a step leaves it) find ``a``; then ``z = z' − û tanh(a)``.
+        the root in ``[r − |wᵀû|, r + |wᵀû|]`` (``|tanh| ≤ 1``). Safeguarded Newton steps find
+        ``a`` (bisection of that bracket where a step would leave it or converge too slowly:
+        plain Newton can cycle around the bend of tanh); then ``z = z' − û tanh(a)``.
 
         Converged to ``|g(a) − r| ≤ tol`` (default: 1e-10 in float64, 1e-5 in float32, times
         ``1 + |r|``), or ``max_iter`` steps. Differentiable: one last Newton step with gradients
@@ -172,7 +173,7 @@ class PlanarFlow(Flow):
             ``(z (..., d), log |det ∂f⁻¹/∂z'| = −log |det ∂f/∂z| (...))``.
         """
         self._check_z("z_new", z_new)
-        u_hat, one_plus_wu_hat = self._w_dot_u_hat()
+        u_hat, one_plus_wu_hat = self._constrained()
         c = one_plus_wu_hat - 1  # wᵀû ≥ −1 (...)
         r = (z_new * self.w).sum(dim=-1) + self.b  # (...)
         if tol is None:
@@ -189,9 +190,9 @@ class PlanarFlow(Flow):
                     break
                 lo = torch.where(residual < 0, a, lo)  # the root lies above a
                 hi = torch.where(residual > 0, a, hi)
-                newton = residual / (1 + c0 * (1 - h) * (1 + h))  # g(a) / g'(a), g' ≥ 0
+                newton = residual / (1 + c0 * (1 - h) * (1 + h))  # (g(a) − r) / g'(a), g' ≥ 0
                 # bisect where Newton would leave the bracket or does not halve the step before
-                # last (it can cycle around the bend of tanh; Numerical Recipes' rtsafe)
+                # last (Numerical Recipes' rtsafe)
                 inside = (a - newton > lo) & (a - newton < hi)
                 good = inside & (2 * newton.abs() <= step_before.abs())
                 step_before, step = step, torch.where(good, newton, a - (lo + hi) / 2)

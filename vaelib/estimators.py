@@ -64,6 +64,15 @@ def _rsample(proposal: Proposal, sample_shape: tuple[int, ...], generator) -> to
     return proposal.rsample(sample_shape, generator=generator)
 
 
+def _rsample_with_log_prob(proposal: Proposal, sample_shape: tuple[int, ...],
+                           generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z, log q(z|x))`` from one pass, for a proposal with ``rsample_with_log_prob`` (a
+    :class:`vaelib.flows.FlowPosterior`, whose ``log_prob`` would invert its maps)."""
+    if generator is None:
+        return proposal.rsample_with_log_prob(sample_shape)
+    return proposal.rsample_with_log_prob(sample_shape, generator=generator)
+
+
 def _check_chunk_size(chunk_size: int | None, num_samples: int) -> int:
     return num_samples if chunk_size is None else check_num_samples(chunk_size, "chunk_size")
 
@@ -82,7 +91,8 @@ def log_importance_weights(
         model: has ``log_joint(x, z)`` (x ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``).
         x: ``(N, D)`` data.
         proposal: q(z|x) for the N data points: ``rsample((K,))`` -> ``(K, N, d)`` and
-            ``log_prob(z)`` -> ``(K, N)``.
+            ``log_prob(z)`` -> ``(K, N)``; or ``rsample_with_log_prob((K,))`` -> both at once
+            (a :class:`vaelib.flows.FlowPosterior`: z and log q from one pass through its maps).
         num_samples: K >= 1.
         generator: optional ``torch.Generator`` (may live on the CPU while the model is on a GPU).
         chunk_size: draw at most this many samples at a time (bounds the model's memory use).
@@ -92,9 +102,15 @@ def log_importance_weights(
     """
     num_samples = check_num_samples(num_samples)
     chunk_size = _check_chunk_size(chunk_size, num_samples)
+    one_pass = hasattr(proposal, "rsample_with_log_prob")  # a flow: z and log q together
     chunks = []
     for start in range(0, num_samples, chunk_size):
-        z = _rsample(proposal, (min(chunk_size, num_samples - start),), generator)  # (k, N, d)
+        k = min(chunk_size, num_samples - start)
+        if one_pass:
+            z, log_q = _rsample_with_log_prob(proposal, (k,), generator)  # (k, N, d), (k, N)
+            chunks.append(model.log_joint(x, z) - log_q)  # (k, N)
+            continue
+        z = _rsample(proposal, (k,), generator)  # (k, N, d)
         chunks.append(model.log_joint(x, z) - proposal.log_prob(z))  # (k, N)
     return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
 

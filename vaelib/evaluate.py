@@ -23,6 +23,9 @@ work is chunked: a chunk of data points at a time, and within it a chunk of samp
 Because the noise is drawn here, log q(z_k|x) is computed from it directly, in log space:
 ``log q(z_k|x) = -½ Σ_j (log 2π + logvar_j + eps_kj²)``, exact for ``z_k = μ + σ ⊙ eps_k`` and
 finite however small σ² is (``(z - μ)² / σ²`` would be 0 · ∞ = NaN for log σ² ≈ -150 in float32).
+A flow posterior (ch. 11) is the proposal as it is: z_k is the base sample pushed through its
+maps, and log q(z_k|x) is the base's, from the noise, minus the maps' log-determinants, computed
+in the same pass (no map is inverted).
 An encoder whose log-variance is so large that z itself overflows is reported, not averaged.
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +44,10 @@ from .data import fixed_binarization
 from .device import derive_seed
 from .gaussian import DiagonalGaussian
 from .protocols import LatentVariableModel
+from .vae import flow_floats_per_sample
+
+if TYPE_CHECKING:
+    from .flows import FlowPosterior
 
 __all__ = ["Evaluation", "evaluate", "importance_log_likelihood", "chunk_sizes",
            "default_memory_budget", "check_memory_budget"]
@@ -84,7 +92,8 @@ def chunk_sizes(model, num_points: int, num_samples: int, memory_budget: int) ->
     """
     c = model.config
     per_point = 4 * num_samples * (c.latent_dim + 1)
-    per_pair = 4 * (3 * c.data_dim + 2 * sum(c.hidden_dims) + 4 * c.latent_dim)
+    per_pair = 4 * (3 * c.data_dim + 2 * sum(c.hidden_dims) + 4 * c.latent_dim
+                    + flow_floats_per_sample(c))  # a flow posterior's maps (0 for a Gaussian)
     n = min(num_points, max(1, memory_budget // 2 // per_point))
     k = min(num_samples, max(1, memory_budget // 2 // (n * per_pair)))
     return n, k
@@ -113,26 +122,34 @@ def check_memory_budget(config, num_samples: int, memory_budget: object) -> int:
     return budget
 
 
-def _log_weights(model: LatentVariableModel, x: torch.Tensor, q: DiagonalGaussian,
+def _log_weights(model: LatentVariableModel, x: torch.Tensor, q: DiagonalGaussian | FlowPosterior,
                  eps: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """``log w_k = log p(x, z_k) - log q(z_k|x)`` at ``z_k = μ + σ ⊙ eps_k`` for noise drawn in
-    advance, ``eps (K, n, d) -> (K, n)``, ``chunk_size`` samples at a time.
+    """``log w_k = log p(x, z_k) - log q(z_k|x)`` at ``z_k = μ + σ ⊙ eps_k`` (pushed through the
+    maps of a flow posterior) for noise drawn in advance, ``eps (K, n, d) -> (K, n)``,
+    ``chunk_size`` samples at a time.
 
     ``log q`` is computed from the noise itself (:meth:`DiagonalGaussian.log_prob_of_noise`:
-    ``(z - μ) / σ = eps`` exactly, no round-off).
+    ``(z - μ) / σ = eps`` exactly, no round-off); for a flow, z and log q come from one pass
+    (:meth:`vaelib.flows.FlowPosterior.transform`: the base's log q from the noise, minus the
+    maps' log-determinants).
     """
     chunks = []
     for eps_chunk in eps.split(chunk_size):  # (k, n, d)
+        if hasattr(q, "transform"):  # a FlowPosterior
+            z, log_q = q.transform(eps_chunk)  # (k, n, d), (k, n)
+            chunks.append(model.log_joint(x, z) - log_q)  # (k, n)
+            continue
         z = q.reparameterize(eps_chunk)
         chunks.append(model.log_joint(x, z) - q.log_prob_of_noise(eps_chunk))  # (k, n)
     return torch.cat(chunks)
 
 
-def _check_weights(log_w: torch.Tensor, q: DiagonalGaussian, first: int) -> None:
+def _check_weights(log_w: torch.Tensor, q: DiagonalGaussian | FlowPosterior, first: int) -> None:
     """Refuse non-finite log-weights ``(K, n)``, naming the encoder's log-variance if it is why."""
     if bool(torch.isfinite(log_w).all()):
         return
-    lo, hi = torch.stack(torch.aminmax(q.logvar)).tolist()
+    base = getattr(q, "base", q)  # a FlowPosterior's base Gaussian
+    lo, hi = torch.stack(torch.aminmax(base.logvar)).tolist()
     points = f"data points {first}..{first + log_w.shape[1] - 1}"
     if hi > 80:  # σ = e^40 and beyond: z = μ + σ ε, z² and the decoder's output overflow float32
         raise ValueError(

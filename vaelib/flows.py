@@ -13,7 +13,7 @@ so each map returns its output together with ``log |det ∂f/∂z|``. Two kinds 
   chapter 11 fits to a single x's exact posterior. Its inverse is numerical (a 1-D monotone solve).
 - :class:`AffineCoupling` (RealNVP, Dinh, Sohl-Dickstein & Bengio, 2017): keep part ``z_a`` of
   ``z``, scale and shift the rest, ``z_b' = z_b ⊙ exp(s) + t``, where ``(s, t)`` come from a small
-  network of ``z_a`` and a context ``h(x)`` from the encoder: amortized, exact inverse, and
+  network of ``z_a`` and a context ``c_φ(x)`` from the encoder: amortized, exact inverse, and
   ``log |det| = Σ s``. What the VAE's flow posterior uses (:mod:`vaelib.vae`).
 
 :class:`FlowPosterior` is the push-forward of a :class:`vaelib.gaussian.DiagonalGaussian` through
@@ -45,7 +45,7 @@ class Flow(nn.Module):
     """An invertible map of ``z`` ``(..., d)`` that also returns its log-determinant.
 
     Subclasses define :meth:`forward` and :meth:`inverse`. ``context`` (``(..., c)``, e.g. the
-    encoder's ``h(x)``) is passed to every map; maps that need none ignore it.
+    encoder's ``c_φ(x)``) is passed to every map; maps that need none ignore it.
     """
 
     def __init__(self, dim: int):
@@ -235,8 +235,8 @@ class AffineCoupling(Flow):
     ``exp(s) ⊙ z_b``), so ``log |det ∂f/∂z| = Σ_{j ∈ b} s_j``, and the inverse is exact:
     ``z_b = (z_b' − t) ⊙ exp(−s)`` with ``(s, t)`` recomputed from ``z_a' = z_a``.
 
-    The network is ``[z ⊙ mask, h] -> hidden (tanh) -> (s_raw, t)``; ``s = c · tanh(s_raw / c)``
-    keeps every log-scale in ``(−c, c)`` (``c = scale_bound``) for stability. The last layer
+    The network is ``[z ⊙ mask, c_φ(x)] -> hidden (tanh) -> (s_raw, t)``; ``s = B tanh(s_raw / B)``
+    (``B = scale_bound``) keeps every log-scale in ``(−B, B)`` for stability. The last layer
     starts at zero, so the map starts as the identity.
 
     Args:
@@ -291,7 +291,7 @@ class AffineCoupling(Flow):
         if context is None:
             raise ValueError(
                 f"this AffineCoupling map takes a context (..., {self.context_dim}) (the encoder's "
-                "h(x)); pass context=..., or build the map with context_dim=0."
+                "c_φ(x)); pass context=..., or build the map with context_dim=0."
             )
         check_tensor("context", context, min_dim=1)
         check_last_dim("context", context, self.context_dim, "context size c")
@@ -310,7 +310,7 @@ class AffineCoupling(Flow):
         """``(s, t)`` ``(..., d)`` from ``z ⊙ mask`` and the context, both 0 on the kept part.
 
         The first layer acts on ``[z ⊙ mask, h]`` as ``W_z (z ⊙ mask) + W_h h + bias``: the same
-        numbers as concatenating, without copying ``h`` ``(N, c)`` once per sample.
+        numbers as concatenating, without copying ``c_φ(x)`` ``(N, c)`` once per sample.
         """
         weight_z, weight_h = self.hidden_layer.weight.split([self.dim, self.context_dim], dim=1)
         pre = F.linear(z_kept, weight_z, self.hidden_layer.bias)  # (..., hidden)
@@ -318,7 +318,7 @@ class AffineCoupling(Flow):
             pre = pre + F.linear(context, weight_h)  # (N, hidden), broadcast over K
         s_raw, t = self.output_layer(torch.tanh(pre)).chunk(2, dim=-1)  # (..., d) each
         changed = 1 - self.mask
-        s = self.scale_bound * torch.tanh(s_raw / self.scale_bound) * changed  # in (−c, c)
+        s = self.scale_bound * torch.tanh(s_raw / self.scale_bound) * changed  # in (−B, B)
         return s, t * changed
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
@@ -363,7 +363,7 @@ class FlowPosterior(Distribution):
     Args:
         base: the :class:`vaelib.gaussian.DiagonalGaussian` q₀ ``(N, d)`` (the encoder's μ, logvar).
         flows: the maps ``f_1, ..., f_L`` (:class:`Flow`), applied in that order.
-        context: ``(N, c)`` passed to every map (the encoder's ``h(x)``), or None.
+        context: ``(N, c)`` passed to every map (the encoder's ``c_φ(x)``), or None.
 
     ``rsample_with_log_prob`` (or :meth:`transform` from given noise) gives z and log q together
     without inverting anything; :meth:`log_prob` of a given z inverts every map (planar maps

@@ -36,9 +36,9 @@ def encode_dataset(model, x: torch.Tensor,
     x = model.check_data(x)
     if len(x) == 0:
         raise ValueError("x is empty: pass at least one data point (N >= 1).")
-    parts = [model.encode(chunk) for chunk in x.split(batch_size)]
-    mu = torch.cat([m for m, _ in parts])
-    logvar = torch.cat([lv for _, lv in parts])
+    parts = [model.encode(chunk) for chunk in x.split(batch_size)]  # (mu, logvar[, context])
+    mu = torch.cat([part[0] for part in parts])
+    logvar = torch.cat([part[1] for part in parts])
     return mu, logvar
 
 

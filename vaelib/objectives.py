@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -43,6 +44,9 @@ from .checks import check_dim, check_num_samples, check_positive_int, check_tens
 from .estimators import log_mean_exp
 from .gaussian import LOG_2PI, DiagonalGaussian
 from .protocols import LatentVariableModel
+
+if TYPE_CHECKING:
+    from .flows import FlowPosterior
 
 __all__ = ["ENCODER_GRADIENTS", "self_normalized_weights", "iwae_surrogate",
            "iwae_surrogate_at", "iwae_bound_1d"]
@@ -109,12 +113,15 @@ def iwae_surrogate(
         model: a :class:`vaelib.protocols.LatentVariableModel` (its ``log_joint(x, z)``: x
             ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``).
         x: ``(N, D)`` data.
-        proposal: q(z|x), a :class:`~vaelib.gaussian.DiagonalGaussian` over ``(N, d)`` whose mean
-            and logvar carry the encoder's graph (e.g. ``model.posterior(x)``).
+        proposal: q(z|x) over ``(N, d)`` carrying the encoder's graph (e.g.
+            ``model.posterior(x)``): a :class:`~vaelib.gaussian.DiagonalGaussian`, or (plain
+            only) a :class:`~vaelib.flows.FlowPosterior`, whose samples and log q come from one
+            pass (``rsample_with_log_prob``).
         num_samples: K >= 1.
         encoder_gradient: ``"plain"``: autograd of the bound, ``Σ_k w̃_k ∇ log w_k``;
             ``"dreg"``: the decoder's gradient as in plain, the encoder's
-            ``Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ`` (see the module docstring).
+            ``Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ`` (see the module docstring); Gaussian q only
+            (a ValueError for a flow posterior).
         generator: optional ``torch.Generator`` for the samples.
 
     Returns:
@@ -126,41 +133,74 @@ def iwae_surrogate(
     """
     num_samples = check_num_samples(num_samples)
     encoder_gradient = _check_encoder_gradient(encoder_gradient)
-    if not isinstance(proposal, DiagonalGaussian):
-        raise TypeError(f"proposal must be a DiagonalGaussian (the encoder's q(z|x)), got "
-                        f"{type(proposal).__name__}.")
+    one_pass = _is_flow(proposal)  # a FlowPosterior: z and log q from one pass
+    if not (isinstance(proposal, DiagonalGaussian) or one_pass):
+        raise TypeError(f"proposal must be a DiagonalGaussian or a FlowPosterior (the encoder's "
+                        f"q(z|x)), got {type(proposal).__name__}.")
+    _check_dreg_proposal(encoder_gradient, proposal)
     check_tensor("x", x, min_dim=1)
+    shape = (*proposal.batch_shape, *proposal.event_shape)  # (N, d)
     try:  # (N, d) against (N, D): the same N points (or one q broadcast over them); no sync
-        torch.broadcast_shapes(proposal.mean.shape[:-1], x.shape[:-1])
+        torch.broadcast_shapes(proposal.batch_shape, x.shape[:-1])
     except RuntimeError:
-        raise ValueError(f"proposal is q(z|x) of shape {tuple(proposal.mean.shape)} (N, d) and x "
+        raise ValueError(f"proposal is q(z|x) of shape {shape} (N, d) and x "
                          f"has shape {tuple(x.shape)} (N, D): they must describe the same N data "
                          "points; build it from this x, e.g. model.posterior(x)."
                          ) from None
+    if one_pass:  # z and log q(z|x) from one pass through the maps
+        z, log_q = proposal.rsample_with_log_prob((num_samples,), generator=generator)
+        return iwae_surrogate_at(z, model.log_joint(x, z), proposal, encoder_gradient, log_q)
     z = proposal.rsample((num_samples,), generator=generator)  # (K, N, d), z = μ + σ ⊙ eps
     return iwae_surrogate_at(z, model.log_joint(x, z), proposal, encoder_gradient)
+
+
+def _is_flow(proposal: object) -> bool:
+    """A :class:`vaelib.flows.FlowPosterior` (or another q that gives z and log q together)."""
+    return hasattr(proposal, "rsample_with_log_prob") and not isinstance(proposal,
+                                                                          DiagonalGaussian)
+
+
+def _check_dreg_proposal(encoder_gradient: str, proposal: object) -> None:
+    """DReG needs log q(z|x) with q's parameters held fixed at a given z: the Gaussian's."""
+    if encoder_gradient == "dreg" and not isinstance(proposal, DiagonalGaussian):
+        raise ValueError(
+            f"encoder_gradient='dreg' needs a DiagonalGaussian proposal, got "
+            f"{type(proposal).__name__}: DReG evaluates log q(z_k|x) with the encoder's "
+            "parameters held fixed at each sample z_k, which for a flow posterior would mean "
+            "inverting its maps, and vaelib does not provide that. Use encoder_gradient='plain' "
+            "(the autograd gradient of the bound) with a flow posterior.")
 
 
 def iwae_surrogate_at(
     z: torch.Tensor,
     log_joint: torch.Tensor,
-    proposal: DiagonalGaussian,
+    proposal: DiagonalGaussian | FlowPosterior,
     encoder_gradient: str = "plain",
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`iwae_surrogate` at samples drawn by the caller (ch. 10).
 
     Args:
         z: ``(K, N, d)`` reparameterized samples of ``proposal`` (``proposal.rsample((K,))``).
         log_joint: ``(K, N)`` values ``log p(x, z_k)``, differentiable in the model and in z.
-        proposal: q(z|x), the :class:`~vaelib.gaussian.DiagonalGaussian` z was drawn from.
+        proposal: q(z|x), the :class:`~vaelib.gaussian.DiagonalGaussian` z was drawn from, or
+            (plain only) the :class:`~vaelib.flows.FlowPosterior`.
         encoder_gradient: ``"plain"`` or ``"dreg"``, as in :func:`iwae_surrogate`.
+        log_q: ``(K, N)`` log q(z_k|x), computed with z (``proposal.rsample_with_log_prob``);
+            needed for a flow posterior; None: ``proposal.log_prob(z)`` (a Gaussian). DReG
+            computes log q itself, with q's parameters held fixed.
 
     Returns:
         ``(N,)``, as :func:`iwae_surrogate`.
     """
     encoder_gradient = _check_encoder_gradient(encoder_gradient)
+    _check_dreg_proposal(encoder_gradient, proposal)
+    if log_q is None and _is_flow(proposal):
+        raise ValueError("iwae_surrogate_at with a FlowPosterior needs log_q, log q(z_k|x) from "
+                         "the same pass that drew z: z, log_q = "
+                         "proposal.rsample_with_log_prob((K,)).")
     if encoder_gradient == "plain":
-        log_w = log_joint - proposal.log_prob(z)  # (K, N)
+        log_w = log_joint - (proposal.log_prob(z) if log_q is None else log_q)  # (K, N)
         return log_mean_exp(log_w, dim=0)  # autograd: Σ_k w̃_k ∇ log w_k
     # DReG: log q with its parameters held fixed, so φ reaches log w_k only through z_k ...
     fixed_q = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(),

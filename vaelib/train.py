@@ -57,7 +57,7 @@ from .data import fixed_binarization
 from .device import derive_seed
 from .kl import gaussian_kl
 from .objectives import ENCODER_GRADIENTS, iwae_surrogate_at
-from .vae import VAE
+from .vae import VAE, flow_floats_per_sample
 
 #: The training objectives (ch. 8: the ELBO; ch. 10: the importance-weighted bound IWAE_K).
 OBJECTIVES = ("elbo", "iwae")
@@ -65,7 +65,7 @@ OBJECTIVES = ("elbo", "iwae")
 __all__ = ["TrainConfig", "ConfigError", "History", "TrainingDivergedError", "NonFiniteLossError",
            "train",
            "validation_data", "objective_settings", "OBJECTIVES", "CudaGraphWarning",
-           "step_memory_bytes", "check_step_memory", "memory_budget"]
+           "step_memory_bytes", "check_step_memory", "memory_budget", "check_objective"]
 
 
 class ConfigError(ValueError):
@@ -249,16 +249,24 @@ def _iwae_terms(model, x, cfg: TrainConfig, generator):
     """(-IWAE_K estimate with the chosen gradient (B,), reconstruction (B,), KL (B,)) (ch. 10).
 
     The reconstruction term and the KL are the ELBO's, from the same K samples (its sampled
-    reconstruction, its KL in closed form), so the history's ELBO means the same for both
-    objectives; the loss is minus the bound.
+    reconstruction; its KL in closed form for a Gaussian q, for a flow posterior the Monte Carlo
+    mean of log q(z_k|x) - log p(z_k), as in :meth:`vaelib.vae.VAE.elbo_terms`), so the history's
+    ELBO means the same for both objectives; the loss is minus the bound.
     """
     q = model.posterior(x, validate_args=False)
-    z = q.rsample((cfg.num_samples,), generator=generator)  # (K, B, d)
+    if model.config.posterior == "flow":  # z and log q(z|x) from one pass through the maps
+        z, log_q = q.rsample_with_log_prob((cfg.num_samples,), generator=generator)  # (K, B, d)
+    else:
+        z, log_q = q.rsample((cfg.num_samples,), generator=generator), None  # (K, B, d)
     log_likelihood = model.log_likelihood(x, z, validate=False)  # (K, B), no data check: no sync
-    log_joint = model.log_prior(z) + log_likelihood  # log p(x, z_k), (K, B)
-    bound = iwae_surrogate_at(z, log_joint, q, cfg.encoder_gradient)
+    log_prior = model.log_prior(z)  # (K, B)
+    log_joint = log_prior + log_likelihood  # log p(x, z_k), (K, B)
+    bound = iwae_surrogate_at(z, log_joint, q, cfg.encoder_gradient, log_q=log_q)
     reconstruction = log_likelihood.detach().mean(dim=0)  # (B,)
-    kl = gaussian_kl(q.mean.detach().float(), q.logvar.detach().float())  # (B,)
+    if log_q is None:
+        kl = gaussian_kl(q.mean.detach().float(), q.logvar.detach().float())  # (B,)
+    else:
+        kl = (log_q.detach().float() - log_prior.detach().float()).mean(dim=0)  # (B,)
     return -bound, reconstruction, kl
 
 
@@ -444,6 +452,7 @@ def step_memory_bytes(config, batch_size: int, num_samples: int) -> int:
     K = 100 to 400, ELBO and IWAE plain or DReG): about 10.7 kB a pair, 1.5 times less than this.
     """
     per_pair = 4 * (4 * config.data_dim + 2 * sum(config.hidden_dims) + 4 * config.latent_dim)
+    per_pair += 4 * flow_floats_per_sample(config)  # a flow posterior's maps (0 for a Gaussian)
     return batch_size * num_samples * per_pair + 16 * config.num_parameters()
 
 
@@ -874,8 +883,27 @@ class _TrainingRun:
                        f"{note}")
 
 
+def check_objective(model: VAE, cfg: TrainConfig) -> None:
+    """The objective fits the model's posterior, or a ValueError says why not.
+
+    DReG (``encoder_gradient="dreg"``) needs log q(z|x) with the encoder's parameters held fixed
+    at a given z (:func:`vaelib.objectives.iwae_surrogate_at`), which only the Gaussian posterior
+    provides here.
+    """
+    if cfg.objective == "iwae" and cfg.encoder_gradient == "dreg" and \
+            model.config.posterior != "gaussian":
+        raise ValueError(
+            f"encoder_gradient='dreg' needs a Gaussian posterior, and this model's is "
+            f"posterior={model.config.posterior!r}: DReG evaluates log q(z_k|x) with the "
+            "encoder's parameters held fixed at each sample z_k, which a flow posterior would "
+            "have to invert its maps for, and vaelib does not provide. Train the flow VAE with "
+            "encoder_gradient='plain' (the autograd gradient of IWAE_K), or use "
+            "posterior='gaussian' for DReG.")
+
+
 def _check_inputs(model: VAE, train_x, cfg: TrainConfig, val_x, checkpoint_dir, resume):
     """``(train_x, val_x)`` on the model's device, checked (each once, here), or a clear error."""
+    check_objective(model, cfg)
     train_x = model.check_data(train_x)  # (N, D)
     if len(train_x) == 0:
         raise ValueError(f"train_x has no data points (shape {tuple(train_x.shape)}); train needs "

@@ -218,6 +218,52 @@ def test_resume_of_a_run_saved_without_its_flags_keeps_its_training_options(tmp_
     assert ckpt.epoch == 2 and "earlier vaelib" in capsys.readouterr().out
 
 
+def test_the_flow_posterior_flags_are_saved_and_restored_by_resume(tmp_path, capsys):
+    out = tmp_path / "flow"
+    main(issue_run(out) + ["--epochs", "1", "--posterior", "flow", "--flow-length", "2"])
+    flow = VAEConfig.preset("pytorch-example", latent_dim=4, posterior="flow", flow_length=2)
+    assert load_model(out).config == flow
+    flags = load_checkpoint(out).run_config["flags"]
+    assert (flags["posterior"], flags["flow_length"]) == ("flow", 2)
+    main(["--resume", "--epochs", "2", "--out", str(out), "--no-progress"])  # flags restored
+    ckpt = load_checkpoint(out)
+    assert ckpt.epoch == 2 and ckpt.config == flow
+    assert "--posterior flow, --flow-length 2" in capsys.readouterr().out
+    for flags, refused in ((["--flow-length", "3"], "--flow-length 3"),
+                           (["--posterior", "gaussian", "--flow-length", "0"],
+                            "--posterior gaussian")):
+        with pytest.raises(SystemExit, match=f"{refused} differs from the run's saved .*cannot "
+                                             "change within a run"):
+            main(["--resume", "--epochs", "3", "--out", str(out)] + flags)
+    assert load_checkpoint(out).epoch == 2
+    # a Gaussian run stays Gaussian: resumed without the flags, refused with them
+    gauss = tmp_path / "gauss"
+    main(issue_run(gauss) + ["--epochs", "1"])
+    main(["--resume", "--epochs", "2", "--out", str(gauss), "--no-progress"])
+    assert load_model(gauss).config.posterior == "gaussian"
+    with pytest.raises(SystemExit, match="--posterior flow differs from the run's saved"):
+        main(["--resume", "--epochs", "3", "--out", str(gauss), "--posterior", "flow",
+              "--flow-length", "2"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--posterior", "flow"], r"^--posterior flow needs --flow-length L >= 1"),
+    (["--flow-length", "2"], r"^--flow-length 2 belongs to the flow posterior: add --posterior "
+                             "flow"),
+    (["--posterior", "flow", "--flow-length", "2", "--latent-dim", "1"],
+     r"^--posterior flow: .*latent_dim >= 2"),
+    (["--posterior", "flow", "--flow-length", "2", "--objective", "iwae", "--k", "2",
+      "--encoder-gradient", "dreg"],
+     r"^--encoder-gradient dreg with --posterior flow: encoder_gradient='dreg' needs a Gaussian "
+     r"posterior.*encoder_gradient='plain'"),
+])
+def test_flow_flags_that_do_not_fit_are_refused_before_training(tmp_path, no_training, flags,
+                                                                 message):
+    with pytest.raises(SystemExit, match=message):
+        main(TINY + ["--out", str(tmp_path / "run"), "--epochs", "1"] + flags)
+    assert not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------- flags checked up front
 
 @pytest.fixture

@@ -37,9 +37,9 @@ from .checkpoint import (Checkpoint, CheckpointError, checkpoint_files,
 from .data import load_mnist, load_mnist_subset, to_unit_interval
 from .device import check_device, default_device
 from .evaluate import check_memory_budget, default_memory_budget, evaluate
-from .train import (ConfigError, History, TrainConfig, TrainingDivergedError, check_step_memory,
-                    objective_settings, train)
-from .vae import PRESETS, VAE, VAEConfig
+from .train import (ConfigError, History, TrainConfig, TrainingDivergedError, check_objective,
+                    check_step_memory, objective_settings, train)
+from .vae import POSTERIORS, PRESETS, VAE, VAEConfig
 
 __all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION", "NOT_RECORDED",
            "MAY_CHANGE_ON_RESUME"]
@@ -118,6 +118,13 @@ def parser() -> argparse.ArgumentParser:
     arg("--preset", choices=sorted(PRESETS), default="pytorch-example",
         help="the architecture (default: %(default)s)")
     arg("--latent-dim", type=int, default=None, help="override the preset's latent dimension")
+    arg("--posterior", choices=list(POSTERIORS), default="gaussian",
+        help="the family of q(z|x): a diagonal Gaussian, or that Gaussian pushed through "
+             "--flow-length affine coupling maps conditioned on the image (chapter 11; "
+             "default: %(default)s)")
+    arg("--flow-length", type=int, default=0, metavar="L",
+        help="the number of coupling maps of --posterior flow (e.g. 4; default: %(default)s, "
+             "for the Gaussian)")
     arg("--device", default=None, help="cpu, cuda, mps, ... (default: the best one present)")
     arg("--data-dir", default=None,
         help="the folder of the MNIST IDX files, for --dataset mnist (default: $VAELIB_DATA, or "
@@ -224,6 +231,17 @@ def _check_args(args: argparse.Namespace) -> None:
                          "empty name would write the run into the current folder)")
 
 
+def _check_posterior_flags(args: argparse.Namespace) -> None:
+    """``--posterior flow`` needs ``--flow-length L >= 1``, and only it takes one. (Checked once
+    the flags are complete: on ``--resume``, after the run's saved ones are restored.)"""
+    if args.posterior == "flow" and args.flow_length < 1:
+        raise SystemExit(f"--posterior flow needs --flow-length L >= 1, the number of coupling "
+                         f"maps (e.g. 4), got {args.flow_length}")
+    if args.posterior == "gaussian" and args.flow_length != 0:
+        raise SystemExit(f"--flow-length {args.flow_length} belongs to the flow posterior: add "
+                         "--posterior flow, or leave --flow-length out for the Gaussian one")
+
+
 def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainConfig:
     """:func:`train_config`, with an error that names the flag (e.g. --k 0, or
     --encoder-gradient dreg with the ELBO)."""
@@ -234,14 +252,21 @@ def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainC
         raise SystemExit(f"{flags.get(err.field, 'error')}: {err}") from None
 
 
-def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> None:
+def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig,
+                           model: VAE) -> None:
     """``--k`` belongs to ``--objective iwae``: typed with the ELBO it is refused rather than
     silently used (it would average K samples in the ELBO's estimate, at K times the cost, which
     is not what anyone typing it wants). (``--encoder-gradient dreg`` with the ELBO is refused by
-    :class:`TrainConfig`.)"""
+    :class:`TrainConfig`.) DReG needs a Gaussian posterior (:func:`vaelib.train.check_objective`).
+    """
     if cfg.objective == "elbo" and "k" in given and args.k != 1:
         raise SystemExit(f"--k {args.k} belongs to the importance-weighted bound: add --objective "
                          "iwae (IWAE_K with K = --k), or leave --k out to train on the ELBO")
+    try:
+        check_objective(model, cfg)
+    except ValueError as err:
+        raise SystemExit(f"--encoder-gradient {cfg.encoder_gradient} with --posterior "
+                         f"{model.config.posterior}: {err}") from None
 
 
 def _check_memory(args: argparse.Namespace, model: VAE, cfg: TrainConfig,
@@ -458,18 +483,23 @@ def _run(args: argparse.Namespace, given: set[str], device: torch.device, out: P
             raise SystemExit(f"--resume: {err}") from None
         run_config = _resume_flags(args, given, resume)
         _check_args(args)
+        _check_posterior_flags(args)
         model = resume.model
     else:
+        _check_posterior_flags(args)
         run_config = {"flags": _recorded(args), "resumes": []}
         overrides = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
+        if args.posterior != "gaussian":
+            overrides.update(posterior=args.posterior, flow_length=args.flow_length)
         try:
             config = VAEConfig.preset(args.preset, **overrides)
         except ValueError as err:
-            raise SystemExit(f"--latent-dim: {err}") from None
+            flags = ("--posterior flow" if "posterior='flow'" in str(err) else "--latent-dim")
+            raise SystemExit(f"{flags}: {err}") from None
         torch.manual_seed(args.seed)  # the initial weights, too, follow --seed
         model = VAE(config).to(device)
     cfg = _train_config(args, resume.train_config if resume else None)
-    _check_objective_flags(args, given, cfg)
+    _check_objective_flags(args, given, cfg, model)
     _check_memory(args, model, cfg, device)
     mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
     train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)

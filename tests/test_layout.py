@@ -13,7 +13,7 @@ PACKAGE = Path(vaelib.__file__).parent
 
 #: The maths you read with the chapters (README: "the maths you read with the chapters").
 CORE = {"protocols", "checks", "gaussian", "kl", "toy", "estimators", "objectives", "gradients",
-        "likelihoods", "vae", "flows"}
+        "likelihoods", "vae", "flows", "gaps"}
 #: What the core may import besides itself.
 THIRD_PARTY = {"torch", "math", "dataclasses", "typing", "collections", "__future__"}
 

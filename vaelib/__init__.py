@@ -20,7 +20,8 @@ checks         check_tensor, check_finite, check_num_samples, check_positive_int
 gaussian       DiagonalGaussian, FullGaussian (torch.distributions), standard_normal,
                standard_normal_log_prob
 kl             gaussian_kl, gaussian_kl_between, mc_kl
-toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature)
+toy            LinearGaussian (exact), NonlinearToy (1-D latent, quadrature), NonlinearToy2D
+               (2-D latent, 2-D quadrature)
 estimators     log_mean_exp, naive/importance estimators of log p(x), ESS, ELBO, IWAE
 objectives     training on IWAE_K: iwae_surrogate (plain or DReG gradient), exact 1-D IWAE_K
 gradients      score-function and pathwise estimators of the gradient of E_q[f(z)]
@@ -29,6 +30,8 @@ likelihoods    p(x|z) by name: Bernoulli, Gaussian (log-prob, mean, output bias,
 vae            VAEConfig (presets) and VAE
 flows          PlanarFlow, AffineCoupling, coupling_masks, FlowPosterior (q(z|x) through
                invertible maps: z and log q together; ch. 11)
+gaps           fit_posterior (q fitted to one x of a toy), optimize_local_posterior,
+               inference_gaps (approximation and amortization gaps; ch. 11)
 atomic         atomic_file, atomic_write_bytes (a file written whole or not at all)
 checkpoint     save_checkpoint, load_checkpoint, load_model, checkpoint_files
 evaluate       evaluate(model, ...): test ELBO, IWAE-K, importance-sampled log-likelihood
@@ -42,7 +45,7 @@ exercises      check_<name> self-checks (``from vaelib.exercises import ...``)
 =============  ==========================================================================
 
 The README's ``vaelib`` section splits them in two: the maths read with the chapters (protocols,
-checks, gaussian, kl, toy, estimators, objectives, gradients, likelihoods, vae, flows), which
+checks, gaussian, kl, toy, estimators, objectives, gradients, likelihoods, vae, flows, gaps), which
 imports nothing from the rest, and the course and run machinery (``tests/test_layout.py`` holds the
 line).
 """

@@ -63,6 +63,17 @@ class _GaussianDecoderModel(LatentVariableModel):
     dtype: torch.dtype
     device: torch.device
 
+    def _set_curve(self, curve: str, a: object, noise_std: object, dtype: torch.dtype) -> None:
+        """The nonlinear toys' shared settings, checked: the curve (one of ``CURVES``), its
+        coefficient a, the noise s, the dtype (on the CPU)."""
+        if curve not in self.CURVES:
+            raise ValueError(f"curve must be one of {self.CURVES}, got {curve!r}.")
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
+            raise ValueError(f"a must be a finite number, got {a!r}.")
+        self.noise_std = _check_positive_float("noise_std", noise_std)
+        self.curve, self.a = curve, float(a)
+        self.dtype, self.device = dtype, torch.device("cpu")
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """The mean of p(x|z): ``(..., d) -> (..., D)``."""
         raise NotImplementedError
@@ -284,14 +295,8 @@ class NonlinearToy(_GaussianDecoderModel):
         grid_size: int = 4001,
         dtype: torch.dtype = torch.float64,
     ):
-        if curve not in self.CURVES:
-            raise ValueError(f"curve must be one of {self.CURVES}, got {curve!r}.")
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
-            raise ValueError(f"a must be a finite number, got {a!r}.")
-        self.noise_std = _check_positive_float("noise_std", noise_std)
-        self.curve, self.a = curve, float(a)
+        self._set_curve(curve, a, noise_std, dtype)
         self.latent_dim, self.data_dim = 1, 2
-        self.dtype, self.device = dtype, torch.device("cpu")
         _check_positive_float("grid_limit", grid_limit)
         check_positive_int("grid_size", grid_size, minimum=101)
         self.z_grid = torch.linspace(-grid_limit, grid_limit, grid_size, dtype=dtype)  # (G,)
@@ -421,14 +426,8 @@ class NonlinearToy2D(_GaussianDecoderModel):
         grid_size: int = 401,
         dtype: torch.dtype = torch.float64,
     ):
-        if curve not in self.CURVES:
-            raise ValueError(f"curve must be one of {self.CURVES}, got {curve!r}.")
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
-            raise ValueError(f"a must be a finite number, got {a!r}.")
-        self.noise_std = _check_positive_float("noise_std", noise_std)
-        self.curve, self.a = curve, float(a)
+        self._set_curve(curve, a, noise_std, dtype)
         self.latent_dim, self.data_dim = 2, 1
-        self.dtype, self.device = dtype, torch.device("cpu")
         self.grid_limit = _check_positive_float("grid_limit", grid_limit)
         check_positive_int("grid_size", grid_size, minimum=101)
         self.z_grid = torch.linspace(-grid_limit, grid_limit, grid_size, dtype=dtype)  # (G,)

@@ -166,8 +166,9 @@ def _check_dreg_proposal(encoder_gradient: str, proposal: object) -> None:
         raise ValueError(
             f"encoder_gradient='dreg' needs a DiagonalGaussian proposal, got "
             f"{type(proposal).__name__}: DReG evaluates log q(z_k|x) with the encoder's "
-            "parameters held fixed at each sample z_k, which for a flow posterior would mean "
-            "inverting its maps, and vaelib does not provide that. Use encoder_gradient='plain' "
+            "parameters held fixed at each sample z_k; for a flow posterior that means "
+            "inverting every map with its weights and context held fixed (coupling maps invert "
+            "exactly), which vaelib does not implement. Use encoder_gradient='plain' "
             "(the autograd gradient of the bound) with a flow posterior.")
 
 

@@ -895,8 +895,9 @@ def check_objective(model: VAE, cfg: TrainConfig) -> None:
         raise ValueError(
             f"encoder_gradient='dreg' needs a Gaussian posterior, and this model's is "
             f"posterior={model.config.posterior!r}: DReG evaluates log q(z_k|x) with the "
-            "encoder's parameters held fixed at each sample z_k, which a flow posterior would "
-            "have to invert its maps for, and vaelib does not provide. Train the flow VAE with "
+            "encoder's parameters held fixed at each sample z_k; for a flow posterior that "
+            "means inverting every map with its weights and context held fixed (coupling maps "
+            "invert exactly), which vaelib does not implement. Train the flow VAE with "
             "encoder_gradient='plain' (the autograd gradient of IWAE_K), or use "
             "posterior='gaussian' for DReG.")
 

@@ -37,8 +37,8 @@ from .checkpoint import (Checkpoint, CheckpointError, checkpoint_files,
 from .data import load_mnist, load_mnist_subset, to_unit_interval
 from .device import check_device, default_device
 from .evaluate import check_memory_budget, default_memory_budget, evaluate
-from .train import (ConfigError, History, TrainConfig, TrainingDivergedError, check_objective,
-                    check_step_memory, objective_settings, train)
+from .train import (ConfigError, History, TrainConfig, TrainingDivergedError, check_step_memory,
+                    objective_settings, train)
 from .vae import POSTERIORS, PRESETS, VAE, VAEConfig
 
 __all__ = ["Run", "load_run", "main", "parser", "NLL_CURVE", "EVALUATION", "NOT_RECORDED",
@@ -252,21 +252,14 @@ def _train_config(args: argparse.Namespace, saved: dict | None = None) -> TrainC
         raise SystemExit(f"{flags.get(err.field, 'error')}: {err}") from None
 
 
-def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig,
-                           model: VAE) -> None:
+def _check_objective_flags(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> None:
     """``--k`` belongs to ``--objective iwae``: typed with the ELBO it is refused rather than
     silently used (it would average K samples in the ELBO's estimate, at K times the cost, which
     is not what anyone typing it wants). (``--encoder-gradient dreg`` with the ELBO is refused by
-    :class:`TrainConfig`.) DReG needs a Gaussian posterior (:func:`vaelib.train.check_objective`).
-    """
+    :class:`TrainConfig`.)"""
     if cfg.objective == "elbo" and "k" in given and args.k != 1:
         raise SystemExit(f"--k {args.k} belongs to the importance-weighted bound: add --objective "
                          "iwae (IWAE_K with K = --k), or leave --k out to train on the ELBO")
-    try:
-        check_objective(model, cfg)
-    except ValueError as err:
-        raise SystemExit(f"--encoder-gradient {cfg.encoder_gradient} with --posterior "
-                         f"{model.config.posterior}: {err}") from None
 
 
 def _check_memory(args: argparse.Namespace, model: VAE, cfg: TrainConfig,
@@ -499,7 +492,7 @@ def _run(args: argparse.Namespace, given: set[str], device: torch.device, out: P
         torch.manual_seed(args.seed)  # the initial weights, too, follow --seed
         model = VAE(config).to(device)
     cfg = _train_config(args, resume.train_config if resume else None)
-    _check_objective_flags(args, given, cfg, model)
+    _check_objective_flags(args, given, cfg)
     _check_memory(args, model, cfg, device)
     mnist = load_mnist_subset() if args.dataset == "mnist-subset" else load_mnist(args.data_dir)
     train_x = to_unit_interval(mnist.train_images[:args.max_images]).to(device)  # (N, 784)

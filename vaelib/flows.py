@@ -346,6 +346,26 @@ class AffineCoupling(Flow):
 # ---------------------------------------------------------------------------------------------
 
 
+class _Inverse(nn.Module):
+    """A map's :meth:`Flow.inverse` as a module's forward, so ``torch.func.functional_call`` can
+    run it with other parameters."""
+
+    def __init__(self, flow: Flow):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, z_new: torch.Tensor, context: torch.Tensor | None):
+        return self.flow.inverse(z_new, context)
+
+
+def _inverse_with_parameters_held(flow: Flow, z_new: torch.Tensor,
+                                  context: torch.Tensor | None):
+    """``flow.inverse(z_new, context)`` with the map's parameters detached: the same numbers,
+    gradients through ``z_new`` only."""
+    held = {f"flow.{name}": p.detach() for name, p in flow.named_parameters()}
+    return torch.func.functional_call(_Inverse(flow), held, (z_new, context))
+
+
 class _NoClosedForm(NotImplementedError, AttributeError):
     """A NotImplementedError that is also an AttributeError, so ``hasattr(q, "mean")`` is False
     (and ``isinstance(q, vaelib.protocols.Proposal)`` answers False instead of raising)."""
@@ -482,11 +502,14 @@ class FlowPosterior(Distribution):
         with torch.no_grad():
             return self.rsample(sample_shape, generator)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, *, hold_parameters: bool = False) -> torch.Tensor:
         """``log q(z|x) = log q₀(z₀) + Σ_l log |det ∂f_l⁻¹/∂z|``, ``z₀ = f_1⁻¹ ∘ ... ∘ f_L⁻¹(z)``.
 
         Args:
             z: ``(K, N, d)`` (or anything broadcasting against ``(N, d)``).
+            hold_parameters: True: q's parameters are held fixed (μ, logvar, the context and
+                every map's weights enter detached), so gradients reach log q only through z:
+                ``∂_z log q(z|x)`` at fixed φ, what DReG needs (ch. 10). The value is the same.
 
         Returns:
             ``(K, N)``. Planar maps are inverted numerically (to about 1e-10 in float64); for
@@ -494,11 +517,18 @@ class FlowPosterior(Distribution):
         """
         check_tensor("z", z, min_dim=1)
         check_last_dim("z", z, self.latent_dim)
+        base, context = self._base, self._context
+        if hold_parameters:
+            base = DiagonalGaussian(base.mean.detach(), base.logvar.detach(), validate_args=False)
+            context = None if context is None else context.detach()
         log_det_inverse = 0.0
         for flow in reversed(self._flows):
-            z, log_det = flow.inverse(z, self._context)
+            if hold_parameters:
+                z, log_det = _inverse_with_parameters_held(flow, z, context)
+            else:
+                z, log_det = flow.inverse(z, context)
             log_det_inverse = log_det_inverse + log_det
-        return self._base.log_prob(z) + log_det_inverse
+        return base.log_prob(z) + log_det_inverse
 
     def _no_closed_form(self, what: str):
         raise _NoClosedForm(

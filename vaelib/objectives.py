@@ -18,6 +18,8 @@ the reparameterization trick a second time to the score part turns the encoder's
 
     ∇_φ^DReG = Σ_k w̃_k² ∂_z log w_k(z_k) · ∂z_k/∂φ        (log q's φ held fixed in log w_k),
 
+(for a flow posterior, ch. 11, log q_φ(z_k|x) at fixed φ inverts its maps with their weights,
+μ, logvar and the context held fixed: ``FlowPosterior.log_prob(z, hold_parameters=True)``),
 which has the same expectation as the plain estimator's φ-part and a signal-to-noise ratio that
 no longer falls with K (Rainforth et al., 2018 showed the plain one's falls like 1/√K). The decoder
 θ keeps the plain gradient ``Σ_k w̃_k ∇_θ log p_θ(x, z_k)``.
@@ -114,14 +116,14 @@ def iwae_surrogate(
             ``(N, D)``, z ``(K, N, d)`` -> ``(K, N)``).
         x: ``(N, D)`` data.
         proposal: q(z|x) over ``(N, d)`` carrying the encoder's graph (e.g.
-            ``model.posterior(x)``): a :class:`~vaelib.gaussian.DiagonalGaussian`, or (plain
-            only) a :class:`~vaelib.flows.FlowPosterior`, whose samples and log q come from one
-            pass (``rsample_with_log_prob``).
+            ``model.posterior(x)``): a :class:`~vaelib.gaussian.DiagonalGaussian`, or a
+            :class:`~vaelib.flows.FlowPosterior`, whose samples and log q come from one pass
+            (``rsample_with_log_prob``).
         num_samples: K >= 1.
         encoder_gradient: ``"plain"``: autograd of the bound, ``Σ_k w̃_k ∇ log w_k``;
             ``"dreg"``: the decoder's gradient as in plain, the encoder's
-            ``Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ`` (see the module docstring); Gaussian q only
-            (a ValueError for a flow posterior).
+            ``Σ_k w̃_k² ∂_z log w_k ∂z_k/∂φ`` (see the module docstring); for a flow posterior
+            log q(z_k|x) at fixed φ inverts its maps with their weights held fixed.
         generator: optional ``torch.Generator`` for the samples.
 
     Returns:
@@ -137,7 +139,6 @@ def iwae_surrogate(
     if not (isinstance(proposal, DiagonalGaussian) or one_pass):
         raise TypeError(f"proposal must be a DiagonalGaussian or a FlowPosterior (the encoder's "
                         f"q(z|x)), got {type(proposal).__name__}.")
-    _check_dreg_proposal(encoder_gradient, proposal)
     check_tensor("x", x, min_dim=1)
     shape = (*proposal.batch_shape, *proposal.event_shape)  # (N, d)
     try:  # (N, d) against (N, D): the same N points (or one q broadcast over them); no sync
@@ -160,18 +161,6 @@ def _is_flow(proposal: object) -> bool:
                                                                           DiagonalGaussian)
 
 
-def _check_dreg_proposal(encoder_gradient: str, proposal: object) -> None:
-    """DReG needs log q(z|x) with q's parameters held fixed at a given z: the Gaussian's."""
-    if encoder_gradient == "dreg" and not isinstance(proposal, DiagonalGaussian):
-        raise ValueError(
-            f"encoder_gradient='dreg' needs a DiagonalGaussian proposal, got "
-            f"{type(proposal).__name__}: DReG evaluates log q(z_k|x) with the encoder's "
-            "parameters held fixed at each sample z_k; for a flow posterior that means "
-            "inverting every map with its weights and context held fixed (coupling maps invert "
-            "exactly), which vaelib does not implement. Use encoder_gradient='plain' "
-            "(the autograd gradient of the bound) with a flow posterior.")
-
-
 def iwae_surrogate_at(
     z: torch.Tensor,
     log_joint: torch.Tensor,
@@ -184,19 +173,18 @@ def iwae_surrogate_at(
     Args:
         z: ``(K, N, d)`` reparameterized samples of ``proposal`` (``proposal.rsample((K,))``).
         log_joint: ``(K, N)`` values ``log p(x, z_k)``, differentiable in the model and in z.
-        proposal: q(z|x), the :class:`~vaelib.gaussian.DiagonalGaussian` z was drawn from, or
-            (plain only) the :class:`~vaelib.flows.FlowPosterior`.
+        proposal: q(z|x), the :class:`~vaelib.gaussian.DiagonalGaussian` or the
+            :class:`~vaelib.flows.FlowPosterior` z was drawn from.
         encoder_gradient: ``"plain"`` or ``"dreg"``, as in :func:`iwae_surrogate`.
         log_q: ``(K, N)`` log q(z_k|x), computed with z (``proposal.rsample_with_log_prob``);
-            needed for a flow posterior; None: ``proposal.log_prob(z)`` (a Gaussian). DReG
-            computes log q itself, with q's parameters held fixed.
+            needed for a flow posterior with the plain gradient; None: ``proposal.log_prob(z)``
+            (a Gaussian). DReG computes log q itself, with q's parameters held fixed.
 
     Returns:
         ``(N,)``, as :func:`iwae_surrogate`.
     """
     encoder_gradient = _check_encoder_gradient(encoder_gradient)
-    _check_dreg_proposal(encoder_gradient, proposal)
-    if log_q is None and _is_flow(proposal):
+    if log_q is None and _is_flow(proposal) and encoder_gradient == "plain":
         raise ValueError("iwae_surrogate_at with a FlowPosterior needs log_q, log q(z_k|x) from "
                          "the same pass that drew z: z, log_q = "
                          "proposal.rsample_with_log_prob((K,)).")
@@ -204,9 +192,12 @@ def iwae_surrogate_at(
         log_w = log_joint - (proposal.log_prob(z) if log_q is None else log_q)  # (K, N)
         return log_mean_exp(log_w, dim=0)  # autograd: Σ_k w̃_k ∇ log w_k
     # DReG: log q with its parameters held fixed, so φ reaches log w_k only through z_k ...
-    fixed_q = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(),
-                               validate_args=False)
-    log_w = log_joint - fixed_q.log_prob(z)  # (K, N), the same values as plain
+    if _is_flow(proposal):  # the maps inverted with their weights, μ, logvar and context held
+        log_q_held = proposal.log_prob(z, hold_parameters=True)
+    else:
+        log_q_held = DiagonalGaussian(proposal.mean.detach(), proposal.logvar.detach(),
+                                      validate_args=False).log_prob(z)
+    log_w = log_joint - log_q_held  # (K, N), the same values as plain
     weights = self_normalized_weights(log_w.detach(), dim=0, validate=False)  # w̃_k, (K, N)
     if z.requires_grad:  # ... and the gradient reaching z_k is scaled once more by w̃_k: w̃_k²
         z.register_hook(lambda grad: grad * weights.unsqueeze(-1))

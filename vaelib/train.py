@@ -65,7 +65,7 @@ OBJECTIVES = ("elbo", "iwae")
 __all__ = ["TrainConfig", "ConfigError", "History", "TrainingDivergedError", "NonFiniteLossError",
            "train",
            "validation_data", "objective_settings", "OBJECTIVES", "CudaGraphWarning",
-           "step_memory_bytes", "check_step_memory", "memory_budget", "check_objective"]
+           "step_memory_bytes", "check_step_memory", "memory_budget"]
 
 
 class ConfigError(ValueError):
@@ -883,28 +883,8 @@ class _TrainingRun:
                        f"{note}")
 
 
-def check_objective(model: VAE, cfg: TrainConfig) -> None:
-    """The objective fits the model's posterior, or a ValueError says why not.
-
-    DReG (``encoder_gradient="dreg"``) needs log q(z|x) with the encoder's parameters held fixed
-    at a given z (:func:`vaelib.objectives.iwae_surrogate_at`), which only the Gaussian posterior
-    provides here.
-    """
-    if cfg.objective == "iwae" and cfg.encoder_gradient == "dreg" and \
-            model.config.posterior != "gaussian":
-        raise ValueError(
-            f"encoder_gradient='dreg' needs a Gaussian posterior, and this model's is "
-            f"posterior={model.config.posterior!r}: DReG evaluates log q(z_k|x) with the "
-            "encoder's parameters held fixed at each sample z_k; for a flow posterior that "
-            "means inverting every map with its weights and context held fixed (coupling maps "
-            "invert exactly), which vaelib does not implement. Train the flow VAE with "
-            "encoder_gradient='plain' (the autograd gradient of IWAE_K), or use "
-            "posterior='gaussian' for DReG.")
-
-
 def _check_inputs(model: VAE, train_x, cfg: TrainConfig, val_x, checkpoint_dir, resume):
     """``(train_x, val_x)`` on the model's device, checked (each once, here), or a clear error."""
-    check_objective(model, cfg)
     train_x = model.check_data(train_x)  # (N, D)
     if len(train_x) == 0:
         raise ValueError(f"train_x has no data points (shape {tuple(train_x.shape)}); train needs "

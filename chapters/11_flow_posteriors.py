@@ -454,8 +454,10 @@ plt.show()
 # A richer family can only shrink $\Delta_{\mathrm{approx}}$; a better encoder only
 # $\Delta_{\mathrm{amort}}$. On MNIST nothing is exact, so each term is *estimated*:
 #
-# * $\log p(x)$ by importance sampling with many samples (chapter 8), with the better of the two
-#   proposals, $q_\phi$ or $q^\star_x$;
+# * $\log p(x)$ by importance sampling with many samples (chapter 8), with $q^\star_x$ as the
+#   proposal (its ELBO is the larger, so its weights usually vary less than $q_\phi$'s), from the
+#   same samples as $\mathrm{ELBO}(q^\star_x)$, so that $\Delta_{\mathrm{approx}} \ge 0$ for every
+#   image (log of a mean ≥ mean of logs);
 # * $q^\star_x$ by optimizing **this $x$'s own** parameters — the encoder's outputs for $x$, started
 #   where the encoder puts them, with the decoder and the encoder's weights frozen — by Adam on the
 #   ELBO, for all test images at once (`vaelib.gaps.optimize_local_posterior`). For the flow VAE

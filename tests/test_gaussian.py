@@ -237,3 +237,13 @@ def test_log_prob_of_noise_equals_log_prob():
     eps = q.standard_noise((4,), generator=g)
     torch.testing.assert_close(q.log_prob_of_noise(eps), q.log_prob(q.reparameterize(eps)),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_transform_gives_z_and_its_log_density_from_the_noise():
+    g = torch.Generator().manual_seed(8)
+    q = DiagonalGaussian(*torch.randn(2, 3, 2, generator=g, dtype=F64))
+    eps = q.standard_noise((4,), generator=g)
+    z, log_q = q.transform(eps)
+    assert torch.equal(z, q.reparameterize(eps)) and torch.equal(log_q, q.log_prob_of_noise(eps))
+    torch.testing.assert_close(log_q, torch.distributions.Normal(q.mean, q.stddev).log_prob(z)
+                               .sum(-1), rtol=1e-12, atol=1e-12)

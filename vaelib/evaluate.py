@@ -128,19 +128,15 @@ def _log_weights(model: LatentVariableModel, x: torch.Tensor, q: DiagonalGaussia
     maps of a flow posterior) for noise drawn in advance, ``eps (K, n, d) -> (K, n)``,
     ``chunk_size`` samples at a time.
 
-    ``log q`` is computed from the noise itself (:meth:`DiagonalGaussian.log_prob_of_noise`:
-    ``(z - μ) / σ = eps`` exactly, no round-off); for a flow, z and log q come from one pass
-    (:meth:`vaelib.flows.FlowPosterior.transform`: the base's log q from the noise, minus the
-    maps' log-determinants).
+    z and ``log q`` come from the noise itself (``q.transform``): for a Gaussian,
+    :meth:`DiagonalGaussian.log_prob_of_noise` (``(z - μ) / σ = eps`` exactly, no round-off); for
+    a flow, one pass (:meth:`vaelib.flows.FlowPosterior.transform`: the base's log q from the
+    noise, minus the maps' log-determinants).
     """
     chunks = []
     for eps_chunk in eps.split(chunk_size):  # (k, n, d)
-        if hasattr(q, "transform"):  # a FlowPosterior
-            z, log_q = q.transform(eps_chunk)  # (k, n, d), (k, n)
-            chunks.append(model.log_joint(x, z) - log_q)  # (k, n)
-            continue
-        z = q.reparameterize(eps_chunk)
-        chunks.append(model.log_joint(x, z) - q.log_prob_of_noise(eps_chunk))  # (k, n)
+        z, log_q = q.transform(eps_chunk)  # (k, n, d), (k, n)
+        chunks.append(model.log_joint(x, z) - log_q)  # (k, n)
     return torch.cat(chunks)
 
 

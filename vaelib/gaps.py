@@ -62,9 +62,9 @@ def _joint(model):
 def _log_weights(log_joint, x: torch.Tensor, q, eps: torch.Tensor) -> torch.Tensor:
     """``log w_k = log p(x, z_k) - log q(z_k|x)`` at ``z_k = T(μ + σ ⊙ eps_k)``: ``(K, N)``.
 
-    z and log q come from the noise in one pass: :meth:`FlowPosterior.transform`, or for a
-    Gaussian :meth:`DiagonalGaussian.reparameterize` and ``log_prob_of_noise`` (exact, no
-    round-off from ``(z - μ) / σ``).
+    z and log q come from the noise in one pass, ``q.transform(eps)``: a
+    :class:`FlowPosterior`'s, or a :class:`DiagonalGaussian`'s (exact, no round-off from
+    ``(z - μ) / σ``).
     """
     log_p, log_q = _log_joint_and_q(log_joint, x, q, eps)
     return log_p - log_q
@@ -72,10 +72,7 @@ def _log_weights(log_joint, x: torch.Tensor, q, eps: torch.Tensor) -> torch.Tens
 
 def _log_joint_and_q(log_joint, x, q, eps) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p(x, z_k), log q(z_k|x))``, each ``(K, N)``, for z_k from the noise ``eps``."""
-    if isinstance(q, FlowPosterior):
-        z, log_q = q.transform(eps)  # (K, N, d), (K, N)
-    else:
-        z, log_q = q.reparameterize(eps), q.log_prob_of_noise(eps)
+    z, log_q = q.transform(eps)  # (K, N, d), (K, N)
     return log_joint(x, z), log_q
 
 

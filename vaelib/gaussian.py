@@ -214,6 +214,12 @@ class DiagonalGaussian(_Gaussian):
         """
         return -0.5 * (LOG_2PI + self.logvar + eps.square()).sum(dim=-1)
 
+    def transform(self, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``eps (K, ..., d) -> (z, log q(z))``: :meth:`reparameterize` and
+        :meth:`log_prob_of_noise` together, as :meth:`vaelib.flows.FlowPosterior.transform` gives
+        them for a flow, so that code drawing its own noise treats both posteriors alike."""
+        return self.reparameterize(eps), self.log_prob_of_noise(eps)
+
     def entropy(self) -> torch.Tensor:
         """``H[q] = ½ Σ_j (1 + log 2π + log σ_j²)``, shape ``(...)`` (ch. 6)."""
         return 0.5 * (1.0 + LOG_2PI + self.logvar).sum(dim=-1)
